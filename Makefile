@@ -1,0 +1,31 @@
+# The two front-door commands: `make demo` and `make test`. Both set up .venv first (once; a
+# repeat run only re-installs when pyproject.toml or constraints.txt changed).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Optional: a folder holding the two emoji npm tarballs, instead of fetching them with npm.
+EMOJI_SOURCE ?=
+
+.PHONY: setup test demo clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "xmodal needs Python >= 3.11"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/xmodal data fetch emoji $(if $(EMOJI_SOURCE),--path $(EMOJI_SOURCE))
+	$(BIN)/xmodal extract emoji $(if $(EMOJI_SOURCE),--path $(EMOJI_SOURCE))
+	$(BIN)/xmodal data info emoji $(if $(EMOJI_SOURCE),--path $(EMOJI_SOURCE))
+
+clean:
+	rm -rf $(VENV) src/*.egg-info .pytest_cache

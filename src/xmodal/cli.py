@@ -1,0 +1,129 @@
+"""The ``xmodal`` command line: a thin layer over the library.
+
+Errors caused by input (:class:`xmodal.errors.XmodalError`) are printed as one message and exit
+with status 2; nothing the user can fix is shown as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from xmodal.errors import XmodalError
+
+
+def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="dataset name (see `xmodal data info --help` for the list)")
+    parser.add_argument("--path", type=Path, default=None, help="where the dataset lives (file or folder)")
+    parser.add_argument("--skip-bad", action="store_true", help="skip bad records, count and report them")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from xmodal.data.registry import dataset_names
+    from xmodal.features.extract import DEFAULT_EXTRACTORS, EXTRACTORS
+
+    parser = argparse.ArgumentParser(prog="xmodal", description="Attention-based image-text cross-modal retrieval.")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    data = verbs.add_parser("data", help="fetch datasets and describe them")
+    data_verbs = data.add_subparsers(dest="data_verb", required=True)
+    fetch = data_verbs.add_parser("fetch", help="download a dataset that can be fetched (emoji)")
+    fetch.add_argument("name", choices=["emoji"])
+    fetch.add_argument("--path", type=Path, default=None, help="use the tarballs in this folder instead of npm")
+    info = data_verbs.add_parser("info", help="counts per split and per label",
+                                 description="datasets: " + ", ".join(dataset_names()))
+    _add_dataset_arguments(info)
+
+    extract = verbs.add_parser("extract", help="run the frozen encoders once and cache the features")
+    _add_dataset_arguments(extract)
+    extract.add_argument("--encoders", default=",".join(DEFAULT_EXTRACTORS),
+                         help=f"comma-separated, from {', '.join(EXTRACTORS)} (default: all)")
+    extract.add_argument("--resolution", type=int, default=224, help="image size in px: 224 -> 7x7 grid, 448 -> 14x14")
+    extract.add_argument("--batch-size", type=int, default=32)
+    extract.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda[:N]")
+    extract.add_argument("--force", action="store_true", help="recompute even when cached")
+    return parser
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> None:
+    from xmodal.data.emoji import fetch_emoji
+
+    print(f"emoji data ready in {fetch_emoji(args.path)}")
+
+
+def cmd_data_info(args: argparse.Namespace) -> None:
+    from xmodal.data.registry import load_dataset
+
+    dataset = load_dataset(args.name, args.path, skip_bad=args.skip_bad)
+    print(describe_dataset(dataset))
+
+
+def describe_dataset(dataset) -> str:
+    """The summary `xmodal data info` prints: splits, texts and per-label counts."""
+    splits = dataset.split_counts()
+    lines = [f"dataset {dataset.name}  ({dataset.source})",
+             f"items {len(dataset)}  texts {sum(len(item.texts) for item in dataset)}  "
+             f"images: {dataset.image_kind}  texts: {dataset.text_kind}"]
+    lines.append("split   " + "".join(f"{split:>8}" for split in splits) + f"{'total':>8}")
+    lines.append("items   " + "".join(f"{count:>8}" for count in splits.values()) + f"{len(dataset):>8}")
+    if dataset.label_names:
+        lines.append(f"{len(dataset.label_names)} labels" + "".join(
+            f"  {name}: {len(names)}" for name, names in dataset.extra_label_names.items()))
+        per_split = {split: dataset.label_counts(split) for split in splits}
+        width = max(len(name) for name in dataset.label_names) + 2
+        lines.append(f"{'label':<{width}}" + "".join(f"{split:>8}" for split in splits) + f"{'total':>8}")
+        for name in dataset.label_names:
+            counts = [per_split[split][name] for split in splits]
+            lines.append(f"{name:<{width}}" + "".join(f"{c:>8}" for c in counts) + f"{sum(counts):>8}")
+    if dataset.skipped:
+        lines.append(f"skipped {dataset.skipped} bad record(s) (--skip-bad)")
+    return "\n".join(lines)
+
+
+def cmd_extract(args: argparse.Namespace) -> None:
+    import torch
+
+    from xmodal.data.registry import load_dataset
+    from xmodal.device import resolve_device
+    from xmodal.features.extract import ExtractOptions, extract
+
+    dataset = load_dataset(args.name, args.path, skip_bad=args.skip_bad)
+    options = ExtractOptions(image_resolution=args.resolution, batch_size=args.batch_size,
+                             device=resolve_device(args.device), skip_bad=args.skip_bad)
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    for name in [n.strip() for n in args.encoders.split(",") if n.strip()]:
+        result = extract(dataset, name, options, force=args.force)
+        manifest = result.features.manifest
+        rate = ""
+        if not result.cached and name == "effnet":
+            rate = f"  {len(dataset) / max(manifest['seconds'], 1e-9):.1f} images/s"
+        state = "cached" if result.cached else "extracted"
+        print(f"{name:<7} {state:<9} {result.seconds:8.2f} s  {result.features.size_bytes() / 2**20:8.1f} MiB"
+              f"{rate}  {result.features.path}")
+        if result.features.bad_items:
+            print(f"        skipped {len(result.features.bad_items)} unreadable image(s): rows left at zero, "
+                  "excluded from training and evaluation")
+
+
+COMMANDS = {("data", "fetch"): cmd_data_fetch, ("data", "info"): cmd_data_info, ("extract", None): cmd_extract}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = COMMANDS[(args.verb, getattr(args, f"{args.verb}_verb", None))]
+    try:
+        command(args)
+    except XmodalError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

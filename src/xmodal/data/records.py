@@ -1,0 +1,121 @@
+"""The one shape every reader produces: items with an image, texts, labels and a split.
+
+An image or a text is either raw content (an image file path, a caption string) or a row of a
+feature array that the dataset carries (datasets published as features, such as the Wikipedia
+.mat files, skip the encoders).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Literal
+
+import numpy as np
+
+Split = Literal["train", "val", "test"]
+SPLITS: tuple[Split, ...] = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    """Row ``row`` of the dataset array named ``array`` (e.g. ``"image"`` or ``"text"``)."""
+
+    array: str
+    row: int
+
+
+ImageSource = Path | FeatureRow
+TextSource = str | FeatureRow
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image with its matching texts.
+
+    ``labels`` are ids into :attr:`Dataset.label_names` (empty when unlabelled; several for
+    multi-label data). ``extra_labels`` holds further label spaces (e.g. emoji subcategories),
+    keyed like :attr:`Dataset.extra_label_names`.
+    """
+
+    id: str
+    image: ImageSource
+    texts: tuple[TextSource, ...]
+    labels: tuple[int, ...] = ()
+    split: Split = "train"
+    extra_labels: dict[str, tuple[int, ...]] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass
+class Dataset:
+    """A list of items plus what they refer to: label names and any feature arrays."""
+
+    name: str
+    items: list[Item]
+    label_names: list[str] = field(default_factory=list)
+    extra_label_names: dict[str, list[str]] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str = ""
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self.items)
+
+    def split(self, split: Split) -> list[Item]:
+        return [item for item in self.items if item.split == split]
+
+    def split_counts(self) -> dict[str, int]:
+        counts = Counter(item.split for item in self.items)
+        return {s: counts.get(s, 0) for s in SPLITS if counts.get(s, 0) or s != "val"}
+
+    def label_counts(self, split: Split | None = None) -> dict[str, int]:
+        """Items per label name (an item with several labels counts once for each)."""
+        counts: Counter[int] = Counter()
+        for item in self.items:
+            if split is None or item.split == split:
+                counts.update(item.labels)
+        return {name: counts.get(i, 0) for i, name in enumerate(self.label_names)}
+
+    @property
+    def has_labels(self) -> bool:
+        return bool(self.label_names) and any(item.labels for item in self.items)
+
+    @property
+    def image_kind(self) -> str:
+        """``"file"`` when images are files to encode, ``"features"`` when rows of an array."""
+        return "features" if self.items and isinstance(self.items[0].image, FeatureRow) else "file"
+
+    @property
+    def text_kind(self) -> str:
+        """``"raw"`` when texts are strings to encode, ``"features"`` when rows of an array."""
+        first = self.items[0].texts[0] if self.items and self.items[0].texts else ""
+        return "features" if isinstance(first, FeatureRow) else "raw"
+
+    def fingerprint(self) -> str:
+        """A short hash of everything that decides the dataset's content.
+
+        Image files contribute their path, size and modification time, so replacing an image
+        invalidates cached features without hashing every byte.
+        """
+        digest = hashlib.sha256(self.name.encode())
+        for item in self.items:
+            digest.update(repr((item.id, item.split, item.labels, item.texts)).encode())
+            if isinstance(item.image, Path):
+                stat = item.image.stat() if item.image.exists() else None
+                digest.update(repr((str(item.image), stat and (stat.st_size, stat.st_mtime_ns))).encode())
+            else:
+                digest.update(repr(item.image).encode())
+        for key in sorted(self.arrays):
+            array = np.ascontiguousarray(self.arrays[key])
+            digest.update(key.encode() + repr(array.shape).encode() + array.tobytes())
+        return digest.hexdigest()[:16]
+
+
+def all_texts(items: Iterable[Item]) -> list[tuple[int, TextSource]]:
+    """Flatten items to ``(item index, text)`` pairs, the order every text array follows."""
+    return [(index, text) for index, item in enumerate(items) for text in item.texts]

