@@ -44,6 +44,22 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--batch-size", type=int, default=32)
     extract.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda[:N]")
     extract.add_argument("--force", action="store_true", help="recompute even when cached")
+
+    verbs.add_parser("models", help="list the registered models and the inputs each needs")
+
+    train = verbs.add_parser("train", help="train a model from a config")
+    train.add_argument("--config", type=Path, required=True, help="configs/<model>/<dataset>.yaml")
+    train.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log, curves)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set optim.lr=1e-3 (repeatable)")
+    train.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+
+    evaluate = verbs.add_parser("eval", help="evaluate a trained run under every protocol its dataset supports")
+    evaluate.add_argument("run", type=Path)
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
+    evaluate.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--device", default=None, help="override the run's device (auto, cpu, cuda)")
     return parser
 
 
@@ -107,7 +123,50 @@ def cmd_extract(args: argparse.Namespace) -> None:
                   "excluded from training and evaluation")
 
 
-COMMANDS = {("data", "fetch"): cmd_data_fetch, ("data", "info"): cmd_data_info, ("extract", None): cmd_extract}
+def cmd_models(args: argparse.Namespace) -> None:
+    from xmodal.models.registry import list_models
+    from xmodal.train.setup import INPUT_WORDS
+
+    for name, cls in list_models().items():
+        needs = [f"image: {' | '.join(INPUT_WORDS[k] for k in cls.image_inputs)}",
+                 f"text: {' | '.join(INPUT_WORDS[k] for k in cls.text_inputs)}"]
+        if cls.needs_labels:
+            needs.append("labels")
+        print(f"{name:<8} {cls.description}\n{'':<8} needs {'; '.join(needs)}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from xmodal.config import load_config
+    from xmodal.train.trainer import train
+
+    config = load_config(args.config, args.overrides)
+    result = train(config, args.out, resume=args.resume)
+    state = "stopped early" if result.stopped_early else "finished"
+    print(f"{state} after {result.epochs_run} epoch(s); best validation {result.metric} "
+          f"{result.best_metric:.4f} at epoch {result.best_epoch}; run in {result.out}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    import json
+
+    from xmodal.device import resolve_device
+    from xmodal.eval.protocol import evaluate_split
+    from xmodal.eval.report import format_table
+    from xmodal.train.setup import load_trained
+
+    run = load_trained(args.run, args.checkpoint, resolve_device(args.device) if args.device else None)
+    config = run.config.eval
+    metrics = evaluate_split(run.model, run.data.split(args.split), run.device, map_at=config.map_at,
+                             image_block=config.image_block, text_block=config.text_block)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"{run.config.model.name} on {run.dataset.name} ({args.split} split, {args.checkpoint} checkpoint)")
+        print(format_table(metrics))
+
+
+COMMANDS = {("data", "fetch"): cmd_data_fetch, ("data", "info"): cmd_data_info, ("extract", None): cmd_extract,
+            ("models", None): cmd_models, ("train", None): cmd_train, ("eval", None): cmd_eval}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

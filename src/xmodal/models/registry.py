@@ -1,0 +1,52 @@
+"""Model registry: ``@register`` a class, ``create_model`` by name, ``list_models`` for the CLI."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from pydantic import ValidationError
+
+from xmodal.errors import XmodalError
+from xmodal.models.base import InputSpec, RetrievalModel
+
+_MODELS: dict[str, type[RetrievalModel]] = {}
+# Modules that define models; imported on first use so `import xmodal` stays light.
+MODEL_MODULES = ("xmodal.models.baselines",)
+
+
+def register(cls: type[RetrievalModel]) -> type[RetrievalModel]:
+    if cls.name in _MODELS and _MODELS[cls.name] is not cls:
+        raise ValueError(f"model name {cls.name!r} registered twice")
+    _MODELS[cls.name] = cls
+    return cls
+
+
+def _load_all() -> None:
+    for module in MODEL_MODULES:
+        importlib.import_module(module)
+
+
+def list_models() -> dict[str, type[RetrievalModel]]:
+    _load_all()
+    return dict(sorted(_MODELS.items()))
+
+
+def get_model_class(name: str) -> type[RetrievalModel]:
+    models = list_models()
+    if name not in models:
+        raise XmodalError(f"unknown model {name!r}; registered: {', '.join(models)}")
+    return models[name]
+
+
+def parse_params(cls: type[RetrievalModel], params: dict[str, Any]) -> Any:
+    try:
+        return cls.Params(**params)
+    except ValidationError as error:
+        problems = "; ".join(f"model.params.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise XmodalError(f"bad parameters for model {cls.name!r}: {problems}") from None
+
+
+def create_model(name: str, spec: InputSpec, params: dict[str, Any] | None = None) -> RetrievalModel:
+    cls = get_model_class(name)
+    return cls(spec, parse_params(cls, params or {}))

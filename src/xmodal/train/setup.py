@@ -1,0 +1,99 @@
+"""Turning a config into a run: the dataset, the model inputs it can feed, and the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from xmodal.config import RunConfig
+from xmodal.data.records import Dataset
+from xmodal.data.registry import load_dataset
+from xmodal.errors import XmodalError
+from xmodal.features.extract import ExtractOptions
+from xmodal.features.inputs import ModelData
+from xmodal.models.base import RetrievalModel
+from xmodal.models.registry import create_model, get_model_class
+
+INPUT_WORDS = {"global": "global features", "regions": "image regions", "words": "word sequences",
+               "tokens": "token sequences"}
+
+
+@dataclass
+class Run:
+    config: RunConfig
+    dataset: Dataset
+    data: ModelData
+    model: RetrievalModel
+    device: torch.device
+    metric: str  # what early stopping watches: "rsum" or "map"
+
+
+def available_inputs(dataset: Dataset) -> tuple[set[str], set[str]]:
+    """Input kinds a dataset can feed: image files and raw texts can feed every kind."""
+    if dataset.image_kind == "features":
+        images = {"global", "regions"} if dataset.arrays["image"].ndim == 3 else {"global"}
+    else:
+        images = {"global", "regions"}
+    texts = {"global"} if dataset.text_kind == "features" else {"global", "words", "tokens"}
+    return images, texts
+
+
+def choose_inputs(model_cls: type[RetrievalModel], config: RunConfig, dataset: Dataset) -> tuple[str, str]:
+    """The configured input kinds, or the model's preferred ones the dataset can feed."""
+    can_images, can_texts = available_inputs(dataset)
+    chosen = []
+    for side, wanted, accepted, available in (("image", config.data.image_input, model_cls.image_inputs, can_images),
+                                              ("text", config.data.text_input, model_cls.text_inputs, can_texts)):
+        if wanted is not None and wanted not in accepted:
+            raise XmodalError(f"data.{side}_input={wanted!r}: model {model_cls.name!r} takes "
+                              f"{' or '.join(accepted)} {side} input")
+        options = [wanted] if wanted is not None else list(accepted)
+        usable = [kind for kind in options if kind in available]
+        if not usable:
+            needs = " or ".join(INPUT_WORDS[kind] for kind in options)
+            has = " or ".join(INPUT_WORDS[kind] for kind in sorted(available))
+            raise XmodalError(f"model {model_cls.name!r} needs {side} {needs}, but dataset {dataset.name!r} "
+                              f"provides only {side} {has}")
+        chosen.append(usable[0])
+    return chosen[0], chosen[1]
+
+
+def build_run(config: RunConfig, device: torch.device) -> Run:
+    model_cls = get_model_class(config.model.name)
+    path = Path(config.data.path) if config.data.path else None
+    dataset = load_dataset(config.data.dataset, path)
+    if model_cls.needs_labels and not dataset.has_labels:
+        raise XmodalError(f"model {model_cls.name!r} trains with labels, but dataset {dataset.name!r} has none")
+    image_input, text_input = choose_inputs(model_cls, config, dataset)
+    data = ModelData(dataset, image_input, text_input, resolution=config.data.resolution,
+                     val_fraction=config.data.val_fraction, extract_options=ExtractOptions(device=device))
+    model = create_model(config.model.name, data.spec, config.model.params).to(device)
+    metric = config.train.early_stopping.metric
+    if metric == "auto":
+        metric = "map" if dataset.has_labels else "rsum"
+    if metric == "map" and not dataset.has_labels:
+        raise XmodalError(f"train.early_stopping.metric=map needs labels, and dataset {dataset.name!r} has none")
+    return Run(config, dataset, data, model, device, metric)
+
+
+def load_trained(run_dir: Path, which: str = "best", device: torch.device | None = None) -> Run:
+    """A finished (or interrupted) run, rebuilt from its checkpoint's own config."""
+    from xmodal.config import validate_config
+    from xmodal.device import resolve_device
+    from xmodal.train.checkpoint import load_checkpoint
+
+    path = Path(run_dir) / "checkpoints" / f"{which}.pt"
+    state = load_checkpoint(path)
+    config = validate_config(state["config"], str(path))
+    # The inputs the model was trained on, even if the config left the choice to the model.
+    config.data.image_input, config.data.text_input = state["inputs"]["image"], state["inputs"]["text"]
+    run = build_run(config, device or resolve_device(config.train.device))
+    try:
+        run.model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise XmodalError(f"{path}: weights do not fit model {config.model.name!r} "
+                          f"({str(error).splitlines()[0]}); was the model code changed since training?") from None
+    run.model.eval()
+    return run

@@ -1,0 +1,109 @@
+"""One test exercises every registered model the same way (the model contract, docs/DESIGN.md).
+
+Shapes, a block of similarity equal to the pair-by-pair values, gradients reaching every
+trainable parameter, and a few optimiser steps lowering the loss on a small synthetic batch
+(training on real data is covered by the trainer tests).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from xmodal.models.base import Batch, InputSpec, RetrievalModel, take
+from xmodal.models.registry import create_model, list_models
+
+N_ITEMS, N_CLASSES = 12, 3
+
+
+def synthetic_inputs(kind: str, n: int, generator: torch.Generator, spec_dims: dict) -> dict:
+    """Random inputs of one kind; each text is trained to match the image of its item."""
+    if kind == "global":
+        return {"features": torch.randn(n, spec_dims["dim"], generator=generator)}
+    if kind == "regions":
+        return {"regions": torch.randn(n, spec_dims["regions"], spec_dims["dim"], generator=generator)}
+    lengths = torch.randint(2, 6, (n,), generator=generator)
+    if kind == "words":
+        ids = torch.randint(2, spec_dims["vocab"], (n, 6), generator=generator)
+        ids[torch.arange(6)[None, :] >= lengths[:, None]] = 0
+        return {"ids": ids, "lengths": lengths}
+    tokens = torch.randn(n, 6, spec_dims["dim"], generator=generator)
+    tokens[torch.arange(6)[None, :] >= lengths[:, None]] = 0
+    return {"tokens": tokens, "lengths": lengths}
+
+
+def make_case(cls: type[RetrievalModel]) -> tuple[RetrievalModel, Batch]:
+    generator = torch.Generator().manual_seed(0)
+    image_kind, text_kind = cls.image_inputs[0], cls.text_inputs[0]
+    image_dims = {"dim": 24, "regions": 4}
+    text_dims = {"dim": 16, "vocab": 30}
+    spec = InputSpec(image=image_kind, text=text_kind, image_dim=24, text_dim=16,
+                     image_regions=4 if image_kind == "regions" else None,
+                     grid_side=2 if image_kind == "regions" else None,
+                     vocab_size=30 if text_kind == "words" else None,
+                     word_vectors=torch.randn(30, 16, generator=generator) if text_kind == "words" else None,
+                     n_classes=N_CLASSES)
+    items = torch.arange(N_ITEMS)
+    labels = torch.nn.functional.one_hot(items % N_CLASSES, N_CLASSES).float()
+    batch = Batch(synthetic_inputs(image_kind, N_ITEMS, generator, image_dims),
+                  synthetic_inputs(text_kind, N_ITEMS, generator, text_dims), items, labels)
+    torch.manual_seed(0)
+    return create_model(cls.name, spec), batch
+
+
+MODELS = list(list_models().values())
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=[cls.name for cls in MODELS])
+def test_contract(cls: type[RetrievalModel]):
+    model, batch = make_case(cls)
+    model.eval()
+    with torch.no_grad():
+        images, texts = model.encode_images(batch.images), model.encode_texts(batch.texts)
+        scores = model.similarity(images, texts)
+        assert scores.shape == (N_ITEMS, N_ITEMS) and torch.isfinite(scores).all()
+        # A block equals its pairs computed one by one.
+        for i, j in [(0, 0), (3, 7), (11, 2)]:
+            single = model.similarity(take(images, slice(i, i + 1)), take(texts, slice(j, j + 1)))
+            torch.testing.assert_close(single[0, 0], scores[i, j], atol=1e-5, rtol=1e-4)
+        embedding = model.embed(images)
+        assert embedding is None or embedding.shape[0] == N_ITEMS
+
+    if cls.trainable:
+        model.train()
+        terms = model.loss(batch)
+        assert "total" in terms and terms["total"].dim() == 0
+        terms["total"].backward()
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad:
+                assert parameter.grad is not None, f"no gradient reaches {name}"
+    else:
+        model.fit(batch.images, batch.texts, batch.items, batch.labels)
+
+
+@pytest.mark.parametrize("cls", [c for c in MODELS if c.trainable], ids=[c.name for c in MODELS if c.trainable])
+def test_a_few_steps_lower_the_loss(cls: type[RetrievalModel]):
+    model, batch = make_case(cls)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    with torch.no_grad():
+        model.eval()
+        before = float(model.loss(batch)["total"])
+        model.train()
+    for _ in range(30):
+        optimizer.zero_grad()
+        model.loss(batch)["total"].backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        after = float(model.loss(batch)["total"])
+    assert after < before * 0.8, f"{cls.name}: loss {before:.4f} -> {after:.4f}"
+
+
+def test_every_model_lists_inputs_and_description():
+    for name, cls in list_models().items():
+        assert cls.name == name and cls.description
+        assert cls.image_inputs and cls.text_inputs
+        assert np.all([kind in ("global", "regions") for kind in cls.image_inputs])
+        assert np.all([kind in ("global", "words", "tokens") for kind in cls.text_inputs])
