@@ -33,13 +33,18 @@ class DataConfig(Section):
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
 
 
-class OptimConfig(Section):
+class OptimizerConfig(Section):
     name: Literal["sgd", "adam", "rmsprop"] = "adam"
     lr: float = Field(2e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0)
+
+
+class OptimConfig(OptimizerConfig):
     lr_decay_epochs: int = Field(0, ge=0)  # every this many epochs, lr *= lr_decay (0: never)
     lr_decay: float = Field(0.1, gt=0)
+    # Optimisers of a model's adversarial parts, by loss term (see RetrievalModel.auxiliary).
+    auxiliary: dict[str, OptimizerConfig] = Field(default_factory=dict)
 
 
 class EarlyStopping(Section):

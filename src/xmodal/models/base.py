@@ -108,6 +108,10 @@ class RetrievalModel(nn.Module):
     text_inputs: ClassVar[tuple[str, ...]]
     needs_labels: ClassVar[bool] = False
     trainable: ClassVar[bool] = True  # False: fitted in closed form by :meth:`fit`
+    # Adversarial parts trained by their own optimiser on their own loss term: maps a term that
+    # ``loss`` returns to the sub-module it trains (e.g. {"discriminator": "discriminator"}).
+    # "total" then trains every other parameter; config ``optim.auxiliary.<term>`` sets the optimiser.
+    auxiliary: ClassVar[dict[str, str]] = {}
     Params: ClassVar[type[Params]] = Params
 
     def __init__(self, spec: InputSpec, params: Params):

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from xmodal.config import RunConfig, dump_config
+from xmodal.config import OptimizerConfig, RunConfig, dump_config
 from xmodal.device import resolve_device
 from xmodal.errors import XmodalError
 from xmodal.eval.protocol import evaluate_split, headline
+from xmodal.models.base import RetrievalModel
 from xmodal.paths import atomic_write_bytes
 from xmodal.progress import progress
 from xmodal.train.checkpoint import load_checkpoint, save_checkpoint
@@ -45,14 +46,27 @@ class TrainResult:
     stopped_early: bool
 
 
-def make_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    optim = config.optim
+def make_optimizer(params: list[nn.Parameter], optim: OptimizerConfig) -> torch.optim.Optimizer:
     if optim.name == "sgd":
         return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
     if optim.name == "rmsprop":
         return torch.optim.RMSprop(params, lr=optim.lr, weight_decay=optim.weight_decay)
     return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+
+
+def make_optimizers(model: RetrievalModel, config: RunConfig) -> dict[str, torch.optim.Optimizer]:
+    """One optimiser for "total" (every parameter outside the auxiliary parts), one per auxiliary term."""
+    unknown = set(config.optim.auxiliary) - set(model.auxiliary)
+    if unknown:
+        raise XmodalError(f"optim.auxiliary: model {model.name!r} has no auxiliary term {', '.join(sorted(unknown))}; "
+                          f"it has: {', '.join(model.auxiliary) or 'none'}")
+    optimizers, auxiliary_ids = {}, set()
+    for term, module_name in model.auxiliary.items():
+        params = [p for p in getattr(model, module_name).parameters() if p.requires_grad]
+        auxiliary_ids |= {id(p) for p in params}
+        optimizers[term] = make_optimizer(params, config.optim.auxiliary.get(term, config.optim))
+    main = [p for p in model.parameters() if p.requires_grad and id(p) not in auxiliary_ids]
+    return {"total": make_optimizer(main, config.optim), **optimizers}
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -90,7 +104,7 @@ def _fit_closed_form(run, config: RunConfig, out: Path, world: World) -> TrainRe
         metrics = evaluate_split(run.model, run.data.split("val"), run.device, **_eval_kwargs(config))
         score = headline(metrics, run.metric)
     if world.is_main:
-        state = _state(run, None, epoch=1, best=score, best_epoch=1, bad_epochs=0)
+        state = _state(run, {}, epoch=1, best=score, best_epoch=1, bad_epochs=0)
         save_checkpoint(out / "checkpoints" / "last.pt", state)
         save_checkpoint(out / "checkpoints" / "best.pt", state)
         (out / "log.jsonl").unlink(missing_ok=True)
@@ -98,10 +112,10 @@ def _fit_closed_form(run, config: RunConfig, out: Path, world: World) -> TrainRe
     return TrainResult(out, 1, 1, score, run.metric, False)
 
 
-def _state(run, optimizer, *, epoch: int, best: float, best_epoch: int, bad_epochs: int) -> dict:
+def _state(run, optimizers, *, epoch: int, best: float, best_epoch: int, bad_epochs: int) -> dict:
     model = run.model
     return {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict() if optimizer is not None else {},
+            "optimizers": {term: o.state_dict() for term, o in (optimizers or {}).items()},
             "epoch": epoch, "best_metric": best, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
             "rng": torch.get_rng_state(), "config": run.config.model_dump(mode="json"),
             "inputs": {"image": run.data.spec.image, "text": run.data.spec.text}, "metric": run.metric}
@@ -113,13 +127,17 @@ def _eval_kwargs(config: RunConfig) -> dict:
 
 def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.device, resume: bool) -> TrainResult:
     model, train_cfg = run.model, config.train
-    optimizer = make_optimizer(model, config)
+    optimizers = make_optimizers(model, config)
+    if world.distributed and model.auxiliary:
+        raise XmodalError(f"model {model.name!r} trains adversarial parts with their own optimiser, which "
+                          "multi-process training does not support yet; train it in one process")
     start_epoch, best, best_epoch, bad_epochs = 0, -math.inf, 0, 0
     last_path, best_path = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
     if resume:
         state = load_checkpoint(last_path)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        for term, optimizer in optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][term])
         torch.set_rng_state(state["rng"])
         start_epoch, best, best_epoch, bad_epochs = (state["epoch"], state["best_metric"], state["best_epoch"],
                                                      state["bad_epochs"])
@@ -140,7 +158,7 @@ def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.d
     epochs_run = start_epoch
     for epoch in range(start_epoch, train_cfg.epochs if not stopped_early else start_epoch):
         started = time.perf_counter()
-        _set_lr(optimizer, config, epoch)
+        _set_lr(optimizers["total"], config, epoch)
         order = epoch_order(train_split.n_texts, train_cfg.seed, epoch)[world.rank :: world.size]
         sums: dict[str, float] = defaultdict(float)
         steps = 0
@@ -150,11 +168,7 @@ def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.d
             batch = train_split.pair_batch(order[start : start + per_rank_batch]).to(device)
             with autocast:
                 terms = network(batch)
-            optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            if train_cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-            optimizer.step()
+            _step(model, terms, optimizers, train_cfg.grad_clip)
             for key, value in terms.items():
                 sums[key] += float(value.detach())
             steps += 1
@@ -167,13 +181,13 @@ def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.d
             bad_epochs += 1
         stopped_early = bad_epochs >= train_cfg.early_stopping.patience
         if world.is_main:
-            state = _state(run, optimizer, epoch=epoch + 1, best=best, best_epoch=best_epoch, bad_epochs=bad_epochs)
+            state = _state(run, optimizers, epoch=epoch + 1, best=best, best_epoch=best_epoch, bad_epochs=bad_epochs)
             save_checkpoint(last_path, state)
             if improved:
                 shutil.copyfile(last_path, best_path.with_suffix(".tmp"))
                 best_path.with_suffix(".tmp").replace(best_path)
             record = {"epoch": epoch + 1, "loss": {k: v / max(steps, 1) for k, v in sums.items()},
-                      "val": {run.metric: score}, "metrics": metrics, "lr": optimizer.param_groups[0]["lr"],
+                      "val": {run.metric: score}, "metrics": metrics, "lr": optimizers["total"].param_groups[0]["lr"],
                       "seconds": round(time.perf_counter() - started, 3), "best_epoch": best_epoch}
             append_log(out / "log.jsonl", record)
             plot_curves(read_log(out / "log.jsonl"), out / "curves.png", run.metric)
@@ -181,6 +195,38 @@ def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.d
         if stopped_early:
             break
     return TrainResult(out, epochs_run, best_epoch, best, run.metric, stopped_early)
+
+
+def _step(model: RetrievalModel, terms: dict, optimizers: dict[str, torch.optim.Optimizer], clip: float) -> None:
+    """One update: "total" trains the main parameters, each auxiliary term its own part.
+
+    With auxiliary parts, every term's gradient is taken with respect to its own parameters
+    only, all before any step, so the gradient "total" sends into an adversary (e.g. through a
+    flipped-label loss) never moves it, and no step changes weights another term still needs.
+    """
+    if len(optimizers) == 1:
+        optimizer = optimizers["total"]
+        optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        _clip_and_step(optimizer, clip)
+        return
+    grads = {}
+    for term, optimizer in optimizers.items():
+        grads[term] = torch.autograd.grad(terms[term], _params(optimizer), retain_graph=True, allow_unused=True)
+    for term, optimizer in optimizers.items():
+        for parameter, grad in zip(_params(optimizer), grads[term]):
+            parameter.grad = grad
+        _clip_and_step(optimizer, clip)
+
+
+def _params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def _clip_and_step(optimizer: torch.optim.Optimizer, clip: float) -> None:
+    if clip:
+        nn.utils.clip_grad_norm_(_params(optimizer), clip)
+    optimizer.step()
 
 
 def _json_line(record: dict) -> str:
