@@ -1,4 +1,5 @@
-# The two front-door commands: `make demo` and `make test`. Both set up .venv first (once; a
+# The two front-door commands: `make demo` (xmodal demo: fetch emoji, extract, train, evaluate,
+# report) and `make test`. Both set up .venv first (once; a
 # repeat run only re-installs when pyproject.toml or constraints.txt changed).
 PYTHON ?= python3
 VENV := .venv
@@ -23,9 +24,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/xmodal data fetch emoji $(if $(EMOJI_SOURCE),--path $(EMOJI_SOURCE))
-	$(BIN)/xmodal extract emoji $(if $(EMOJI_SOURCE),--path $(EMOJI_SOURCE))
-	$(BIN)/xmodal data info emoji $(if $(EMOJI_SOURCE),--path $(EMOJI_SOURCE))
+	$(BIN)/xmodal demo $(if $(EMOJI_SOURCE),--path $(EMOJI_SOURCE))
 
 clean:
 	rm -rf $(VENV) src/*.egg-info .pytest_cache

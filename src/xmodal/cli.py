@@ -60,7 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", default="best", choices=["best", "last"])
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--device", default=None, help="override the run's device (auto, cpu, cuda)")
+
+    demo = verbs.add_parser("demo", help="the main job: fetch emoji, extract, train, evaluate, report")
+    demo.add_argument("--path", type=Path, default=None, help="folder holding the emoji npm tarballs (else npm)")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (replaced on every demo)")
+    demo.add_argument("--model", default=None, help="model to train (default: the best on emoji)")
+    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     return parser
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from xmodal.demo import DEMO_MODEL, run_demo
+
+    run_demo(args.out, args.path, args.model or DEMO_MODEL, args.overrides)
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> None:
@@ -166,7 +178,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {("data", "fetch"): cmd_data_fetch, ("data", "info"): cmd_data_info, ("extract", None): cmd_extract,
-            ("models", None): cmd_models, ("train", None): cmd_train, ("eval", None): cmd_eval}
+            ("models", None): cmd_models, ("train", None): cmd_train, ("eval", None): cmd_eval,
+            ("demo", None): cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -75,7 +75,7 @@ def evaluate_split(model: RetrievalModel, split: SplitData, device: torch.device
         image_labels=labels,
         text_labels=split.text_labels(),
         gt=split.ground_truth(),
-        map_ks=tuple(k for k in map_at if k <= min(split.n_items, split.n_texts)),
+        map_ks=tuple(map_at),
     )
 
 

@@ -156,6 +156,25 @@ class ModelData:
             splits["train"] = [i for i in train if assignment[items[i].id] == "train"]
         return splits
 
+    def encode_new_texts(self, texts: list[str]) -> Rep:
+        """Model inputs for sentences outside the dataset (queries), with the same frozen encoders."""
+        if self.dataset.text_kind == "features":
+            raise XmodalError(f"dataset {self.dataset.name!r} ships text features: free-text queries cannot be "
+                              "encoded the same way")
+        kind = self.spec.text
+        if kind == "words":
+            from xmodal.encoders.tokenize import Vocabulary
+
+            vocabulary = Vocabulary.load(extract(self.dataset, "words", self.options).features.path / "vocabulary.json")
+            ids, lengths = vocabulary.encode_padded(texts)
+            return {"ids": torch.from_numpy(ids).long(), "lengths": torch.from_numpy(lengths).long()}
+        from xmodal.encoders.minilm import MiniLM
+
+        encoded = MiniLM(self.options.max_text_tokens).encode(texts)
+        if kind == "global":
+            return {"features": encoded.sentence}
+        return {"tokens": encoded.tokens, "lengths": encoded.lengths.long()}
+
     def has_split(self, name: str) -> bool:
         return bool(self._splits.get(name))
 

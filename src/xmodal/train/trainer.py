@@ -188,7 +188,8 @@ def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.d
                 best_path.with_suffix(".tmp").replace(best_path)
             record = {"epoch": epoch + 1, "loss": {k: v / max(steps, 1) for k, v in sums.items()},
                       "val": {run.metric: score}, "metrics": metrics, "lr": optimizers["total"].param_groups[0]["lr"],
-                      "seconds": round(time.perf_counter() - started, 3), "best_epoch": best_epoch}
+                      "seconds": round(time.perf_counter() - started, 3), "best_epoch": best_epoch,
+                      "steps": steps, "world_size": world.size}
             append_log(out / "log.jsonl", record)
             plot_curves(read_log(out / "log.jsonl"), out / "curves.png", run.metric)
         epochs_run = epoch + 1

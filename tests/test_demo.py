@@ -1,0 +1,22 @@
+import re
+
+import pytest
+
+from conftest import subset
+from xmodal.cli import main
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_on_an_emoji_subset(emoji_dataset, tmp_path, monkeypatch, capsys):
+    """The main job on 30 real emojis per split: trains, prints metrics and queries, writes a report."""
+    small = subset(emoji_dataset, 30, name="emoji")
+    monkeypatch.setattr("xmodal.train.setup.load_dataset", lambda *args, **kwargs: small)
+    out = tmp_path / "demo"
+    assert main(["demo", "--path", emoji_dataset.source, "--out", str(out), "--set", "train.epochs=3"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"^i2t\s+0\.\d{4}", printed, re.M) and re.search(r"^rsum \d+\.\d", printed, re.M)
+    assert printed.count("text  '") == 5 and printed.count("image [") == 5
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 5 * 5 + 5  # result thumbnails and query images
+    assert "Text &rarr; images" in page and "rsum" in page
+    assert (out / "checkpoints" / "best.pt").is_file()

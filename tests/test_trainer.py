@@ -1,0 +1,147 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine_helpers import write_dual_config, write_feature_dataset
+from xmodal.cli import main
+from xmodal.config import load_config
+from xmodal.errors import XmodalError
+from xmodal.train.checkpoint import load_checkpoint
+from xmodal.train.trainer import train
+
+
+@pytest.fixture
+def features(tmp_path: Path) -> Path:
+    return write_feature_dataset(tmp_path / "features")
+
+
+def _eval_json(run: Path, capsys) -> dict:
+    capsys.readouterr()
+    assert main(["eval", str(run), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _flat(metrics: dict) -> dict:
+    return {f"{d}.{k}": v for d in ("i2t", "t2i") for k, v in metrics[d].items()} | {"rsum": metrics["rsum"]}
+
+
+def test_train_writes_run_and_learns(features, tmp_path, capsys):
+    config = write_dual_config(tmp_path / "c.yaml", features, epochs=6)
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 0
+    run = tmp_path / "run"
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3, 4, 5, 6]
+    assert log[-1]["loss"]["total"] < log[0]["loss"]["total"]
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "optim:" in (run / "config.yaml").read_text()
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["epoch"] == max(log, key=lambda r: r["val"]["map"])["epoch"]
+    metrics = _eval_json(run, capsys)
+    assert set(metrics) == {"i2t", "t2i", "rsum"}
+    assert set(metrics["i2t"]) == {"map", "map@50", "r@1", "r@5", "r@10", "medr", "meanr"}
+    assert metrics["i2t"]["map"] > 0.5  # 4 balanced classes: chance MAP is about 0.25
+
+
+def test_a_second_train_into_the_same_folder_is_refused(features, tmp_path):
+    config = load_config(write_dual_config(tmp_path / "c.yaml", features, epochs=1))
+    train(config, tmp_path / "run")
+    with pytest.raises(XmodalError, match="already holds a run; pass --resume"):
+        train(config, tmp_path / "run")
+
+
+def test_early_stopping_stops_and_keeps_the_best(features, tmp_path):
+    config = load_config(write_dual_config(tmp_path / "c.yaml", features), [
+        "train.epochs=40", "train.early_stopping.patience=2", "optim.lr=0.05"])
+    result = train(config, tmp_path / "run")
+    assert result.stopped_early and result.epochs_run == result.best_epoch + 2
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["epoch"] == result.best_epoch
+
+
+def test_killed_and_resumed_run_matches_an_uninterrupted_one(features, tmp_path, capsys):
+    """SIGKILL in the middle of epoch 3; --resume restarts from epoch 2's checkpoint."""
+    config = write_dual_config(tmp_path / "c.yaml", features, epochs=4)
+    straight = tmp_path / "straight"
+    assert main(["train", "--config", str(config), "--out", str(straight)]) == 0
+    killed = tmp_path / "killed"
+    script = textwrap.dedent(f"""
+        import os, signal
+        import xmodal.train.trainer as trainer
+        real, calls = trainer._step, []
+        def dying(*args):
+            calls.append(1)
+            if len(calls) == 4 * 2 + 2:  # 4 steps an epoch (120 pairs / 32); two steps into epoch 3
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(*args)
+        trainer._step = dying
+        from xmodal.cli import main
+        main(["train", "--config", {str(config)!r}, "--out", {str(killed)!r}])
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=os.environ.copy())
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert load_checkpoint(killed / "checkpoints" / "last.pt")["epoch"] == 2
+    assert main(["train", "--config", str(config), "--out", str(killed), "--resume"]) == 0
+    a = load_checkpoint(straight / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(killed / "checkpoints" / "last.pt")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    assert _flat(_eval_json(straight, capsys)) == pytest.approx(_flat(_eval_json(killed, capsys)), rel=1e-5)
+    assert [json.loads(x)["epoch"] for x in (killed / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_torchrun_two_cpu_processes_with_gloo(features, tmp_path):
+    config = write_dual_config(tmp_path / "c.yaml", features, epochs=3)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+         "-m", "xmodal", "train", "--config", str(config), "--out", str(tmp_path / "ddp")],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+    # Each of the 2 processes takes half of the 120 pairs in batches of 32 // 2 = 16: 4 steps each.
+    assert all(r["world_size"] == 2 and r["steps"] == math.ceil(60 / 16) for r in log)
+    assert log[-1]["loss"]["total"] < log[0]["loss"]["total"]
+    assert log[-1]["metrics"]["i2t"]["map"] > 0.4
+
+
+def test_bad_configs_are_clear_errors(features, tmp_path, capsys):
+    config = write_dual_config(tmp_path / "c.yaml", features)
+    cases = {
+        ("--set", "optim.lrr=0.1"): "optim.lrr: unknown key",
+        ("--set", "train.epochs=many"): "train.epochs: Input should be a valid integer",
+        ("--set", "model.params.dimm=3"): "model.params.dimm",
+        ("--set", "data.image_input=regions"): "needs image image regions, but dataset 'precomputed' provides only",
+        ("--set", "model.name=nosuch"): "unknown model 'nosuch'",
+    }
+    for extra, message in cases.items():
+        assert main(["train", "--config", str(config), "--out", str(tmp_path / "x"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+
+
+def test_corrupt_checkpoint_is_a_clear_error(features, tmp_path, capsys):
+    config = load_config(write_dual_config(tmp_path / "c.yaml", features, epochs=1))
+    train(config, tmp_path / "run")
+    best = tmp_path / "run" / "checkpoints" / "best.pt"
+    best.write_bytes(best.read_bytes()[:100])
+    assert main(["eval", str(tmp_path / "run")]) == 2
+    assert "not a readable xmodal checkpoint" in capsys.readouterr().err
+
+
+def test_cca_on_wikipedia_features_matches_published_map(wikipedia_dir, tmp_path, capsys):
+    """The README's sanity check: plain CCA gives about 0.24 (i2t) and 0.19 (t2i) MAP@all."""
+    config = Path(__file__).parents[1] / "configs" / "cca" / "wikipedia-features.yaml"
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "cca"),
+                 "--set", f"data.path={wikipedia_dir}"]) == 0
+    metrics = _eval_json(tmp_path / "cca", capsys)
+    assert abs(metrics["i2t"]["map"] - 0.24) < 0.02 and abs(metrics["t2i"]["map"] - 0.19) < 0.02
+    assert np.isfinite(metrics["rsum"])
