@@ -18,5 +18,5 @@ def test_demo_end_to_end_on_an_emoji_subset(emoji_dataset, tmp_path, monkeypatch
     assert printed.count("text  '") == 5 and printed.count("image [") == 5
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 5 * 5 + 5  # result thumbnails and query images
-    assert "Text &rarr; images" in page and "rsum" in page
+    assert "Text &rarr; images (typed queries" in page and "rsum" in page
     assert (out / "checkpoints" / "best.pt").is_file()

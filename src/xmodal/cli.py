@@ -111,8 +111,6 @@ def describe_dataset(dataset) -> str:
 
 
 def cmd_extract(args: argparse.Namespace) -> None:
-    import torch
-
     from xmodal.data.registry import load_dataset
     from xmodal.device import resolve_device
     from xmodal.features.extract import ExtractOptions, extract
@@ -120,7 +118,6 @@ def cmd_extract(args: argparse.Namespace) -> None:
     dataset = load_dataset(args.name, args.path, skip_bad=args.skip_bad)
     options = ExtractOptions(image_resolution=args.resolution, batch_size=args.batch_size,
                              device=resolve_device(args.device), skip_bad=args.skip_bad)
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     for name in [n.strip() for n in args.encoders.split(",") if n.strip()]:
         result = extract(dataset, name, options, force=args.force)
         manifest = result.features.manifest

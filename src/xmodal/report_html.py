@@ -52,14 +52,14 @@ def render_report(title: str, metrics_table: str, text_queries: list[TextQuery],
     parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title><style>{STYLE}</style>",
              f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(notes)}</p>" if notes else "",
              "<h2>Test metrics</h2>", f"<pre>{html.escape(metrics_table)}</pre>",
-             "<h2>Text &rarr; images</h2>"]
+             "<h2>Text &rarr; images (typed queries, ranked over the test images)</h2>"]
     for query in text_queries:
         cells = "".join(
             f'<div class="cell {"hit" if hit else "miss"}">{thumbnail(item)}<br>{html.escape(item.texts[0])}'
             f"<br>{score:.3f}</div>" for item, score, hit in query.results)
         parts.append(f'<div class="query"><b>&ldquo;{html.escape(query.text)}&rdquo;</b>'
                      f'<div class="results">{cells}</div></div>')
-    parts.append("<h2>Image &rarr; texts</h2>")
+    parts.append("<h2>Image &rarr; texts (ranked over the test texts)</h2>")
     for query in image_queries:
         rows = "".join(f'<li class="{"hit" if hit else ""}">{html.escape(text)} ({score:.3f})</li>'
                        for text, score, hit in query.results)
