@@ -145,3 +145,15 @@ def test_cca_on_wikipedia_features_matches_published_map(wikipedia_dir, tmp_path
     metrics = _eval_json(tmp_path / "cca", capsys)
     assert abs(metrics["i2t"]["map"] - 0.24) < 0.02 and abs(metrics["t2i"]["map"] - 0.19) < 0.02
     assert np.isfinite(metrics["rsum"])
+
+
+def test_initial_weights_depend_only_on_the_seed(features, tmp_path):
+    """Work before model creation (e.g. a first run extracting features) must not shift the init."""
+    from xmodal.train.setup import build_run
+
+    config = load_config(write_dual_config(tmp_path / "c.yaml", features))
+    first = build_run(config, torch.device("cpu")).model.state_dict()
+    torch.randn(1000)  # what building an encoder during extraction does to the global generator
+    second = build_run(config, torch.device("cpu")).model.state_dict()
+    for key in first:
+        torch.testing.assert_close(first[key], second[key], rtol=0, atol=0)

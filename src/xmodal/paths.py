@@ -24,6 +24,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{final.name}.tmp-", dir=final.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the published folder should not be
     try:
         yield staging
         if final.exists():
@@ -32,6 +33,12 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -69,6 +69,9 @@ def build_run(config: RunConfig, device: torch.device) -> Run:
     image_input, text_input = choose_inputs(model_cls, config, dataset)
     data = ModelData(dataset, image_input, text_input, resolution=config.data.resolution,
                      val_fraction=config.data.val_fraction, extract_options=ExtractOptions(device=device))
+    # Seed here, after the data: extracting features builds encoders, which draws random numbers,
+    # so a first run (extracting) and a cached run would otherwise start from different weights.
+    torch.manual_seed(config.train.seed)
     model = create_model(config.model.name, data.spec, config.model.params).to(device)
     metric = config.train.early_stopping.metric
     if metric == "auto":
