@@ -16,7 +16,7 @@ from xmodal.features.inputs import ModelData
 from xmodal.models.base import RetrievalModel
 from xmodal.models.registry import create_model, get_model_class
 
-INPUT_WORDS = {"global": "global features", "regions": "image regions", "words": "word sequences",
+INPUT_WORDS = {"global": "global features", "regions": "regions", "words": "word sequences",
                "tokens": "token sequences"}
 
 
