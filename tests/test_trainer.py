@@ -119,7 +119,9 @@ def test_bad_configs_are_clear_errors(features, tmp_path, capsys):
         ("--set", "optim.lrr=0.1"): "optim.lrr: unknown key",
         ("--set", "train.epochs=many"): "train.epochs: Input should be a valid integer",
         ("--set", "model.params.dimm=3"): "model.params.dimm",
-        ("--set", "data.image_input=regions"): "needs image regions, but dataset 'precomputed' provides only image global",
+        ("--set", "data.image_input=regions"): (
+            "needs image regions, but dataset 'precomputed' provides only image global"
+        ),
         ("--set", "model.name=nosuch"): "unknown model 'nosuch'",
     }
     for extra, message in cases.items():
