@@ -1,0 +1,123 @@
+"""JGCAR's variants beside `dual` on emoji, test split, seeds 0-2 (paper Tables 1-3).
+
+    XMODAL_HOME=/tmp/xh-jgcar .venv/bin/python benchmarks/jgcar_emoji.py \\
+        [--config configs/jgcar/emoji-cpu.yaml] [--seeds 0 1 2] [--variants GRL SGCAR JGCAR JGCAR-v1 JGCAR-v2] \\
+        [--no-dual] [--out /tmp/jgcar-bench]
+
+Each variant trains with ``--config`` plus its overrides (table below); the best checkpoint
+(validation rsum) is then scored on the test split two ways: the paper's two-stage retrieval
+(global top K = 100, co-attentive rerank; section 2.4) and exhaustive co-attentive ranking of
+every pair. ``dual`` trains with configs/dual/emoji.yaml. Per-run metrics are kept in
+``OUT/<run>/test.json`` (a finished run is reused; delete its folder to retrain); the tables
+(mean ± std over seeds) are printed and written to ``OUT/jgcar_emoji.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from common import REPO, mean_std, metric_row
+
+from xmodal.config import load_config
+from xmodal.eval.protocol import encode_split, score_matrix
+from xmodal.search import direction_metrics, two_stage_scores
+from xmodal.train.setup import load_trained
+from xmodal.train.trainer import train
+
+EMOJI = REPO.parent / "shared" / "data" / "emoji"
+VARIANTS = {  # Tables 1-2 rows as --set overrides of the JGCAR config
+    "GRL": ["model.params.mode=global"],
+    "SGCAR": ["model.params.mode=separate"],
+    "JGCAR": [],
+    "JGCAR-v1": ["model.params.use_intra=false"],
+    "JGCAR-v2": ["model.params.use_decorrelation=false"],
+    "JGCAR d=16": ["model.params.dim=16"],
+    "JGCAR-v2 d=16": ["model.params.dim=16", "model.params.use_decorrelation=false"],
+}
+SHORTLIST = 100  # K of the first stage (section 3.1)
+RECALL_KEYS = [("i2t", "r@1"), ("i2t", "r@5"), ("i2t", "r@10"), ("t2i", "r@1"), ("t2i", "r@5"), ("t2i", "r@10"),
+               ("", "rsum"), ("i2t", "map"), ("t2i", "map")]
+HIGH_K_KEYS = [(d, f"r@{k}") for d in ("i2t", "t2i") for k in (20, 50, 100)]
+RECALL_HEADER = ("| model | R@1 i2t | R@5 i2t | R@10 i2t | R@1 t2i | R@5 t2i | R@10 t2i | rsum | MAP@all i2t | "
+                 "MAP@all t2i | epochs (best) | train s |\n" + "| --- " * 12 + "|")
+
+
+@torch.no_grad()
+def test_metrics(run_dir: Path) -> dict:
+    """Test-split metrics of a run's best checkpoint: two-stage (K = 100) and exhaustive."""
+    run = load_trained(run_dir)
+    split = run.data.split("test")
+    images, texts = encode_split(run.model, split, run.device)
+    kwargs = {"image_labels": split.labels, "text_labels": split.text_labels(), "recall_ks": (20, 50, 100)}
+    exhaustive = score_matrix(run.model, images, texts)
+    result = {"exhaustive": direction_metrics(exhaustive, exhaustive, split.ground_truth(), **kwargs)}
+    if run.model.embed(images) is not None:
+        two_stage = two_stage_scores(run.model, images, texts, SHORTLIST)
+        result["two_stage"] = direction_metrics(*two_stage, split.ground_truth(), **kwargs)
+    else:
+        result["two_stage"] = result["exhaustive"]
+    return result
+
+
+def train_and_measure(config: Path, run_dir: Path, overrides: list[str]) -> dict:
+    """Train (unless ``run_dir/test.json`` exists) and return the run's test metrics + timings."""
+    done = run_dir / "test.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    started = time.perf_counter()
+    trained = train(load_config(config, overrides), run_dir)
+    seconds = time.perf_counter() - started
+    result = test_metrics(run_dir) | {"train_seconds": seconds, "epochs": trained.epochs_run,
+                                      "best_epoch": trained.best_epoch}
+    done.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def row(name: str, runs: list[dict], which: str) -> str:
+    cells = metric_row(name, [run[which] for run in runs], RECALL_KEYS)
+    epochs = "/".join(f"{run['epochs']} ({run['best_epoch']})" for run in runs)
+    return f"{cells} {epochs} | {mean_std([run['train_seconds'] for run in runs], digits=0)} |"
+
+
+def tables(results: dict[str, list[dict]], seeds: str) -> list[str]:
+    return [f"## emoji test, two-stage retrieval (K = {SHORTLIST}), mean ± std over seeds {seeds}", "",
+            RECALL_HEADER, *(row(name, runs, "two_stage") for name, runs in results.items()), "",
+            "## Exhaustive co-attentive ranking of every pair (same checkpoints)", "", RECALL_HEADER,
+            *(row(name, runs, "exhaustive") for name, runs in results.items() if name not in ("dual", "GRL")), "",
+            f"## R@20/50/100 (Table 3), two-stage K = {SHORTLIST}", "",
+            "| model | R@20 i2t | R@50 i2t | R@100 i2t | R@20 t2i | R@50 t2i | R@100 t2i |", "| --- " * 7 + "|",
+            *(metric_row(name, [run["two_stage"] for run in runs], HIGH_K_KEYS) for name, runs in results.items())]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "jgcar" / "emoji-cpu.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", default=["GRL", "SGCAR", "JGCAR", "JGCAR-v1", "JGCAR-v2"],
+                        choices=list(VARIANTS))
+    parser.add_argument("--no-dual", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/jgcar-bench"))
+    args = parser.parse_args()
+    names = args.variants if args.no_dual else ["dual", *args.variants]
+    results: dict[str, list[dict]] = {name: [] for name in names}
+    for seed in args.seeds:  # seed by seed, so an interrupted benchmark still has every variant
+        for name in names:
+            overrides = [f"data.path={EMOJI}", f"train.seed={seed}", *VARIANTS.get(name, [])]
+            config = REPO / "configs" / "dual" / "emoji.yaml" if name == "dual" else args.config
+            slug = name.lower().replace(" ", "").replace("=", "")
+            results[name].append(train_and_measure(config, args.out / f"{slug}-s{seed}", overrides))
+            print(f"{name} seed {seed}:", row(name, results[name][-1:], "two_stage"), flush=True)
+            lines = tables({key: runs for key, runs in results.items() if runs}, ", ".join(map(str, args.seeds)))
+            (args.out / "jgcar_emoji.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

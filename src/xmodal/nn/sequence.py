@@ -1,0 +1,66 @@
+"""Sequence encoders for word-id inputs.
+
+:class:`NgramBiLSTM` is the text branch of JGCAR (Wang et al., MM 2018, section 2.1, eqs. 1-4),
+which follows the phrase level of hierarchical co-attention (Lu et al., NIPS 2016): word
+embeddings -> unigram, bigram and trigram convolutions with tanh -> max over the three at each
+position -> bi-directional LSTM whose two directions are added.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from xmodal.nn.pooling import length_mask
+
+
+class NgramConv(nn.Module):
+    """Phrase features (eqs. 2-3): n-gram convolutions with tanh, max over the window sizes.
+
+    The window at position t covers words t .. t+c-1 (eq. 2), so the sequence is zero-padded by
+    c-1 on the right: every window size gives an output at each of the T positions.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, windows: tuple[int, ...] = (1, 2, 3)):
+        super().__init__()
+        self.windows = windows
+        self.convs = nn.ModuleList(nn.Conv1d(in_dim, out_dim, window) for window in windows)
+
+    def forward(self, words: Tensor, mask: Tensor) -> Tensor:
+        """``words [B, T, D_in]``, ``mask [B, T]`` -> ``[B, T, D_out]`` (zero at padding)."""
+        x = (words * mask.unsqueeze(-1)).transpose(1, 2)  # [B, D_in, T], padding words are zeros
+        grams = [torch.tanh(conv(nn.functional.pad(x, (0, window - 1))))
+                 for conv, window in zip(self.convs, self.windows)]
+        phrases = torch.stack(grams).amax(0).transpose(1, 2)  # eq. 3: element-wise max at each t
+        return phrases * mask.unsqueeze(-1)
+
+
+class NgramBiLSTM(nn.Module):
+    """Word ids -> S ``[B, T, dim]``: embeddings, :class:`NgramConv`, Bi-LSTM with directions added.
+
+    The LSTM runs on packed sequences, so the backward direction starts at each text's last real
+    word and padding positions come out as zeros. ``dropout`` is applied to the embeddings and to
+    the phrase features (the paper uses dropout 0.5 on each layer, section 3.1).
+    """
+
+    def __init__(self, vocab_size: int, word_dim: int, phrase_dim: int, dim: int, dropout: float = 0.0,
+                 word_vectors: Tensor | None = None, finetune_words: bool = True):
+        super().__init__()
+        self.words = nn.Embedding(vocab_size, word_dim, padding_idx=0)  # W_e, eq. 1
+        if word_vectors is not None:
+            self.words.weight.data.copy_(word_vectors)
+        self.words.weight.requires_grad_(finetune_words)
+        self.phrases = NgramConv(word_dim, phrase_dim)
+        self.lstm = nn.LSTM(phrase_dim, dim, batch_first=True, bidirectional=True)  # eq. 4
+        self.dropout = nn.Dropout(dropout)
+        self.dim = dim
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        mask = length_mask(lengths, ids.shape[1])
+        phrases = self.phrases(self.dropout(self.words(ids)), mask)
+        packed = pack_padded_sequence(self.dropout(phrases), lengths.clamp_min(1).cpu(), batch_first=True,
+                                      enforce_sorted=False)
+        states, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=ids.shape[1])
+        forward, backward = states.split(self.dim, dim=-1)
+        return (forward + backward) * mask.unsqueeze(-1)  # eq. 4: the two directions added

@@ -1,0 +1,138 @@
+"""Two-stage retrieval (JGCAR, Wang et al. MM 2018, section 2.4) for any model with a global vector.
+
+Stage 1 ranks every candidate by the cosine of the two global vectors (``model.embed``, one
+matrix product per query block) and keeps the top K. Stage 2 scores only the query x shortlisted
+candidate pairs with the model's own score and reranks them, so stage 2 costs K x (n_images +
+n_texts) pair scores for both directions instead of n_images x n_texts. Batched two ways: a model
+with ``candidate_similarity`` (JGCAR) gets blocks of queries with their gathered candidates,
+``[Q]`` against ``[Q, K]``; any other model gets one ``similarity`` call per distinct image
+against all texts paired with it (:func:`score_pairs`).
+
+:meth:`TwoStageResult.score_matrix` turns a result into a full ``[n_images, n_texts]`` matrix
+for :func:`xmodal.eval.metrics.evaluate_retrieval`: shortlisted candidates keep their stage-2
+score, the rest follow below all of them in stage-1 order (so R@k for k > K is stage 1's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from xmodal.eval.metrics import evaluate_retrieval, recall_at_k
+from xmodal.models.base import Rep, RetrievalModel, rep_len, take
+
+Direction = Literal["i2t", "t2i"]
+
+
+@dataclass
+class TwoStageResult:
+    """Per query: the shortlist reranked by stage 2, and stage 1's cosines of all candidates."""
+
+    direction: Direction
+    indices: Tensor  # [Q, K] candidate indices, best first
+    scores: Tensor  # [Q, K] stage-2 scores, in that order
+    first_stage: Tensor  # [Q, C] stage-1 cosines of every candidate
+
+    def score_matrix(self) -> Tensor:
+        """``[n_images, n_texts]``: stage-2 scores on the shortlist, stage-1 order below it."""
+        offset = self.first_stage.max() - self.scores.min() + 1.0
+        full = (self.first_stage - offset).scatter(1, self.indices, self.scores.to(self.first_stage.dtype))
+        return full if self.direction == "i2t" else full.T
+
+
+def cosine_scores(queries: Tensor, candidates: Tensor, block: int = 1024) -> Tensor:
+    """``[Q, C]`` cosines, ``block`` queries per matrix product."""
+    candidates = nn.functional.normalize(candidates, dim=-1)
+    return torch.cat([nn.functional.normalize(queries[start : start + block], dim=-1) @ candidates.T
+                      for start in range(0, len(queries), block)])
+
+
+def _global(model: RetrievalModel, rep: Rep) -> Tensor:
+    vector = model.embed(rep)
+    if vector is None:
+        raise ValueError(f"model {model.name!r} has no global vector (embed returns None): no first stage")
+    return vector
+
+
+@torch.no_grad()
+def score_pairs(model: RetrievalModel, images: Rep, texts: Rep, image_index: Tensor, text_index: Tensor) -> Tensor:
+    """``model.similarity`` of the pairs (image_index[p], text_index[p]), ``[P]``.
+
+    Pairs are grouped by image: one ``similarity`` call per distinct image scores it against all
+    its texts at once, so a pairwise model works on a 1 x n block (for JGCAR one matrix product
+    for the affinities of all n texts) and no image representation is copied per pair.
+    """
+    order = image_index.argsort(stable=True)
+    distinct, counts = image_index[order].unique_consecutive(return_counts=True)
+    scores = torch.empty(len(image_index), device=image_index.device)
+    for image, positions in zip(distinct.tolist(), order.split(counts.tolist())):
+        scores[positions] = model.similarity(take(images, slice(image, image + 1)),
+                                             take(texts, text_index[positions]))[0].to(scores.dtype)
+    return scores
+
+
+@torch.no_grad()
+def rerank(model: RetrievalModel, images: Rep, texts: Rep, shortlist: Tensor, direction: Direction,
+           pairs_per_call: int = 256) -> Tensor:
+    """Stage-2 scores ``[Q, K]`` of each query with the candidates of its ``shortlist [Q, K]``.
+
+    A model with ``candidate_similarity(images, texts) -> [Q, K]`` (one side Q queries, the other
+    their gathered candidates with leading dims ``[Q, K]``) scores ``pairs_per_call // K``
+    queries per call; any other model goes through :func:`score_pairs`.
+    """
+    scorer = getattr(model, "candidate_similarity", None)
+    if scorer is None:
+        queries = torch.arange(len(shortlist), device=shortlist.device).repeat_interleave(shortlist.shape[1])
+        candidates = shortlist.reshape(-1)
+        image_index, text_index = (queries, candidates) if direction == "i2t" else (candidates, queries)
+        return score_pairs(model, images, texts, image_index, text_index).view_as(shortlist)
+    queries, candidates = (images, texts) if direction == "i2t" else (texts, images)
+    step = max(1, pairs_per_call // shortlist.shape[1])
+    parts = []
+    for start in range(0, len(shortlist), step):
+        query = take(queries, slice(start, start + step))
+        gathered = {key: value[shortlist[start : start + step]] for key, value in candidates.items()}
+        parts.append(scorer(query, gathered) if direction == "i2t" else scorer(gathered, query))
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def two_stage_search(model: RetrievalModel, images: Rep, texts: Rep, k: int, direction: Direction,
+                     pairs_per_call: int = 256) -> TwoStageResult:
+    """Shortlist the top ``k`` candidates per query by global cosine, rerank them by ``similarity``.
+
+    ``images`` and ``texts`` are encoded representations (``model.encode_images/texts``);
+    ``direction`` "i2t" makes images the queries, "t2i" texts.
+    """
+    queries, candidates = (images, texts) if direction == "i2t" else (texts, images)
+    first_stage = cosine_scores(_global(model, queries), _global(model, candidates))
+    k = min(k, rep_len(candidates))
+    shortlist = first_stage.topk(k, dim=1).indices
+    scores = rerank(model, images, texts, shortlist, direction, pairs_per_call)
+    order = scores.argsort(dim=1, descending=True, stable=True)
+    return TwoStageResult(direction, shortlist.gather(1, order), scores.gather(1, order), first_stage)
+
+
+def two_stage_scores(model: RetrievalModel, images: Rep, texts: Rep, k: int,
+                     pairs_per_call: int = 256) -> tuple[Tensor, Tensor]:
+    """Full ``[n_images, n_texts]`` matrices of the two directions: (image queries, text queries)."""
+    return tuple(two_stage_search(model, images, texts, k, direction, pairs_per_call).score_matrix()
+                 for direction in ("i2t", "t2i"))
+
+
+def direction_metrics(i2t_scores: Tensor, t2i_scores: Tensor, gt: Tensor, *, image_labels: Tensor | None = None,
+                      text_labels: Tensor | None = None, map_ks: Sequence[int] = (50,),
+                      recall_ks: Sequence[int] = ()) -> dict:
+    """Metrics as :func:`evaluate_retrieval` returns them, i2t read from one matrix and t2i from
+    another (they differ for two-stage search), plus ``r@k`` for each extra ``recall_ks``."""
+    kwargs = {"image_labels": image_labels, "text_labels": text_labels, "gt": gt, "map_ks": map_ks}
+    result = {"i2t": evaluate_retrieval(i2t_scores, **kwargs)["i2t"],
+              "t2i": evaluate_retrieval(t2i_scores, **kwargs)["t2i"]}
+    for direction, scores, truth in (("i2t", i2t_scores, gt), ("t2i", t2i_scores.T, gt.T)):
+        recalls = recall_at_k(scores, truth, ks=tuple(recall_ks)) if recall_ks else {}
+        result[direction].update({key: value for key, value in recalls.items() if key.startswith("r@")})
+    result["rsum"] = sum(result[d][f"r@{k}"] for d in ("i2t", "t2i") for k in (1, 5, 10))
+    return result
