@@ -24,9 +24,9 @@ def features(tmp_path: Path) -> Path:
     return write_feature_dataset(tmp_path / "features")
 
 
-def _eval_json(run: Path, capsys) -> dict:
+def _eval_json(run: Path, capsys, *extra: str) -> dict:
     capsys.readouterr()
-    assert main(["eval", str(run), "--json"]) == 0
+    assert main(["eval", str(run), "--json", *extra]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -49,6 +49,21 @@ def test_train_writes_run_and_learns(features, tmp_path, capsys):
     assert set(metrics) == {"i2t", "t2i", "rsum"}
     assert set(metrics["i2t"]) == {"map", "map@50", "r@1", "r@5", "r@10", "medr", "meanr"}
     assert metrics["i2t"]["map"] > 0.5  # 4 balanced classes: chance MAP is about 0.25
+
+
+def test_eval_shortlist_two_stage_ranking(features, tmp_path, capsys):
+    """dual's first and second stage are the same cosine, so any shortlist K ranks as exhaustive."""
+    run = tmp_path / "run"
+    train(load_config(write_dual_config(tmp_path / "c.yaml", features, epochs=2)), run)
+    exhaustive = _flat(_eval_json(run, capsys))
+    for k in ("3", "1000"):
+        two_stage = _flat(_eval_json(run, capsys, "--shortlist", k))
+        assert two_stage == pytest.approx(exhaustive, rel=1e-5, abs=1e-6)
+    capsys.readouterr()
+    assert main(["eval", str(run), "--shortlist", "3"]) == 0
+    assert "two-stage K=3" in capsys.readouterr().out
+    assert main(["eval", str(run), "--shortlist", "-1"]) == 2
+    assert "give K >= 0" in capsys.readouterr().err
 
 
 def test_a_second_train_into_the_same_folder_is_refused(features, tmp_path):

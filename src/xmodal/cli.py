@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", default="best", choices=["best", "last"])
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--device", default=None, help="override the run's device (auto, cpu, cuda)")
+    evaluate.add_argument("--shortlist", type=int, default=None, metavar="K",
+                          help="two-stage ranking: rerank the top K candidates of the global first stage "
+                               "(0: score every pair; default: the run's eval.shortlist)")
 
     demo = verbs.add_parser("demo", help="the main job: fetch emoji, extract, train, evaluate, report")
     demo.add_argument("--path", type=Path, default=None, help="folder holding the emoji npm tarballs (else npm)")
@@ -159,18 +162,23 @@ def cmd_eval(args: argparse.Namespace) -> None:
     import json
 
     from xmodal.device import resolve_device
-    from xmodal.eval.protocol import evaluate_split
+    from xmodal.eval.protocol import eval_settings, evaluate_split
     from xmodal.eval.report import format_table
     from xmodal.train.setup import load_trained
 
     run = load_trained(args.run, args.checkpoint, resolve_device(args.device) if args.device else None)
-    config = run.config.eval
-    metrics = evaluate_split(run.model, run.data.split(args.split), run.device, map_at=config.map_at,
-                             image_block=config.image_block, text_block=config.text_block)
+    settings = eval_settings(run.config.eval)
+    if args.shortlist is not None:
+        if args.shortlist < 0:
+            raise XmodalError(f"--shortlist {args.shortlist}: give K >= 0 (0 scores every pair)")
+        settings["shortlist"] = args.shortlist
+    metrics = evaluate_split(run.model, run.data.split(args.split), run.device, **settings)
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(f"{run.config.model.name} on {run.dataset.name} ({args.split} split, {args.checkpoint} checkpoint)")
+        ranking = f", two-stage K={settings['shortlist']}" if settings["shortlist"] else ""
+        print(f"{run.config.model.name} on {run.dataset.name} ({args.split} split, {args.checkpoint} checkpoint"
+              f"{ranking})")
         print(format_table(metrics))
 
 

@@ -66,6 +66,9 @@ class EvalConfig(Section):
     map_at: list[int] = Field(default_factory=lambda: [50])
     image_block: int = Field(256, ge=1)
     text_block: int = Field(1024, ge=1)
+    # Two-stage retrieval (JGCAR section 2.4): 0 scores every pair with ``similarity``; K > 0
+    # shortlists K candidates per query by the global vectors (``embed``) and reranks only those.
+    shortlist: int = Field(0, ge=0)
 
 
 class RunConfig(Section):

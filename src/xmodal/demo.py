@@ -16,7 +16,7 @@ import torch
 from xmodal.config import load_config
 from xmodal.data.emoji import fetch_emoji
 from xmodal.errors import XmodalError
-from xmodal.eval.protocol import encode_split, evaluate_split, score_matrix
+from xmodal.eval.protocol import encode_split, eval_settings, evaluate_split, score_matrix
 from xmodal.eval.report import format_table
 from xmodal.features.inputs import SplitData
 from xmodal.models.base import rep_to
@@ -50,7 +50,7 @@ def run_demo(out: Path, source: Path | None = None, model: str = DEMO_MODEL, ove
           f"{result.best_metric:.2f} at epoch {result.best_epoch} ({time.perf_counter() - started:.0f} s so far)")
     run = load_trained(out)
     split = run.data.split("test")
-    metrics = evaluate_split(run.model, split, run.device, map_at=config.eval.map_at)
+    metrics = evaluate_split(run.model, split, run.device, **eval_settings(config.eval))
     table = format_table(metrics)
     print(f"\n{model} on emoji, test split ({split.n_items} images, {split.n_texts} texts)\n{table}\n")
     text_queries, image_queries = example_queries(run, split, queries)

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from xmodal.config import EvalConfig
+from xmodal.errors import XmodalError
 from xmodal.eval.metrics import evaluate_retrieval
 from xmodal.features.inputs import SplitData
 from xmodal.models.base import Rep, RetrievalModel, rep_len, rep_to, take
@@ -57,26 +59,39 @@ def score_matrix(model: RetrievalModel, images: Rep, texts: Rep, image_block: in
     return scores
 
 
+def eval_settings(config: EvalConfig) -> dict:
+    """The keyword arguments of :func:`evaluate_split` that a run's ``eval`` section sets."""
+    return {"map_at": config.map_at, "image_block": config.image_block, "text_block": config.text_block,
+            "shortlist": config.shortlist}
+
+
 @torch.no_grad()
 def evaluate_split(model: RetrievalModel, split: SplitData, device: torch.device, *,
-                   map_at: Sequence[int] = (50,), image_block: int = 256, text_block: int = 1024) -> dict:
+                   map_at: Sequence[int] = (50,), image_block: int = 256, text_block: int = 1024,
+                   shortlist: int = 0) -> dict:
     """Every protocol the split supports: label MAP when labelled, instance recall always.
 
-    Returns ``{"i2t": {...}, "t2i": {...}, "rsum": ...}`` as :func:`evaluate_retrieval` does.
+    ``shortlist`` K > 0 ranks by two-stage search (:mod:`xmodal.search.two_stage`): the top K
+    candidates of each query by global cosine, reranked by ``similarity``; ranks beyond K follow
+    the first stage. Returns ``{"i2t": {...}, "t2i": {...}, "rsum": ...}`` as
+    :func:`evaluate_retrieval` does.
     """
     was_training = model.training
     model.eval()
     images, texts = encode_split(model, split, device)
-    scores = score_matrix(model, images, texts, image_block, text_block)
+    kwargs = {"image_labels": split.labels, "text_labels": split.text_labels(), "gt": split.ground_truth(),
+              "map_ks": tuple(map_at)}
+    if shortlist:
+        from xmodal.search.two_stage import direction_metrics, two_stage_scores
+
+        if model.embed(take(images, slice(0, 1))) is None:
+            raise XmodalError(f"eval.shortlist={shortlist}: model {model.name!r} has no global vector for a first "
+                              "stage; use eval.shortlist=0 (score every pair)")
+        metrics = direction_metrics(*two_stage_scores(model, images, texts, shortlist), **kwargs)
+    else:
+        metrics = evaluate_retrieval(score_matrix(model, images, texts, image_block, text_block), **kwargs)
     model.train(was_training)
-    labels = split.labels
-    return evaluate_retrieval(
-        scores,
-        image_labels=labels,
-        text_labels=split.text_labels(),
-        gt=split.ground_truth(),
-        map_ks=tuple(map_at),
-    )
+    return metrics
 
 
 def headline(metrics: dict, metric: str) -> float:

@@ -107,12 +107,11 @@ def train_point(config: RunConfig, run_dir: Path) -> None:
 
 def score_run(run_dir: Path, splits: Sequence[str] = ("val",), checkpoint: str = "best") -> dict[str, dict]:
     """Metrics of a run's checkpoint on each split, under the run's own eval settings."""
-    from xmodal.eval.protocol import evaluate_split
+    from xmodal.eval.protocol import eval_settings, evaluate_split
     from xmodal.train.setup import load_trained
 
     run = load_trained(run_dir, checkpoint)
-    kwargs = {"map_at": run.config.eval.map_at, "image_block": run.config.eval.image_block,
-              "text_block": run.config.eval.text_block}
+    kwargs = eval_settings(run.config.eval)
     return {split: evaluate_split(run.model, run.data.split(split), run.device, **kwargs) for split in splits}
 
 

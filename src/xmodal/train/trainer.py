@@ -24,7 +24,7 @@ from torch import nn
 from xmodal.config import OptimizerConfig, RunConfig, dump_config
 from xmodal.device import resolve_device
 from xmodal.errors import XmodalError
-from xmodal.eval.protocol import evaluate_split, headline
+from xmodal.eval.protocol import eval_settings, evaluate_split, headline
 from xmodal.models.base import RetrievalModel
 from xmodal.paths import atomic_write_bytes
 from xmodal.progress import progress
@@ -101,7 +101,7 @@ def _fit_closed_form(run, config: RunConfig, out: Path, world: World) -> TrainRe
     run.model.fit(batch.images, batch.texts, batch.items, batch.labels)
     metrics, score = {}, math.nan
     if run.data.has_split("val"):  # nothing to choose between for a closed-form fit; report only
-        metrics = evaluate_split(run.model, run.data.split("val"), run.device, **_eval_kwargs(config))
+        metrics = evaluate_split(run.model, run.data.split("val"), run.device, **eval_settings(config.eval))
         score = headline(metrics, run.metric)
     if world.is_main:
         state = _state(run, {}, epoch=1, best=score, best_epoch=1, bad_epochs=0)
@@ -119,10 +119,6 @@ def _state(run, optimizers, *, epoch: int, best: float, best_epoch: int, bad_epo
             "epoch": epoch, "best_metric": best, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
             "rng": torch.get_rng_state(), "config": run.config.model_dump(mode="json"),
             "inputs": {"image": run.data.spec.image, "text": run.data.spec.text}, "metric": run.metric}
-
-
-def _eval_kwargs(config: RunConfig) -> dict:
-    return {"map_at": config.eval.map_at, "image_block": config.eval.image_block, "text_block": config.eval.text_block}
 
 
 def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.device, resume: bool) -> TrainResult:
@@ -172,7 +168,7 @@ def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.d
             for key, value in terms.items():
                 sums[key] += float(value.detach())
             steps += 1
-        metrics = evaluate_split(model, val_split, device, **_eval_kwargs(config))
+        metrics = evaluate_split(model, val_split, device, **eval_settings(config.eval))
         score = headline(metrics, run.metric)
         improved = score > best
         if improved:
