@@ -2,7 +2,7 @@
 
     XMODAL_HOME=/tmp/xh-jgcar .venv/bin/python benchmarks/jgcar_emoji.py \\
         [--config configs/jgcar/emoji-cpu.yaml] [--seeds 0 1 2] [--variants GRL SGCAR JGCAR JGCAR-v1 JGCAR-v2] \\
-        [--no-dual] [--out /tmp/jgcar-bench]
+        [--no-dual] [--out /tmp/jgcar-bench] [--set train.epochs=10 ...]
 
 Each variant trains with ``--config`` plus its overrides (table below); the best checkpoint
 (validation rsum) is then scored on the test split two ways: the paper's two-stage retrieval
@@ -104,12 +104,15 @@ def main() -> None:
                         choices=list(VARIANTS))
     parser.add_argument("--no-dual", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("/tmp/jgcar-bench"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra config override for every JGCAR variant (not dual), e.g. train.epochs=10")
     args = parser.parse_args()
     names = args.variants if args.no_dual else ["dual", *args.variants]
     results: dict[str, list[dict]] = {name: [] for name in names}
     for seed in args.seeds:  # seed by seed, so an interrupted benchmark still has every variant
         for name in names:
-            overrides = [f"data.path={EMOJI}", f"train.seed={seed}", *VARIANTS.get(name, [])]
+            extra = [] if name == "dual" else args.overrides
+            overrides = [f"data.path={EMOJI}", f"train.seed={seed}", *extra, *VARIANTS.get(name, [])]
             config = REPO / "configs" / "dual" / "emoji.yaml" if name == "dual" else args.config
             slug = name.lower().replace(" ", "").replace("=", "")
             results[name].append(train_and_measure(config, args.out / f"{slug}-s{seed}", overrides))
