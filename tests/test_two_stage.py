@@ -1,5 +1,5 @@
 """Two-stage search: K = all candidates reproduces exhaustive ranking; shortlists and the full
-score matrix behave as documented; the per-query fallback equals the paired path."""
+score matrix behave as documented; reranking scores exactly the shortlisted pairs, one call per image."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ from xmodal.losses.ranking import bidirectional_triplet
 from xmodal.losses.triplet import bidirectional_mean_triplet
 from xmodal.models.base import Attention, Batch, InputSpec, Params, Rep, RetrievalModel, take
 from xmodal.models.registry import register
-from xmodal.nn.coattention import CoAttention, Side, attend
+from xmodal.nn.coattention import CoAttention, Side
 from xmodal.nn.pooling import length_mask, masked_mean
 from xmodal.nn.sequence import NgramBiLSTM
 
@@ -138,25 +138,6 @@ class JGCAR(RetrievalModel):
         if self.coattention is None:
             return _cosine_matrix(images["global"], texts["global"])
         return self.coattention.all_scores(*self._sides(images, texts))
-
-    def candidate_similarity(self, images: Rep, texts: Rep) -> Tensor:
-        """Each of Q queries against its own K candidates, ``[Q, K]`` (two-stage reranking).
-
-        One side holds the Q queries (leading dim ``[Q]``), the other their candidates (leading
-        dims ``[Q, K]``, e.g. ``rep[key][shortlist]``); the pair part of the co-attention then
-        broadcasts over ``[Q, K]`` with one affinity product per query, and the words are cut to
-        the longest candidate text of the block.
-        """
-        if self.coattention is None:
-            image, text = (nn.functional.normalize(rep["global"], dim=-1) for rep in (images, texts))
-            image, text = (image.unsqueeze(1), text) if image.dim() < text.dim() else (image, text.unsqueeze(1))
-            return (image * text).sum(-1)
-        image_side, text_side = self._sides(images, texts)
-        if image_side.features.dim() < text_side.features.dim():
-            image_side = image_side.unsqueeze(1)
-        else:
-            text_side = text_side.unsqueeze(1)
-        return attend(image_side, text_side).scores()
 
     @staticmethod
     def _sides(images: Rep, texts: Rep) -> tuple[Side, Side]:

@@ -3,10 +3,10 @@
 Stage 1 ranks every candidate by the cosine of the two global vectors (``model.embed``, one
 matrix product per query block) and keeps the top K. Stage 2 scores only the query x shortlisted
 candidate pairs with the model's own score and reranks them, so stage 2 costs K x (n_images +
-n_texts) pair scores for both directions instead of n_images x n_texts. Batched two ways: a model
-with ``candidate_similarity`` (JGCAR) gets blocks of queries with their gathered candidates,
-``[Q]`` against ``[Q, K]``; any other model gets one ``similarity`` call per distinct image
-against all texts paired with it (:func:`score_pairs`).
+n_texts) pair scores for both directions instead of n_images x n_texts. Stage 2 is batched by
+image, in both directions: one ``similarity`` call per distinct image against all texts paired
+with it (:func:`score_pairs`). Gathering each query's candidate images instead (``[Q, K]`` copies
+of the region tensors) cost 4x more for text queries on emoji (benchmarks/results/jgcar.md).
 
 :meth:`TwoStageResult.score_matrix` turns a result into a full ``[n_images, n_texts]`` matrix
 for :func:`xmodal.eval.metrics.evaluate_retrieval`: shortlisted candidates keep their stage-2
@@ -75,33 +75,17 @@ def score_pairs(model: RetrievalModel, images: Rep, texts: Rep, image_index: Ten
 
 
 @torch.no_grad()
-def rerank(model: RetrievalModel, images: Rep, texts: Rep, shortlist: Tensor, direction: Direction,
-           pairs_per_call: int = 256) -> Tensor:
-    """Stage-2 scores ``[Q, K]`` of each query with the candidates of its ``shortlist [Q, K]``.
-
-    A model with ``candidate_similarity(images, texts) -> [Q, K]`` (one side Q queries, the other
-    their gathered candidates with leading dims ``[Q, K]``) scores ``pairs_per_call // K``
-    queries per call; any other model goes through :func:`score_pairs`.
-    """
-    scorer = getattr(model, "candidate_similarity", None)
-    if scorer is None:
-        queries = torch.arange(len(shortlist), device=shortlist.device).repeat_interleave(shortlist.shape[1])
-        candidates = shortlist.reshape(-1)
-        image_index, text_index = (queries, candidates) if direction == "i2t" else (candidates, queries)
-        return score_pairs(model, images, texts, image_index, text_index).view_as(shortlist)
-    queries, candidates = (images, texts) if direction == "i2t" else (texts, images)
-    step = max(1, pairs_per_call // shortlist.shape[1])
-    parts = []
-    for start in range(0, len(shortlist), step):
-        query = take(queries, slice(start, start + step))
-        gathered = {key: value[shortlist[start : start + step]] for key, value in candidates.items()}
-        parts.append(scorer(query, gathered) if direction == "i2t" else scorer(gathered, query))
-    return torch.cat(parts)
+def rerank(model: RetrievalModel, images: Rep, texts: Rep, shortlist: Tensor, direction: Direction) -> Tensor:
+    """Stage-2 scores ``[Q, K]`` of each query with the candidates of its ``shortlist [Q, K]``."""
+    queries = torch.arange(len(shortlist), device=shortlist.device).repeat_interleave(shortlist.shape[1])
+    candidates = shortlist.reshape(-1)
+    image_index, text_index = (queries, candidates) if direction == "i2t" else (candidates, queries)
+    return score_pairs(model, images, texts, image_index, text_index).view_as(shortlist)
 
 
 @torch.no_grad()
-def two_stage_search(model: RetrievalModel, images: Rep, texts: Rep, k: int, direction: Direction,
-                     pairs_per_call: int = 256) -> TwoStageResult:
+def two_stage_search(model: RetrievalModel, images: Rep, texts: Rep, k: int, direction: Direction
+                     ) -> TwoStageResult:
     """Shortlist the top ``k`` candidates per query by global cosine, rerank them by ``similarity``.
 
     ``images`` and ``texts`` are encoded representations (``model.encode_images/texts``);
@@ -111,15 +95,14 @@ def two_stage_search(model: RetrievalModel, images: Rep, texts: Rep, k: int, dir
     first_stage = cosine_scores(_global(model, queries), _global(model, candidates))
     k = min(k, rep_len(candidates))
     shortlist = first_stage.topk(k, dim=1).indices
-    scores = rerank(model, images, texts, shortlist, direction, pairs_per_call)
+    scores = rerank(model, images, texts, shortlist, direction)
     order = scores.argsort(dim=1, descending=True, stable=True)
     return TwoStageResult(direction, shortlist.gather(1, order), scores.gather(1, order), first_stage)
 
 
-def two_stage_scores(model: RetrievalModel, images: Rep, texts: Rep, k: int,
-                     pairs_per_call: int = 256) -> tuple[Tensor, Tensor]:
+def two_stage_scores(model: RetrievalModel, images: Rep, texts: Rep, k: int) -> tuple[Tensor, Tensor]:
     """Full ``[n_images, n_texts]`` matrices of the two directions: (image queries, text queries)."""
-    return tuple(two_stage_search(model, images, texts, k, direction, pairs_per_call).score_matrix()
+    return tuple(two_stage_search(model, images, texts, k, direction).score_matrix()
                  for direction in ("i2t", "t2i"))
 
 
