@@ -2,7 +2,7 @@
 
     XMODAL_HOME=/tmp/xh-jgcar .venv/bin/python benchmarks/jgcar_emoji.py \\
         [--config configs/jgcar/emoji-cpu.yaml] [--seeds 0 1 2] [--variants GRL SGCAR JGCAR JGCAR-v1 JGCAR-v2] \\
-        [--no-dual] [--out /tmp/jgcar-bench] [--set train.epochs=10 ...]
+        [--no-dual] [--out /tmp/jgcar-bench] [--set train.epochs=10 --set KEY=VALUE ...]
 
 Each variant trains with ``--config`` plus its overrides (table below); the best checkpoint
 (validation rsum) is then scored on the test split two ways: the paper's two-stage retrieval
