@@ -4,6 +4,8 @@ import pytest
 
 from conftest import subset
 from xmodal.cli import main
+from xmodal.demo import demo_config
+from xmodal.errors import XmodalError
 
 
 @pytest.mark.slow
@@ -20,3 +22,15 @@ def test_demo_end_to_end_on_an_emoji_subset(emoji_dataset, tmp_path, monkeypatch
     assert page.count("data:image/png;base64,") >= 5 * 5 + 5  # result thumbnails and query images
     assert "Text &rarr; images (typed queries" in page and "rsum" in page
     assert (out / "checkpoints" / "best.pt").is_file()
+
+
+def test_demo_config_default_model_and_explicit_paths(tmp_path):
+    assert demo_config().as_posix().endswith("configs/gpldan/emoji-search.yaml")
+    assert demo_config("dual").as_posix().endswith("configs/dual/emoji.yaml")
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("model: {name: dual}\n")
+    assert demo_config("dual", mine) == mine
+    with pytest.raises(XmodalError, match="configs/nosuch/emoji.yaml not found"):
+        demo_config("nosuch")
+    with pytest.raises(XmodalError, match="missing.yaml: no such config file"):
+        demo_config(config=tmp_path / "missing.yaml")

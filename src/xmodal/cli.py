@@ -67,15 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = verbs.add_parser("demo", help="the main job: fetch emoji, extract, train, evaluate, report")
     demo.add_argument("--path", type=Path, default=None, help="folder holding the emoji npm tarballs (else npm)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (replaced on every demo)")
-    demo.add_argument("--model", default=None, help="model to train (default: the best on emoji)")
+    demo.add_argument("--model", default=None, help="train configs/MODEL/emoji.yaml (default: the best on emoji)")
+    demo.add_argument("--config", type=Path, default=None, help="train this config instead")
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     return parser
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from xmodal.demo import DEMO_MODEL, run_demo
+    from xmodal.demo import demo_config, run_demo
 
-    run_demo(args.out, args.path, args.model or DEMO_MODEL, args.overrides)
+    run_demo(args.out, args.path, demo_config(args.model, args.config), args.overrides)
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> None:
