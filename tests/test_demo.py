@@ -34,3 +34,10 @@ def test_demo_config_default_model_and_explicit_paths(tmp_path):
         demo_config("nosuch")
     with pytest.raises(XmodalError, match="missing.yaml: no such config file"):
         demo_config(config=tmp_path / "missing.yaml")
+
+
+def test_demo_refuses_both_model_and_config(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--model", "dual", "--config", "mine.yaml"])
+    assert exit_info.value.code == 2
+    assert "--config: not allowed with argument --model" in capsys.readouterr().err

@@ -67,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = verbs.add_parser("demo", help="the main job: fetch emoji, extract, train, evaluate, report")
     demo.add_argument("--path", type=Path, default=None, help="folder holding the emoji npm tarballs (else npm)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (replaced on every demo)")
-    demo.add_argument("--model", default=None, help="train configs/MODEL/emoji.yaml (default: the best on emoji)")
-    demo.add_argument("--config", type=Path, default=None, help="train this config instead")
+    choice = demo.add_mutually_exclusive_group()
+    choice.add_argument("--model", default=None, help="train configs/MODEL/emoji.yaml (default: the best on emoji)")
+    choice.add_argument("--config", type=Path, default=None, help="train this config instead")
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     return parser
 

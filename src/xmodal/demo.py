@@ -42,7 +42,7 @@ def find_config(relative: str) -> Path:
 def demo_config(model: str | None = None, config: Path | None = None) -> Path:
     """``--config`` as given, else ``configs/<model>/emoji.yaml``, else the default model's config."""
     if config is not None:
-        if not config.is_file():
+        if not config.is_file():  # checked here, not only by load_config: before the emoji fetch
             raise XmodalError(f"{config}: no such config file")
         return config
     return find_config(f"configs/{model}/emoji.yaml" if model else DEMO_CONFIG)
