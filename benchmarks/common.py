@@ -9,8 +9,8 @@ from typing import Iterable
 
 from xmodal.config import load_config
 from xmodal.eval.protocol import evaluate_split
-from xmodal.train.setup import load_trained
-from xmodal.train.trainer import train
+from xmodal.factory import load_trained
+from xmodal.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 

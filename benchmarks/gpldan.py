@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from xmodal.train.sweep import (
+from xmodal.config import read_config
+from xmodal.training.sweep import (
     format_table,
-    load_raw,
     metric_value,
     point_config,
     run_sweep,
@@ -45,14 +45,13 @@ DATASETS: dict[str, dict[str, Any]] = {
     "emoji": {"data.path": str(SHARED / "emoji")},
 }
 CONFIGS = {
-    ("gpldan", "wikipedia-features"): "configs/gpldan/wikipedia-features.yaml",
-    ("gpldan", "emoji"): "configs/gpldan/emoji.yaml",
-    ("dual", "wikipedia-features"): "configs/dual/wikipedia-features.yaml",
-    ("dual", "emoji"): "configs/dual/emoji.yaml",
-    ("cca", "wikipedia-features"): "configs/cca/wikipedia-features.yaml",
-    ("cca", "emoji"): "configs/cca/wikipedia-features.yaml",  # no emoji config: same model, other data
+    ("gpldan", "wikipedia-features"): "gpldan/wikipedia-features",
+    ("gpldan", "emoji"): "gpldan/emoji",
+    ("dual", "wikipedia-features"): "dual/wikipedia-features",
+    ("dual", "emoji"): "dual/emoji",
+    ("cca", "wikipedia-features"): "cca/wikipedia-features",
+    ("cca", "emoji"): "cca/emoji",
 }
-CCA_EMOJI = {"data.dataset": "emoji", "data.image_input": "global", "data.text_input": "global"}
 _OFF = {"use_udp": False, "use_mdp": False, "use_classifier": False, "use_attention": False}
 VARIANTS = {  # Table 3, each row adding to the one before
     "baseline (L_pdl)": _OFF,
@@ -66,9 +65,8 @@ COLUMNS = ("i2t.map@50", "t2i.map@50", "map@50", "i2t.map", "t2i.map", "map")
 
 
 def base_raw(model: str, dataset: str) -> dict[str, Any]:
-    raw = load_raw(REPO / CONFIGS[(model, dataset)])
-    extra = dict(DATASETS[dataset]) | (CCA_EMOJI if (model, dataset) == ("cca", "emoji") else {})
-    return apply(raw, extra)
+    raw = read_config(CONFIGS[(model, dataset)])
+    return apply(raw, dict(DATASETS[dataset]))
 
 
 def apply(raw: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:

@@ -24,10 +24,11 @@ import torch
 from common import REPO, mean_std, metric_row
 
 from xmodal.config import load_config
+from xmodal.eval.metrics import direction_metrics
 from xmodal.eval.protocol import encode_split, score_matrix
-from xmodal.search import direction_metrics, two_stage_scores
-from xmodal.train.setup import load_trained
-from xmodal.train.trainer import train
+from xmodal.factory import load_trained
+from xmodal.search import two_stage_scores
+from xmodal.training.trainer import train
 
 EMOJI = REPO.parent / "shared" / "data" / "emoji"
 VARIANTS = {  # Tables 1-2 rows as --set overrides of the JGCAR config

@@ -23,9 +23,10 @@ from typing import Callable
 import torch
 from common import mean_std
 
+from xmodal.eval.metrics import direction_metrics
 from xmodal.eval.protocol import encode_split, score_matrix
-from xmodal.search import direction_metrics, two_stage_scores
-from xmodal.train.setup import load_trained
+from xmodal.factory import load_trained
+from xmodal.search import two_stage_scores
 
 KEYS = [("i2t", "r@1"), ("i2t", "r@5"), ("i2t", "r@10"), ("t2i", "r@1"), ("t2i", "r@5"), ("t2i", "r@10")]
 

@@ -79,7 +79,11 @@ def test_contract(cls: type[RetrievalModel]):
             if parameter.requires_grad:
                 assert parameter.grad is not None, f"no gradient reaches {name}"
     else:
-        model.fit(batch.images, batch.texts, batch.items, batch.labels)
+        for choice in model.fit_choices():  # the trainer applies each setting before fitting
+            model.params = model.params.model_copy(update=choice)
+            model.fit(batch.images, batch.texts, batch.items, batch.labels)
+            assert torch.isfinite(model.similarity(model.encode_images(batch.images),
+                                                   model.encode_texts(batch.texts))).all()
 
 
 @pytest.mark.parametrize("cls", [c for c in MODELS if c.trainable], ids=[c.name for c in MODELS if c.trainable])

@@ -8,10 +8,10 @@ import torch
 from torch import Tensor
 
 from test_jgcar import make_model
-from xmodal.eval.metrics import evaluate_retrieval
+from xmodal.eval.metrics import direction_metrics, evaluate_retrieval
 from xmodal.eval.protocol import score_matrix
 from xmodal.models.base import Rep, RetrievalModel, take
-from xmodal.search import TwoStageResult, direction_metrics, rerank, score_pairs, two_stage_scores, two_stage_search
+from xmodal.search import TwoStageResult, rerank, score_pairs, two_stage_scores, two_stage_search
 
 
 def encoded_jgcar():

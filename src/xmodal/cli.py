@@ -20,23 +20,36 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-bad", action="store_true", help="skip bad records, count and report them")
 
 
+def _verbosity_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    loudness = common.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, default=0,
+                          help="print warnings and results only")
+    loudness.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1,
+                          help="print debug lines too")
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
     from xmodal.data.registry import dataset_names
     from xmodal.features.extract import DEFAULT_EXTRACTORS, EXTRACTORS
 
     parser = argparse.ArgumentParser(prog="xmodal", description="Attention-based image-text cross-modal retrieval.")
     verbs = parser.add_subparsers(dest="verb", required=True)
+    common = _verbosity_parser()
+    # Every verb takes -q/-v: progress goes to stderr as log lines, results to stdout.
+    add_verb = lambda name, **kwargs: verbs.add_parser(name, parents=[common], **kwargs)
 
-    data = verbs.add_parser("data", help="fetch datasets and describe them")
+    data = add_verb("data", help="fetch datasets and describe them")
     data_verbs = data.add_subparsers(dest="data_verb", required=True)
-    fetch = data_verbs.add_parser("fetch", help="download a dataset that can be fetched (emoji)")
+    fetch = data_verbs.add_parser("fetch", parents=[common], help="download a dataset that can be fetched (emoji)")
     fetch.add_argument("name", choices=["emoji"])
     fetch.add_argument("--path", type=Path, default=None, help="use the tarballs in this folder instead of npm")
-    info = data_verbs.add_parser("info", help="counts per split and per label",
+    info = data_verbs.add_parser("info", parents=[common], help="counts per split and per label",
                                  description="datasets: " + ", ".join(dataset_names()))
     _add_dataset_arguments(info)
 
-    extract = verbs.add_parser("extract", help="run the frozen encoders once and cache the features")
+    extract = add_verb("extract", help="run the frozen encoders once and cache the features")
     _add_dataset_arguments(extract)
     extract.add_argument("--encoders", default=",".join(DEFAULT_EXTRACTORS),
                          help=f"comma-separated, from {', '.join(EXTRACTORS)} (default: all)")
@@ -45,16 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda[:N]")
     extract.add_argument("--force", action="store_true", help="recompute even when cached")
 
-    verbs.add_parser("models", help="list the registered models and the inputs each needs")
+    add_verb("models", help="list the registered models, the inputs each needs and the shipped configs")
 
-    train = verbs.add_parser("train", help="train a model from a config")
-    train.add_argument("--config", type=Path, required=True, help="configs/<model>/<dataset>.yaml")
+    train = add_verb("train", help="train a model from a config")
+    train.add_argument("--config", required=True,
+                       help="a shipped config name (dual/emoji, gpldan/emoji-search: `xmodal models` lists them) "
+                            "or a YAML file")
     train.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log, curves)")
+    train.add_argument("--path", type=Path, default=None,
+                       help="where the dataset lives (same as --set data.path=...; or $XMODAL_DATA_<DATASET>)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set optim.lr=1e-3 (repeatable)")
     train.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
 
-    evaluate = verbs.add_parser("eval", help="evaluate a trained run under every protocol its dataset supports")
+    evaluate = add_verb("eval", help="evaluate a trained run under every protocol its dataset supports")
     evaluate.add_argument("run", type=Path)
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
     evaluate.add_argument("--checkpoint", default="best", choices=["best", "last"])
@@ -64,20 +81,24 @@ def build_parser() -> argparse.ArgumentParser:
                           help="two-stage ranking: rerank the top K candidates of the global first stage "
                                "(0: score every pair; default: the run's eval.shortlist)")
 
-    demo = verbs.add_parser("demo", help="the main job: fetch emoji, extract, train, evaluate, report")
-    demo.add_argument("--path", type=Path, default=None, help="folder holding the emoji npm tarballs (else npm)")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (replaced on every demo)")
+    demo = add_verb("demo", help="the main job: fetch emoji, extract, train, evaluate, report")
+    demo.add_argument("--path", type=Path, default=None,
+                      help="the dataset's folder (emoji: a folder holding the two npm tarballs; else npm)")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"),
+                      help="run folder (reused when nothing changed, replaced when the config did)")
     choice = demo.add_mutually_exclusive_group()
-    choice.add_argument("--model", default=None, help="train configs/MODEL/emoji.yaml (default: the best on emoji)")
-    choice.add_argument("--config", type=Path, default=None, help="train this config instead")
+    choice.add_argument("--model", default=None, help="train MODEL/emoji (default: the best model on emoji)")
+    choice.add_argument("--config", default=None, help="train this config (a shipped name or a YAML file) instead")
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    demo.add_argument("--retrain", action="store_true", help="train again even if --out holds the same finished run")
     return parser
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from xmodal.demo import demo_config, run_demo
+    from xmodal.demo import demo_config, format_demo, run_demo
 
-    run_demo(args.out, args.path, demo_config(args.model, args.config), args.overrides)
+    print(format_demo(run_demo(args.out, args.path, demo_config(args.model, args.config), args.overrides,
+                        retrain=args.retrain)))
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> None:
@@ -138,8 +159,8 @@ def cmd_extract(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
+    from xmodal.factory import INPUT_WORDS
     from xmodal.models.registry import list_models
-    from xmodal.train.setup import INPUT_WORDS
 
     for name, cls in list_models().items():
         needs = [f"image: {' | '.join(INPUT_WORDS[k] for k in cls.image_inputs)}",
@@ -151,7 +172,7 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from xmodal.config import load_config
-    from xmodal.train.trainer import train
+    from xmodal.training.trainer import train
 
     config = load_config(args.config, args.overrides)
     result = train(config, args.out, resume=args.resume)
@@ -166,7 +187,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from xmodal.device import resolve_device
     from xmodal.eval.protocol import eval_settings, evaluate_split
     from xmodal.eval.report import format_table
-    from xmodal.train.setup import load_trained
+    from xmodal.factory import load_trained
 
     run = load_trained(args.run, args.checkpoint, resolve_device(args.device) if args.device else None)
     settings = eval_settings(run.config.eval)
@@ -190,8 +211,11 @@ COMMANDS = {("data", "fetch"): cmd_data_fetch, ("data", "info"): cmd_data_info, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from xmodal.logs import configure_logging
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args.verbosity)
     command = COMMANDS[(args.verb, getattr(args, f"{args.verb}_verb", None))]
     try:
         command(args)

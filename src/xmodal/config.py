@@ -114,34 +114,95 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def load_config(path: Path | None, overrides: list[str] | None = None, base: dict[str, Any] | None = None) -> RunConfig:
-    """Read a YAML config (or start from ``base``), apply ``--set`` overrides, validate."""
-    where = str(path) if path is not None else "config"
-    raw: dict[str, Any] = dict(base or {})
-    if path is not None:
-        if not Path(path).is_file():
-            raise XmodalError(f"config file {path} not found; configs live under configs/<model>/<dataset>.yaml")
-        try:
-            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as error:
-            raise XmodalError(f"{path}: not valid YAML ({error})") from None
-        if not isinstance(raw, dict):
-            raise XmodalError(f"{path}: expected a mapping of sections (model, data, optim, train, eval)")
+CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
+
+
+def list_configs() -> list[str]:
+    """Names of the configs shipped with xmodal: ``dual/emoji``, ``gpldan/emoji-search``, ..."""
+    return sorted(path.relative_to(CONFIG_ROOT).with_suffix("").as_posix() for path in CONFIG_ROOT.glob("*/*.yaml"))
+
+
+def find_config(name: str | Path, relative_to: Path | None = None) -> Path:
+    """A config file: a path that exists, else a shipped config by name.
+
+    ``gpldan/emoji``, ``gpldan/emoji.yaml`` and ``configs/gpldan/emoji.yaml`` all name the shipped
+    ``xmodal/configs/gpldan/emoji.yaml``, so a config name works from any folder and after a plain
+    ``pip install``. ``relative_to`` (a config's folder) is tried first for a config's ``base:``.
+    """
+    candidates = [Path(name).expanduser()]
+    if relative_to is not None and not Path(name).is_absolute():
+        candidates.insert(0, relative_to / name)
+    shipped = Path(name).as_posix().removeprefix("configs/")
+    candidates += [CONFIG_ROOT / shipped, CONFIG_ROOT / f"{shipped}.yaml"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    if Path(name).is_dir():
+        raise XmodalError(f"config {name}: is a folder, expected a YAML file or a config name such as dual/emoji")
+    raise XmodalError(f"config {name} not found: not a file, nor a shipped config ({', '.join(list_configs())})")
+
+
+def read_config(name: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file as a plain mapping, its ``base:`` (and the base's base) merged under it."""
+    path = find_config(name, _chain[-1].parent if _chain else None).resolve()
+    if path in _chain:
+        raise XmodalError(f"{path}: base: forms a loop ({' -> '.join(str(p) for p in (*_chain, path))})")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise XmodalError(f"{path}: not valid YAML ({error})") from None
+    except UnicodeDecodeError:
+        raise XmodalError(f"{path}: not UTF-8 text; save the config as UTF-8") from None
+    if not isinstance(raw, dict):
+        raise XmodalError(f"{path}: expected a mapping of sections (base, model, data, optim, train, eval)")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise XmodalError(f"{path}: base: expected a config name or path, e.g. base: gpldan/emoji.yaml")
+    return merge_configs(read_config(base, (*_chain, path)), raw)
+
+
+def merge_configs(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``: sections merge key by key, any other value replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_configs(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(name: str | Path | None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> RunConfig:
+    """Read a config (a path or a shipped name; or start from ``base``), apply ``--set``, validate.
+
+    Errors name where the bad value came from: the file, or ``--set`` when an override set it.
+    """
+    raw: dict[str, Any] = read_config(name) if name is not None else dict(base or {})
+    where = str(find_config(name)) if name is not None else "config"
     raw = apply_overrides(raw, overrides or [])
-    return validate_config(raw, where)
+    overridden = {".".join(parse_override(text)[0]) for text in overrides or []}
+    return validate_config(raw, where, overridden)
 
 
-def validate_config(raw: dict[str, Any], where: str = "config") -> RunConfig:
+def validate_config(raw: dict[str, Any], where: str = "config", overridden: set[str] | None = None) -> RunConfig:
+    """Check ``raw`` against the schema; ``overridden`` keys are blamed on ``--set``, not on ``where``."""
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as error:
-        problems = []
+        in_file, in_overrides = [], []
         for problem in error.errors():
             key = ".".join(str(part) for part in problem["loc"])
             message = "unknown key" if problem["type"] == "extra_forbidden" else problem["msg"]
             got = "" if problem["type"] in ("missing", "extra_forbidden") else f" (got {problem.get('input')!r})"
-            problems.append(f"{key}: {message}{got}")
-        raise XmodalError(f"{where}: " + "; ".join(problems)) from None
+            if key in (overridden or set()):
+                in_overrides.append(f"--set {key}: {message}{got}")
+            else:
+                in_file.append(f"{key}: {message}{got}")
+        parts = ([f"{where}: " + "; ".join(in_file)] if in_file else []) + in_overrides
+        raise XmodalError("; ".join(parts)) from None
 
 
 def dump_config(config: RunConfig) -> str:

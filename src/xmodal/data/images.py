@@ -21,7 +21,7 @@ def load_rgb(path: Path, size: int | None = None) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()
-            rgb = _to_rgb(image)
+            rgb = to_rgb(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(
             path, f"unreadable or truncated image ({error})", "replace the file, or pass --skip-bad to skip it"
@@ -31,7 +31,8 @@ def load_rgb(path: Path, size: int | None = None) -> Image.Image:
     return rgb
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB, with any transparency composited on white (as the encoders expect)."""
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -7,7 +7,8 @@ pairs' intermediate tensors at once; the metrics then run on the same device.
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -15,13 +16,41 @@ from torch import Tensor
 
 from xmodal.config import EvalConfig
 from xmodal.errors import XmodalError
-from xmodal.eval.metrics import evaluate_retrieval
-from xmodal.features.inputs import SplitData
+from xmodal.eval.metrics import direction_metrics, evaluate_retrieval
 from xmodal.models.base import Rep, RetrievalModel, rep_len, rep_to, take
 
 
+class EvalSplit(Protocol):
+    """What evaluation reads from a split (:class:`xmodal.features.inputs.SplitData` is one)."""
+
+    n_items: int
+    n_texts: int
+    labels: Tensor | None
+
+    def images(self, positions: np.ndarray) -> Rep: ...
+
+    def texts(self, positions: np.ndarray) -> Rep: ...
+
+    def ground_truth(self) -> Tensor: ...
+
+    def text_labels(self) -> Tensor | None: ...
+
+
+@dataclass
+class GroundTruth:
+    """What counts as relevant: the texts of each image, and labels when the data have them."""
+
+    matches: Tensor  # [n_images, n_texts] bool
+    image_labels: Tensor | None = None  # [n_images, n_classes] bool
+    text_labels: Tensor | None = None  # [n_texts, n_classes] bool
+
+    @classmethod
+    def of(cls, split: EvalSplit) -> "GroundTruth":
+        return cls(split.ground_truth(), split.labels, split.text_labels())
+
+
 @torch.no_grad()
-def encode_split(model: RetrievalModel, split: SplitData, device: torch.device,
+def encode_split(model: RetrievalModel, split: EvalSplit, device: torch.device,
                  batch_size: int = 512) -> tuple[Rep, Rep]:
     """Image and text representations of every item/text of a split, on ``device``."""
     images = _encode(model.encode_images, split.images, split.n_items, device, batch_size)
@@ -29,7 +58,8 @@ def encode_split(model: RetrievalModel, split: SplitData, device: torch.device,
     return images, texts
 
 
-def _encode(encoder, reader, n: int, device: torch.device, batch_size: int) -> Rep:
+def _encode(encoder: Callable[[Rep], Rep], reader: Callable[[np.ndarray], Rep], n: int, device: torch.device,
+            batch_size: int) -> Rep:
     parts: list[Rep] = []
     for start in range(0, n, batch_size):
         parts.append(encoder(rep_to(reader(np.arange(start, min(start + batch_size, n))), device)))
@@ -66,32 +96,39 @@ def eval_settings(config: EvalConfig) -> dict:
 
 
 @torch.no_grad()
-def evaluate_split(model: RetrievalModel, split: SplitData, device: torch.device, *,
-                   map_at: Sequence[int] = (50,), image_block: int = 256, text_block: int = 1024,
-                   shortlist: int = 0) -> dict:
-    """Every protocol the split supports: label MAP when labelled, instance recall always.
+def evaluate_split(model: RetrievalModel, split: EvalSplit, device: torch.device, **settings) -> dict:
+    """Encode a split's images and texts once, then :func:`evaluate` them (same keyword settings)."""
+    was_training = model.training
+    model.eval()
+    try:
+        images, texts = encode_split(model, split, device)
+        return evaluate(model, images, texts, GroundTruth.of(split), **settings)
+    finally:
+        model.train(was_training)
 
+
+@torch.no_grad()
+def evaluate(model: RetrievalModel, images: Rep, texts: Rep, truth: GroundTruth, *,
+             map_at: Sequence[int] = (50,), image_block: int = 256, text_block: int = 1024,
+             shortlist: int = 0) -> dict:
+    """Every protocol the ground truth supports: label MAP when labelled, instance recall always.
+
+    ``images`` and ``texts`` are encoded representations (``model.encode_images/texts``).
     ``shortlist`` K > 0 ranks by two-stage search (:mod:`xmodal.search.two_stage`): the top K
     candidates of each query by global cosine, reranked by ``similarity``; ranks beyond K follow
     the first stage. Returns ``{"i2t": {...}, "t2i": {...}, "rsum": ...}`` as
     :func:`evaluate_retrieval` does.
     """
-    was_training = model.training
-    model.eval()
-    images, texts = encode_split(model, split, device)
-    kwargs = {"image_labels": split.labels, "text_labels": split.text_labels(), "gt": split.ground_truth(),
+    kwargs = {"image_labels": truth.image_labels, "text_labels": truth.text_labels, "gt": truth.matches,
               "map_ks": tuple(map_at)}
     if shortlist:
-        from xmodal.search.two_stage import direction_metrics, two_stage_scores
+        from xmodal.search.two_stage import two_stage_scores
 
         if model.embed(take(images, slice(0, 1))) is None:
             raise XmodalError(f"eval.shortlist={shortlist}: model {model.name!r} has no global vector for a first "
                               "stage; use eval.shortlist=0 (score every pair)")
-        metrics = direction_metrics(*two_stage_scores(model, images, texts, shortlist), **kwargs)
-    else:
-        metrics = evaluate_retrieval(score_matrix(model, images, texts, image_block, text_block), **kwargs)
-    model.train(was_training)
-    return metrics
+        return direction_metrics(*two_stage_scores(model, images, texts, shortlist), **kwargs)
+    return evaluate_retrieval(score_matrix(model, images, texts, image_block, text_block), **kwargs)
 
 
 def headline(metrics: dict, metric: str) -> float:

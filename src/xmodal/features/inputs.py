@@ -8,12 +8,15 @@ feature cache (extracting once if needed); datasets that ship feature arrays use
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
+from xmodal.data.images import load_rgb, to_rgb
 from xmodal.data.records import SPLITS, Dataset, FeatureRow, all_texts
 from xmodal.data.splits import stratified_split
 from xmodal.errors import XmodalError
@@ -80,6 +83,7 @@ class ModelData:
         self.options = extract_options or ExtractOptions(image_resolution=resolution)
         self.options.image_resolution = resolution
         self.bad_items: set[str] = set()
+        self._image_encoder = self._text_encoder = None  # built on first use for new images / texts
         image_dim, regions, grid_side, self._read_images = self._image_reader(image_input)
         text_dim, vocab_size, vectors, self._read_texts = self._text_reader(text_input)
         self.spec = InputSpec(image=image_input, text=text_input, image_dim=image_dim, text_dim=text_dim,
@@ -156,11 +160,14 @@ class ModelData:
             splits["train"] = [i for i in train if assignment[items[i].id] == "train"]
         return splits
 
-    def encode_new_texts(self, texts: list[str]) -> Rep:
+    def encode_new_texts(self, texts: Sequence[str]) -> Rep:
         """Model inputs for sentences outside the dataset (queries), with the same frozen encoders."""
         if self.dataset.text_kind == "features":
             raise XmodalError(f"dataset {self.dataset.name!r} ships text features: free-text queries cannot be "
                               "encoded the same way")
+        texts = list(texts)
+        if not texts or not all(isinstance(text, str) for text in texts):
+            raise XmodalError("encode_new_texts: give a non-empty list of strings")
         kind = self.spec.text
         if kind == "words":
             from xmodal.encoders.tokenize import Vocabulary
@@ -168,12 +175,34 @@ class ModelData:
             vocabulary = Vocabulary.load(extract(self.dataset, "words", self.options).features.path / "vocabulary.json")
             ids, lengths = vocabulary.encode_padded(texts)
             return {"ids": torch.from_numpy(ids).long(), "lengths": torch.from_numpy(lengths).long()}
-        from xmodal.encoders.minilm import MiniLM
+        if self._text_encoder is None:
+            from xmodal.encoders.minilm import MiniLM
 
-        encoded = MiniLM(self.options.max_text_tokens).encode(texts)
+            self._text_encoder = MiniLM(self.options.max_text_tokens, self.options.device)
+        encoded = self._text_encoder.encode(texts)
         if kind == "global":
-            return {"features": encoded.sentence}
-        return {"tokens": encoded.tokens, "lengths": encoded.lengths.long()}
+            return {"features": encoded.sentence.cpu()}
+        return {"tokens": encoded.tokens.cpu(), "lengths": encoded.lengths.long().cpu()}
+
+    def encode_new_images(self, images: Sequence[str | Path | Image.Image]) -> Rep:
+        """Model inputs for images outside the dataset (files or PIL images), as extraction encodes them."""
+        if self.dataset.image_kind == "features":
+            raise XmodalError(f"dataset {self.dataset.name!r} ships image features: new images cannot be encoded "
+                              "the same way (its features came from an encoder xmodal does not have)")
+        images = list(images)
+        if not images:
+            raise XmodalError("encode_new_images: give at least one image (a file path or a PIL image)")
+        resolution = self.options.image_resolution
+        pictures = [to_rgb(image).resize((resolution, resolution), Image.Resampling.BICUBIC)
+                    if isinstance(image, Image.Image) else load_rgb(Path(image), resolution) for image in images]
+        if self._image_encoder is None:
+            from xmodal.encoders.image import EfficientNetLite0
+
+            self._image_encoder = EfficientNetLite0(resolution, self.options.device)
+        encoded = self._image_encoder.encode(pictures)
+        if self.spec.image == "global":
+            return {"features": encoded.pooled.cpu()}
+        return {"regions": encoded.grid.cpu()}
 
     def has_split(self, name: str) -> bool:
         return bool(self._splits.get(name))

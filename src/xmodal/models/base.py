@@ -16,7 +16,7 @@ Representations and inputs are plain ``dict[str, Tensor]`` whose first dimension
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -144,6 +144,14 @@ class RetrievalModel(nn.Module):
     def fit(self, images: Rep, texts: Rep, items: Tensor, labels: Tensor | None) -> None:
         """Closed-form fitting on all training pairs (only for ``trainable = False`` models)."""
         raise NotImplementedError
+
+    def fit_choices(self) -> list[dict[str, Any]]:
+        """Parameter settings to :meth:`fit` and compare on the validation split (``[{}]``: just fit).
+
+        The trainer fits once per setting, keeps the best by the run's validation metric, and
+        records the setting kept in the run's config.
+        """
+        return [{}]
 
 
 class EmbeddingModel(RetrievalModel):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from xmodal.losses.ranking import bidirectional_triplet
@@ -13,7 +16,11 @@ from xmodal.nn.pooling import length_mask, masked_mean
 
 class CCAParams(Params):
     dim: int = 10  # number of canonical directions kept
-    regularization: float = 1e-3  # ridge added to each covariance, relative to its mean eigenvalue
+    # Ridge added to each covariance, relative to its mean eigenvalue. None: the value of
+    # ``regularization_grid`` that scores best on the validation split. The best value depends on
+    # the features: on emoji's 1280-d / 384-d vectors 1e-3 gives test MAP 0.14 and 1.0 gives 0.25.
+    regularization: float | None = Field(None, gt=0)
+    regularization_grid: list[float] = Field(default_factory=lambda: [1e-3, 1e-2, 1e-1, 1.0, 10.0])
 
 
 @register
@@ -46,12 +53,19 @@ class CCA(EmbeddingModel):
         self.text_mean.copy_(y.mean(0))
         x, y = x - x.mean(0), y - y.mean(0)
         n = len(x) - 1
+        if self.params.regularization is None:
+            raise ValueError("CCA.fit needs params.regularization; the trainer sets it from fit_choices()")
         whiten_x = _inverse_sqrt(x.T @ x / n, self.params.regularization)
         whiten_y = _inverse_sqrt(y.T @ y / n, self.params.regularization)
         u, _, vh = torch.linalg.svd(whiten_x @ (x.T @ y / n) @ whiten_y)
         dim = self.image_projection.shape[1]
         self.image_projection.copy_((whiten_x @ u[:, :dim]).float())
         self.text_projection.copy_((whiten_y @ vh.T[:, :dim]).float())
+
+    def fit_choices(self) -> list[dict[str, Any]]:
+        if self.params.regularization is not None:
+            return [{}]
+        return [{"regularization": value} for value in self.params.regularization_grid]
 
     def encode_images(self, images: Rep) -> Rep:
         return {"embedding": (images["features"] - self.image_mean) @ self.image_projection}

@@ -3,12 +3,11 @@
 from xmodal.search.two_stage import (
     TwoStageResult,
     cosine_scores,
-    direction_metrics,
     rerank,
     score_pairs,
     two_stage_scores,
     two_stage_search,
 )
 
-__all__ = ["TwoStageResult", "cosine_scores", "direction_metrics", "rerank", "score_pairs", "two_stage_scores",
+__all__ = ["TwoStageResult", "cosine_scores", "rerank", "score_pairs", "two_stage_scores",
            "two_stage_search"]

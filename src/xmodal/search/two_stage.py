@@ -16,12 +16,11 @@ score, the rest follow below all of them in stage-1 order (so R@k for k > K is s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from xmodal.eval.metrics import evaluate_retrieval, recall_at_k
 from xmodal.models.base import Rep, RetrievalModel, rep_len, take
 
 Direction = Literal["i2t", "t2i"]
@@ -104,18 +103,3 @@ def two_stage_scores(model: RetrievalModel, images: Rep, texts: Rep, k: int) -> 
     """Full ``[n_images, n_texts]`` matrices of the two directions: (image queries, text queries)."""
     return tuple(two_stage_search(model, images, texts, k, direction).score_matrix()
                  for direction in ("i2t", "t2i"))
-
-
-def direction_metrics(i2t_scores: Tensor, t2i_scores: Tensor, gt: Tensor, *, image_labels: Tensor | None = None,
-                      text_labels: Tensor | None = None, map_ks: Sequence[int] = (50,),
-                      recall_ks: Sequence[int] = ()) -> dict:
-    """Metrics as :func:`evaluate_retrieval` returns them, i2t read from one matrix and t2i from
-    another (they differ for two-stage search), plus ``r@k`` for each extra ``recall_ks``."""
-    kwargs = {"image_labels": image_labels, "text_labels": text_labels, "gt": gt, "map_ks": map_ks}
-    result = {"i2t": evaluate_retrieval(i2t_scores, **kwargs)["i2t"],
-              "t2i": evaluate_retrieval(t2i_scores, **kwargs)["t2i"]}
-    for direction, scores, truth in (("i2t", i2t_scores, gt), ("t2i", t2i_scores.T, gt.T)):
-        recalls = recall_at_k(scores, truth, ks=tuple(recall_ks)) if recall_ks else {}
-        result[direction].update({key: value for key, value in recalls.items() if key.startswith("r@")})
-    result["rsum"] = sum(result[d][f"r@{k}"] for d in ("i2t", "t2i") for k in (1, 5, 10))
-    return result

@@ -1,7 +1,14 @@
-"""Turning a config into a run: the dataset, the model inputs it can feed, and the model."""
+"""The composition root: from a config to a run (dataset, model inputs, model) and back from a run folder.
+
+The CLI, the demo, the sweep, the benchmarks and the public API (:mod:`xmodal.api`) all build
+runs here; the trainer only trains a run it is given, so a user can also hand it a model and
+data they built themselves (:func:`make_run`).
+"""
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +16,7 @@ import torch
 
 from xmodal.config import RunConfig
 from xmodal.data.records import Dataset
-from xmodal.data.registry import load_dataset
+from xmodal.data.registry import get_spec, load_dataset
 from xmodal.errors import XmodalError
 from xmodal.features.extract import ExtractOptions
 from xmodal.features.inputs import ModelData
@@ -22,12 +29,49 @@ INPUT_WORDS = {"global": "global features", "regions": "regions", "words": "word
 
 @dataclass
 class Run:
+    """Everything training and evaluation need: the resolved config, the data and the model."""
+
     config: RunConfig
     dataset: Dataset
     data: ModelData
     model: RetrievalModel
     device: torch.device
     metric: str  # what early stopping watches: "rsum" or "map"
+
+
+def data_path_variable(dataset: str) -> str:
+    """The environment variable that can hold a dataset's path: ``XMODAL_DATA_WIKIPEDIA_FEATURES``."""
+    return "XMODAL_DATA_" + re.sub(r"[^A-Za-z0-9]", "_", dataset).upper()
+
+
+def data_path(dataset: str, given: str | Path | None = None) -> Path | None:
+    """Where ``dataset`` lives: ``given`` (``--path``, ``data.path``), else ``$XMODAL_DATA_<DATASET>``,
+    made absolute; ``None`` for a built-in dataset given no path (emoji fetches itself).
+
+    Configs never hold paths to data, so a run's folder records the absolute path it was trained
+    on and ``xmodal eval RUN`` works from any folder.
+    """
+    variable = data_path_variable(dataset)
+    raw = given or os.environ.get(variable)
+    if not raw:
+        if get_spec(dataset).needs_path:
+            raise XmodalError(f"dataset {dataset!r} needs a path: pass --path DIR (or --set data.path=DIR), "
+                              f"or set {variable}")
+        return None
+    path = Path(raw).expanduser().resolve()
+    if not path.exists():
+        raise XmodalError(f"{'data.path' if given else variable}={raw}: no such file or folder (resolved to {path})")
+    return path
+
+
+def resolve_data_path(config: RunConfig) -> Path | None:
+    """:func:`data_path` of a config's dataset."""
+    return data_path(config.data.dataset, config.data.path)
+
+
+def dataset_of(config: RunConfig) -> Dataset:
+    """The dataset a config names, read from its data path (see :func:`resolve_data_path`)."""
+    return load_dataset(config.data.dataset, resolve_data_path(config))
 
 
 def available_inputs(dataset: Dataset) -> tuple[set[str], set[str]]:
@@ -60,32 +104,50 @@ def choose_inputs(model_cls: type[RetrievalModel], config: RunConfig, dataset: D
     return chosen[0], chosen[1]
 
 
-def build_run(config: RunConfig, device: torch.device) -> Run:
+def build_data(config: RunConfig, device: torch.device, dataset: Dataset | None = None) -> ModelData:
+    """The model inputs of ``config``'s dataset (read from ``data.path`` unless ``dataset`` is given)."""
     model_cls = get_model_class(config.model.name)
-    path = Path(config.data.path) if config.data.path else None
-    dataset = load_dataset(config.data.dataset, path)
+    dataset = dataset if dataset is not None else dataset_of(config)
     if model_cls.needs_labels and not dataset.has_labels:
         raise XmodalError(f"model {model_cls.name!r} trains with labels, but dataset {dataset.name!r} has none")
     image_input, text_input = choose_inputs(model_cls, config, dataset)
-    data = ModelData(dataset, image_input, text_input, resolution=config.data.resolution,
+    return ModelData(dataset, image_input, text_input, resolution=config.data.resolution,
                      val_fraction=config.data.val_fraction, extract_options=ExtractOptions(device=device))
-    # Seed here, after the data: extracting features builds encoders, which draws random numbers,
-    # so a first run (extracting) and a cached run would otherwise start from different weights.
-    torch.manual_seed(config.train.seed)
-    model = create_model(config.model.name, data.spec, config.model.params).to(device)
+
+
+def early_stopping_metric(config: RunConfig, dataset: Dataset) -> str:
     metric = config.train.early_stopping.metric
     if metric == "auto":
         metric = "map" if dataset.has_labels else "rsum"
     if metric == "map" and not dataset.has_labels:
         raise XmodalError(f"train.early_stopping.metric=map needs labels, and dataset {dataset.name!r} has none")
-    return Run(config, dataset, data, model, device, metric)
+    return metric
+
+
+def make_run(config: RunConfig, data: ModelData, model: RetrievalModel, device: torch.device | str = "cpu") -> Run:
+    """A run from parts a user built: the trainer takes it as it is (``xmodal.train``)."""
+    device = torch.device(device)
+    return Run(config, data.dataset, data, model.to(device), device, early_stopping_metric(config, data.dataset))
+
+
+def build_run(config: RunConfig, device: torch.device) -> Run:
+    """Dataset, inputs and a freshly initialised model for ``config``; ``data.path`` made absolute."""
+    config = config.model_copy(deep=True)
+    path = resolve_data_path(config)
+    config.data.path = str(path) if path is not None else None
+    data = build_data(config, device)
+    # Seed here, after the data: extracting features builds encoders, which draws random numbers,
+    # so a first run (extracting) and a cached run would otherwise start from different weights.
+    torch.manual_seed(config.train.seed)
+    model = create_model(config.model.name, data.spec, config.model.params)
+    return make_run(config, data, model, device)
 
 
 def load_trained(run_dir: Path, which: str = "best", device: torch.device | None = None) -> Run:
     """A finished (or interrupted) run, rebuilt from its checkpoint's own config."""
     from xmodal.config import validate_config
     from xmodal.device import resolve_device
-    from xmodal.train.checkpoint import load_checkpoint
+    from xmodal.training.checkpoint import load_checkpoint
 
     path = Path(run_dir) / "checkpoints" / f"{which}.pt"
     state = load_checkpoint(path)

@@ -9,6 +9,7 @@ model, the optimiser and the random state, and every epoch's pair order depends 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import time
@@ -25,15 +26,16 @@ from xmodal.config import OptimizerConfig, RunConfig, dump_config
 from xmodal.device import resolve_device
 from xmodal.errors import XmodalError
 from xmodal.eval.protocol import eval_settings, evaluate_split, headline
+from xmodal.factory import Run, build_run
 from xmodal.models.base import RetrievalModel
 from xmodal.paths import atomic_write_bytes
 from xmodal.progress import progress
-from xmodal.train.checkpoint import load_checkpoint, save_checkpoint
-from xmodal.train.curves import append_log, plot_curves, read_log
-from xmodal.train.distributed import World, init_world, local_device, shutdown
-from xmodal.train.setup import build_run
+from xmodal.training.checkpoint import load_checkpoint, save_checkpoint
+from xmodal.training.curves import append_log, plot_curves, read_log
+from xmodal.training.distributed import World, init_world, local_device, shutdown
 
 SEED_STRIDE = 1_000_003  # keeps (seed, epoch) streams apart
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,40 +77,73 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def train(config: RunConfig, out: Path, *, resume: bool = False) -> TrainResult:
-    out = Path(out)
-    last_path = out / "checkpoints" / "last.pt"
-    if not resume and last_path.exists():
-        raise XmodalError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    """Build the run ``config`` describes (:func:`xmodal.factory.build_run`) and train it into ``out``.
+
+    Under ``torchrun`` each process builds its own run and trains on its shard of the pairs.
+    """
+    _check_out(Path(out), resume)  # before the data are read and extracted
     device = resolve_device(config.train.device)
     world = init_world(device)
-    device = local_device(device)
     try:
+        device = local_device(device)
         torch.manual_seed(config.train.seed)
-        run = build_run(config, device)
-        if world.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(out / "config.yaml", dump_config(config).encode())
-        if not run.model.trainable:
-            return _fit_closed_form(run, config, out, world)
-        return _train_loop(run, config, out, world, device, resume and last_path.exists())
+        return train_run(build_run(config, device), out, resume=resume, world=world)
     finally:
         shutdown(world)
 
 
+def train_run(run: Run, out: Path, *, resume: bool = False, world: World | None = None) -> TrainResult:
+    """Train a run that is already built (by :func:`xmodal.factory.make_run` from your own parts, say)."""
+    out, world = Path(out), world or World()
+    last_path = _check_out(out, resume)
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / "config.yaml", dump_config(run.config).encode())
+    if not run.model.trainable:
+        return _fit_closed_form(run, run.config, out, world)
+    return _train_loop(run, run.config, out, world, run.device, resume and last_path.exists())
+
+
+def _check_out(out: Path, resume: bool) -> Path:
+    last_path = out / "checkpoints" / "last.pt"
+    if not resume and last_path.exists():
+        raise XmodalError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    return last_path
+
+
 def _fit_closed_form(run, config: RunConfig, out: Path, world: World) -> TrainResult:
+    """Fit once per setting the model offers (:meth:`RetrievalModel.fit_choices`), keep the best on val."""
     train_split = run.data.split("train")
     batch = train_split.pair_batch(np.arange(train_split.n_texts)).to(run.device)
-    run.model.fit(batch.images, batch.texts, batch.items, batch.labels)
-    metrics, score = {}, math.nan
-    if run.data.has_split("val"):  # nothing to choose between for a closed-form fit; report only
-        metrics = evaluate_split(run.model, run.data.split("val"), run.device, **eval_settings(config.eval))
-        score = headline(metrics, run.metric)
+    choices = run.model.fit_choices()
+    if len(choices) > 1 and not run.data.has_split("val"):
+        raise XmodalError(f"model {run.model.name!r} chooses {', '.join(choices[0])} on the validation split, and "
+                          f"there is none: set data.val_fraction > 0, or fix it with --set model.params.<name>=VALUE")
+    results = []
+    for choice in choices:
+        run.model.params = run.model.params.model_copy(update=choice)
+        run.model.fit(batch.images, batch.texts, batch.items, batch.labels)
+        metrics, score = {}, math.nan
+        if run.data.has_split("val"):
+            metrics = evaluate_split(run.model, run.data.split("val"), run.device, **eval_settings(config.eval))
+            score = headline(metrics, run.metric)
+        if choice:
+            logger.info("%s: validation %s %.4f", " ".join(f"{k}={v}" for k, v in choice.items()), run.metric, score)
+        results.append((score, choice, {k: v.clone() for k, v in run.model.state_dict().items()}, metrics))
+    score, choice, weights, metrics = max(results, key=lambda result: result[0])
+    if len(results) > 1:
+        run.model.params = run.model.params.model_copy(update=choice)
+        run.model.load_state_dict(weights)
+        run.config.model.params.update(choice)  # the checkpoint's config names the setting kept
+        logger.info("kept %s (best validation %s)", " ".join(f"{k}={v}" for k, v in choice.items()), run.metric)
     if world.is_main:
+        atomic_write_bytes(out / "config.yaml", dump_config(run.config).encode())
         state = _state(run, {}, epoch=1, best=score, best_epoch=1, bad_epochs=0)
         save_checkpoint(out / "checkpoints" / "last.pt", state)
         save_checkpoint(out / "checkpoints" / "best.pt", state)
         (out / "log.jsonl").unlink(missing_ok=True)
-        append_log(out / "log.jsonl", {"epoch": 1, "loss": {}, "val": {run.metric: score}, "metrics": metrics})
+        append_log(out / "log.jsonl", {"epoch": 1, "loss": {}, "val": {run.metric: score}, "metrics": metrics,
+                                       "choices": [{"setting": c, "val": s} for s, c, _, _ in results]})
     return TrainResult(out, 1, 1, score, run.metric, False)
 
 
@@ -188,10 +223,23 @@ def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.d
                       "steps": steps, "world_size": world.size}
             append_log(out / "log.jsonl", record)
             plot_curves(read_log(out / "log.jsonl"), out / "curves.png", run.metric)
+            logger.info(epoch_line(record, train_cfg.epochs, run.metric, best))
         epochs_run = epoch + 1
         if stopped_early:
             break
     return TrainResult(out, epochs_run, best_epoch, best, run.metric, stopped_early)
+
+
+def epoch_line(record: dict, epochs: int, metric: str, best: float) -> str:
+    """One line per epoch: loss terms, validation metrics, best so far, seconds."""
+    losses = " ".join(f"{key} {value:.4f}" for key, value in record["loss"].items())
+    metrics = record["metrics"]
+    shown = [f"rsum {metrics['rsum']:.1f}"]
+    if "map" in metrics["i2t"]:
+        shown.append(f"map {metrics['i2t']['map']:.4f}/{metrics['t2i']['map']:.4f}")
+    best_shown = f"{best:.1f}" if metric == "rsum" else f"{best:.4f}"
+    return (f"epoch {record['epoch']}/{epochs}  loss: {losses}  val: {' '.join(shown)}  "
+            f"best {metric} {best_shown} @{record['best_epoch']}  {record['seconds']:.1f} s")
 
 
 def _step(model: RetrievalModel, terms: dict, optimizers: dict[str, torch.optim.Optimizer], clip: float) -> None:

@@ -6,7 +6,7 @@ four) is trained on the train split into ``out/<point>``, its best checkpoint sc
 ``out/sweep.md`` and ``out/sweep.json``. A point whose folder already holds a run of the same
 config is resumed (a finished one is only re-scored), so an interrupted sweep can be re-run.
 
-    python -m xmodal.train.sweep --config configs/gpldan/wikipedia-features.yaml --out runs/grid \\
+    python -m xmodal.training.sweep --config gpldan/wikipedia-features --out runs/grid \\
         --grid model.params.alpha=0.1,1,10 --grid model.params.beta=0,0.1,1 --metric map
 """
 
@@ -22,9 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import yaml
-
-from xmodal.config import RunConfig, apply_overrides, dump_config, parse_override, validate_config
+from xmodal.config import RunConfig, apply_overrides, dump_config, parse_override, read_config, validate_config
 from xmodal.errors import XmodalError
 
 Grid = Mapping[str, Sequence[Any]]
@@ -97,7 +95,7 @@ def metric_value(metrics: dict, metric: str) -> float:
 
 def train_point(config: RunConfig, run_dir: Path) -> None:
     """Train ``config`` into ``run_dir``; resume a run of the same config, replace a different one."""
-    from xmodal.train.trainer import train
+    from xmodal.training.trainer import train
 
     same = (run_dir / "config.yaml").is_file() and (run_dir / "config.yaml").read_text() == dump_config(config)
     if run_dir.exists() and not same:
@@ -108,7 +106,7 @@ def train_point(config: RunConfig, run_dir: Path) -> None:
 def score_run(run_dir: Path, splits: Sequence[str] = ("val",), checkpoint: str = "best") -> dict[str, dict]:
     """Metrics of a run's checkpoint on each split, under the run's own eval settings."""
     from xmodal.eval.protocol import eval_settings, evaluate_split
-    from xmodal.train.setup import load_trained
+    from xmodal.factory import load_trained
 
     run = load_trained(run_dir, checkpoint)
     kwargs = eval_settings(run.config.eval)
@@ -116,7 +114,7 @@ def score_run(run_dir: Path, splits: Sequence[str] = ("val",), checkpoint: str =
 
 
 def best_epoch(run_dir: Path) -> int:
-    from xmodal.train.checkpoint import load_checkpoint
+    from xmodal.training.checkpoint import load_checkpoint
 
     return int(load_checkpoint(run_dir / "checkpoints" / "best.pt")["best_epoch"])
 
@@ -124,7 +122,7 @@ def best_epoch(run_dir: Path) -> int:
 def run_sweep(base: Mapping[str, Any] | Path, grid: Grid, out: Path, *, metric: str = "map",
               split: str = "val") -> list[SweepPoint]:
     """Train every grid point on the train split, score each on ``split``, best first."""
-    raw = load_raw(base) if isinstance(base, (str, Path)) else dict(base)
+    raw = read_config(base) if isinstance(base, (str, Path)) else dict(base)
     out = Path(out)
     points = []
     for settings in expand_grid(grid):
@@ -137,17 +135,6 @@ def run_sweep(base: Mapping[str, Any] | Path, grid: Grid, out: Path, *, metric: 
     points.sort(key=lambda p: -p.score if not math.isnan(p.score) else math.inf)
     write_table(points, out, metric, split)
     return points
-
-
-def load_raw(path: Path | str) -> dict[str, Any]:
-    """A config file as a plain mapping (validated per point, after the grid's values are set)."""
-    path = Path(path)
-    if not path.is_file():
-        raise XmodalError(f"config file {path} not found")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, dict):
-        raise XmodalError(f"{path}: expected a mapping of sections")
-    return raw
 
 
 TABLE_METRICS = ("i2t.map", "t2i.map", "i2t.map@50", "t2i.map@50", "rsum")
@@ -193,7 +180,7 @@ def parse_grid(entries: Sequence[str]) -> dict[str, list[Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m xmodal.train.sweep", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m xmodal.training.sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="repeatable")
@@ -202,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default="val")
     args = parser.parse_args(argv)
     try:
-        raw = apply_overrides(load_raw(args.config), args.overrides)
+        raw = apply_overrides(read_config(args.config), args.overrides)
         points = run_sweep(raw, parse_grid(args.grid), args.out, metric=args.metric, split=args.split)
     except XmodalError as error:
         print(f"error: {error}")
