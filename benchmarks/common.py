@@ -15,8 +15,8 @@ from xmodal.training.trainer import train
 REPO = Path(__file__).resolve().parents[1]
 
 
-def train_and_test(config: Path, out: Path, overrides: Iterable[str] = ()) -> dict:
-    """Train ``config`` into a fresh ``out`` and return its test-split metrics (best checkpoint)."""
+def train_and_test(config: str | Path, out: Path, overrides: Iterable[str] = ()) -> dict:
+    """Train ``config`` (a shipped name or a file) into a fresh ``out`` and return its test-split metrics (best checkpoint)."""
     if out.exists():
         shutil.rmtree(out)
     train(load_config(config, list(overrides)), out)

@@ -4,13 +4,11 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import EMOJI_TARBALLS, REPO
-
 import xmodal
+from conftest import EMOJI_TARBALLS, REPO
 
 
 def readme_example() -> str:

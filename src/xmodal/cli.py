@@ -159,26 +159,35 @@ def cmd_extract(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
+    from xmodal.config import list_configs
     from xmodal.factory import INPUT_WORDS
     from xmodal.models.registry import list_models
 
+    configs = list_configs()
     for name, cls in list_models().items():
         needs = [f"image: {' | '.join(INPUT_WORDS[k] for k in cls.image_inputs)}",
                  f"text: {' | '.join(INPUT_WORDS[k] for k in cls.text_inputs)}"]
         if cls.needs_labels:
             needs.append("labels")
-        print(f"{name:<8} {cls.description}\n{'':<8} needs {'; '.join(needs)}")
+        own = [config for config in configs if config.split("/")[0] == name]
+        print(f"{name:<8} {cls.description}\n{'':<8} needs {'; '.join(needs)}\n{'':<8} configs {', '.join(own) or '-'}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    import math
+
     from xmodal.config import load_config
     from xmodal.training.trainer import train
 
-    config = load_config(args.config, args.overrides)
+    overrides = [*([f"data.path={args.path}"] if args.path else []), *args.overrides]
+    config = load_config(args.config, overrides)
     result = train(config, args.out, resume=args.resume)
     state = "stopped early" if result.stopped_early else "finished"
-    print(f"{state} after {result.epochs_run} epoch(s); best validation {result.metric} "
-          f"{result.best_metric:.4f} at epoch {result.best_epoch}; run in {result.out}")
+    if math.isnan(result.best_metric):
+        measured = "no validation split, so nothing was measured (set data.val_fraction > 0 for one)"
+    else:
+        measured = f"best validation {result.metric} {result.best_metric:.4f} at epoch {result.best_epoch}"
+    print(f"{state} after {result.epochs_run} epoch(s); {measured}; run in {result.out}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:

@@ -18,9 +18,10 @@ class CCAParams(Params):
     dim: int = 10  # number of canonical directions kept
     # Ridge added to each covariance, relative to its mean eigenvalue. None: the value of
     # ``regularization_grid`` that scores best on the validation split. The best value depends on
-    # the features: on emoji's 1280-d / 384-d vectors 1e-3 gives test MAP 0.14 and 1.0 gives 0.25.
+    # the features and the metric: on emoji's 1280-d / 384-d vectors validation MAP rises from 0.23
+    # (1e-3) to 0.52 (1000) while validation rsum peaks at 1.0; on Wikipedia's 128-d / 10-d, 1.0.
     regularization: float | None = Field(None, gt=0)
-    regularization_grid: list[float] = Field(default_factory=lambda: [1e-3, 1e-2, 1e-1, 1.0, 10.0])
+    regularization_grid: list[float] = Field(default_factory=lambda: [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0])
 
 
 @register
