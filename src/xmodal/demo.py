@@ -127,7 +127,7 @@ def format_demo(result: DemoResult) -> str:
         shown = " | ".join(f"{'*' if hit else ''}{text}" for text, _, hit in query.results[:3])
         lines.append(f"image [{item_label(query.item)}] -> {shown}")
     reused = " (reused the trained run)" if result.reused else ""
-    lines.append(f"\n(* = a true match)  report: {result.report}  total {result.seconds:.0f} s{reused}")
+    lines.append(f"\n(* = a true match)  report: {result.report}  total {result.seconds:.1f} s{reused}")
     return "\n".join(lines)
 
 
