@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set optim.lr=1e-3 (repeatable)")
     train.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    train.add_argument("--skip-bad", action="store_true",
+                       help="skip bad records and unreadable images, count them and list them in RUN/skipped.txt "
+                            "(same as --set data.skip_bad=true)")
 
     evaluate = add_verb("eval", help="evaluate a trained run under every protocol its dataset supports")
     evaluate.add_argument("run", type=Path)
@@ -139,8 +142,12 @@ def describe_dataset(dataset) -> str:
 def cmd_extract(args: argparse.Namespace) -> None:
     from xmodal.data.registry import load_dataset
     from xmodal.device import resolve_device
+    from xmodal.encoders.image import check_resolution
     from xmodal.features.extract import ExtractOptions, extract
 
+    check_resolution(args.resolution, "--resolution")
+    if args.batch_size < 1:
+        raise XmodalError(f"--batch-size {args.batch_size}: give at least 1 (images encoded per step)")
     dataset = load_dataset(args.name, args.path, skip_bad=args.skip_bad)
     options = ExtractOptions(image_resolution=args.resolution, batch_size=args.batch_size,
                              device=resolve_device(args.device), skip_bad=args.skip_bad)
@@ -179,7 +186,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from xmodal.config import load_config
     from xmodal.training.trainer import train
 
-    overrides = [*([f"data.path={args.path}"] if args.path else []), *args.overrides]
+    overrides = [*([f"data.path={args.path}"] if args.path else []),
+                 *(["data.skip_bad=true"] if args.skip_bad else []), *args.overrides]
     config = load_config(args.config, overrides)
     result = train(config, args.out, resume=args.resume)
     state = "stopped early" if result.stopped_early else "finished"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from xmodal.errors import XmodalError
 
@@ -29,8 +29,19 @@ class DataConfig(Section):
     path: str | None = None
     image_input: Literal["global", "regions"] | None = None  # None: the model's preferred kind
     text_input: Literal["global", "words", "tokens"] | None = None
-    resolution: int = 224
+    resolution: int = 224  # image size for the image encoder: a multiple of 32
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    skip_bad: bool = False  # skip unreadable records and images (counted, listed in RUN/skipped.txt)
+
+    @field_validator("resolution")
+    @classmethod
+    def _multiple_of_32(cls, value: int) -> int:
+        from xmodal.encoders.image import check_resolution
+
+        try:
+            return check_resolution(value, "data.resolution")
+        except XmodalError as error:
+            raise ValueError(str(error).split(": ", 1)[1]) from None
 
 
 class OptimizerConfig(Section):

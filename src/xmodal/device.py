@@ -12,5 +12,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise XmodalError(f"device {name!r} was asked for but no CUDA GPU is available; use --device cpu or auto")
+        raise XmodalError(f"device {name!r} was asked for but no CUDA GPU is available here; ask for cpu or auto "
+                          "instead (train.device in the config or --set train.device=auto; --device for "
+                          "extract and eval)")
     return device

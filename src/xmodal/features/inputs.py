@@ -7,7 +7,7 @@ feature cache (extracting once if needed); datasets that ship feature arrays use
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -80,8 +80,8 @@ class ModelData:
             raise XmodalError(f"unknown input kinds image={image_input!r} text={text_input!r}; "
                               f"image: {IMAGE_INPUTS}, text: {TEXT_INPUTS}")
         self.dataset = dataset
-        self.options = extract_options or ExtractOptions(image_resolution=resolution)
-        self.options.image_resolution = resolution
+        # A copy: the caller's options are theirs (this sets the resolution the config asks for).
+        self.options = replace(extract_options or ExtractOptions(), image_resolution=resolution)
         self.bad_items: set[str] = set()
         self._image_encoder = self._text_encoder = None  # built on first use for new images / texts
         image_dim, regions, grid_side, self._read_images = self._image_reader(image_input)
@@ -105,6 +105,11 @@ class ModelData:
                 return array.shape[1], None, None, lambda rows: {"features": _float(array[rows])}
             return array.shape[2], array.shape[1], None, lambda rows: {"regions": _float(array[rows])}
         features = extract(dataset, "effnet", self.options).features
+        if features.bad_items and not self.options.skip_bad:
+            # The cache may come from an `extract --skip-bad`: the same data must not pass here silently.
+            raise XmodalError(f"dataset {dataset.name!r}: {len(features.bad_items)} image(s) could not be read "
+                              f"(first: {', '.join(features.bad_items[:3])}); fix or remove them, or pass --skip-bad "
+                              "to leave them out")
         self.bad_items |= set(features.bad_items)
         if kind == "global":
             pooled = features.array("pooled")

@@ -99,9 +99,19 @@ def train_run(run: Run, out: Path, *, resume: bool = False, world: World | None 
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / "config.yaml", dump_config(run.config).encode())
+        _write_skipped(run, out)
     if not run.model.trainable:
         return _fit_closed_form(run, run.config, out, world)
     return _train_loop(run, run.config, out, world, run.device, resume and last_path.exists())
+
+
+def _write_skipped(run: Run, out: Path) -> None:
+    """``skipped.txt``: every image left out under --skip-bad, by id, and the count of bad records."""
+    bad = sorted(run.data.bad_items)
+    if run.dataset.skipped or bad:
+        lines = [f"# {run.dataset.skipped} bad record(s) skipped while reading {run.dataset.name}",
+                 f"# {len(bad)} unreadable image(s), by item id:", *bad]
+        atomic_write_bytes(out / "skipped.txt", ("\n".join(lines) + "\n").encode())
 
 
 def _check_out(out: Path, resume: bool) -> Path:
@@ -152,7 +162,9 @@ def _state(run, optimizers, *, epoch: int, best: float, best_epoch: int, bad_epo
     return {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "optimizers": {term: o.state_dict() for term, o in (optimizers or {}).items()},
             "epoch": epoch, "best_metric": best, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-            "rng": torch.get_rng_state(), "config": run.config.model_dump(mode="json"),
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "config": run.config.model_dump(mode="json"),
             "inputs": {"image": run.data.spec.image, "text": run.data.spec.text}, "metric": run.metric}
 
 
@@ -170,6 +182,8 @@ def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.d
         for term, optimizer in optimizers.items():
             optimizer.load_state_dict(state["optimizers"][term])
         torch.set_rng_state(state["rng"])
+        if state.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         start_epoch, best, best_epoch, bad_epochs = (state["epoch"], state["best_metric"], state["best_epoch"],
                                                      state["bad_epochs"])
         if world.is_main:  # drop log lines of an epoch whose checkpoint never landed
