@@ -16,14 +16,19 @@ import argparse
 import copy
 import itertools
 import json
+import logging
 import math
 import shutil
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from xmodal.config import RunConfig, apply_overrides, dump_config, parse_override, read_config, validate_config
 from xmodal.errors import XmodalError
+from xmodal.logs import configure_logging
+
+logger = logging.getLogger(__name__)
 
 Grid = Mapping[str, Sequence[Any]]
 
@@ -132,6 +137,7 @@ def run_sweep(base: Mapping[str, Any] | Path, grid: Grid, out: Path, *, metric: 
         metrics = score_run(run_dir, (split,))[split]
         points.append(SweepPoint(point_name(settings), settings, metric_value(metrics, metric), metrics,
                                  str(run_dir), best_epoch(run_dir)))
+        logger.info("sweep point %s: %s %s %.4f", points[-1].name, split, metric, points[-1].score)
     points.sort(key=lambda p: -p.score if not math.isnan(p.score) else math.inf)
     write_table(points, out, metric, split)
     return points
@@ -187,12 +193,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--metric", default="map")
     parser.add_argument("--split", default="val")
+    parser.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, default=0)
     args = parser.parse_args(argv)
+    configure_logging(args.verbosity)
     try:
         raw = apply_overrides(read_config(args.config), args.overrides)
         points = run_sweep(raw, parse_grid(args.grid), args.out, metric=args.metric, split=args.split)
     except XmodalError as error:
-        print(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_table(points, args.metric, args.split), end="")
     return 0
