@@ -117,3 +117,41 @@ def test_train_skip_bad_works_like_every_other_verb(tmp_path, capsys):
     assert "skipped 0 bad record(s) while reading and 1 unreadable image(s): " in err
     skipped = (tmp_path / "c" / "skipped.txt").read_text().splitlines()
     assert skipped[1] == "# 1 unreadable image(s), by item id:" and len(skipped) == 3
+
+
+def test_images_over_the_pixel_limit_are_refused_with_the_option_named(tmp_path):
+    from xmodal.data.images import load_rgb
+    from xmodal.errors import DataError
+
+    path = tmp_path / "wide.png"
+    Image.new("RGBA", (200, 100), (255, 0, 0, 100)).save(path)  # 20,000 pixels
+    for limit, shown in ((15_000, "0.015"), (5_000, "0.005")):  # xmodal's check; Pillow's bomb error (> 2x)
+        with pytest.raises(DataError, match=rf"wide.png: 0.02-megapixel image, over the limit of {shown} megapixels "
+                                            r"\(raise the limit with --max-image-pixels"):
+            load_rgb(path, 32, max_pixels=limit)
+    from PIL import Image as PilImage
+
+    saved = PilImage.MAX_IMAGE_PIXELS
+    assert load_rgb(path, 32, max_pixels=0).size == (32, 32)  # 0: no limit
+    assert PilImage.MAX_IMAGE_PIXELS == saved  # Pillow's global is restored
+
+
+@pytest.mark.parametrize("mode, suffix", [("RGB", "jpg"), ("RGBA", "png"), ("P", "png"), ("L", "png")])
+def test_large_images_are_reduced_while_loading_and_match_a_full_decode(tmp_path, mode, suffix):
+    """Draft / reduce-on-load keeps >= 2x the target size, so the result is close to a full decode."""
+    import numpy as np
+
+    from xmodal.data.images import load_rgb, to_rgb
+
+    rng = np.random.default_rng(0)
+    pixels = np.kron(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8), np.ones((150, 150, 1), dtype=np.uint8))
+    picture = Image.fromarray(pixels)  # 2400 x 1800, smooth 150-px blocks
+    picture = picture.convert(mode) if mode != "RGBA" else picture.convert("RGBA")
+    path = tmp_path / f"big.{suffix}"
+    picture.save(path, quality=95) if suffix == "jpg" else picture.save(path)
+    reduced = np.asarray(load_rgb(path, 224), dtype=np.float32)
+    with Image.open(path) as full:
+        full.load()
+        reference = np.asarray(to_rgb(full).resize((224, 224), Image.Resampling.BICUBIC), dtype=np.float32)
+    assert reduced.shape == (224, 224, 3)
+    assert np.abs(reduced - reference).mean() < 3.0  # of 255
