@@ -155,3 +155,35 @@ def test_large_images_are_reduced_while_loading_and_match_a_full_decode(tmp_path
         reference = np.asarray(to_rgb(full).resize((224, 224), Image.Resampling.BICUBIC), dtype=np.float32)
     assert reduced.shape == (224, 224, 3)
     assert np.abs(reduced - reference).mean() < 3.0  # of 255
+
+
+def test_eval_on_changed_data_refuses_or_uses_the_recorded_items(trained, tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    before = json.loads(_eval_json(trained, capsys))
+    record = json.loads((trained / "data.json").read_text())
+    assert len(record["splits"]["test"]) == 40 and record["fingerprint"]
+    data = tmp_path / "features"
+    for kind in ("images", "texts", "labels"):  # 10 test rows appended after training
+        rows = np.load(data / f"test_{kind}.npy")
+        np.save(data / f"test_{kind}.npy", np.concatenate([rows, rows[:10]]))
+    assert main(["eval", str(trained), "--json"]) == 2
+    err = _error(capsys)
+    assert "changed since" in err and "test +10/-0 items" in err and "--allow-changed" in err
+    assert main(["eval", str(trained), "--json", "--allow-changed"]) == 0
+    after = json.loads(capsys.readouterr().out)
+    assert "evaluating on the items the run recorded" in after.pop("warning")
+    assert after == before  # the same 40 test items, the same metrics
+    import xmodal
+
+    with pytest.raises(Exception, match="changed since"):
+        xmodal.load_run(trained)
+    assert xmodal.load_run(trained, allow_changed=True).evaluate() == before
+
+
+def _eval_json(run, capsys) -> str:
+    capsys.readouterr()
+    assert main(["eval", str(run), "--json"]) == 0
+    return capsys.readouterr().out

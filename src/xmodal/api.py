@@ -11,6 +11,7 @@ Names, configs and data paths work as on the command line: a config is a shipped
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -115,12 +116,20 @@ class TrainedRun:
         return f"TrainedRun({self.config.model.name} on {self.dataset.name}, {self.folder})"
 
 
-def load_run(folder: str | Path, checkpoint: str = "best", device: str | None = None) -> TrainedRun:
-    """A run trained by :func:`train` or ``xmodal train``, from its folder."""
+def load_run(folder: str | Path, checkpoint: str = "best", device: str | None = None, *,
+             allow_changed: bool = False) -> TrainedRun:
+    """A run trained by :func:`train` or ``xmodal train``, from its folder.
+
+    If its data changed since training this raises, unless ``allow_changed``: then its splits
+    are the items the run recorded (a warning is logged).
+    """
     from xmodal.device import resolve_device
-    from xmodal.factory import load_trained
+    from xmodal.factory import check_data, load_trained
 
     run = load_trained(Path(folder), checkpoint, resolve_device(device) if device else None)
+    changed = check_data(run, Path(folder), allow_changed)
+    if changed:
+        logging.getLogger(__name__).warning(changed)
     return TrainedRun(run, Path(folder))
 
 

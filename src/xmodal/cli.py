@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--shortlist", type=int, default=None, metavar="K",
                           help="two-stage ranking: rerank the top K candidates of the global first stage "
                                "(0: score every pair; default: the run's eval.shortlist)")
+    evaluate.add_argument("--allow-changed", action="store_true",
+                          help="evaluate even if the data changed since training, on the items the run recorded")
 
     demo = add_verb("demo", help="the main job: fetch emoji, extract, train, evaluate, report")
     demo.add_argument("--path", type=Path, default=None,
@@ -204,9 +206,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from xmodal.device import resolve_device
     from xmodal.eval.protocol import eval_settings, evaluate_split
     from xmodal.eval.report import format_table
-    from xmodal.factory import load_trained
+    from xmodal.factory import check_data, load_trained
 
     run = load_trained(args.run, args.checkpoint, resolve_device(args.device) if args.device else None)
+    changed = check_data(run, args.run, args.allow_changed)
     settings = eval_settings(run.config.eval)
     if args.shortlist is not None:
         if args.shortlist < 0:
@@ -214,8 +217,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
         settings["shortlist"] = args.shortlist
     metrics = evaluate_split(run.model, run.data.split(args.split), run.device, **settings)
     if args.json:
-        print(json.dumps(metrics))
+        print(json.dumps(metrics | ({"warning": changed} if changed else {})))
     else:
+        if changed:
+            print(changed)
         ranking = f", two-stage K={settings['shortlist']}" if settings["shortlist"] else ""
         print(f"{run.config.model.name} on {run.dataset.name} ({args.split} split, {args.checkpoint} checkpoint"
               f"{ranking})")

@@ -7,6 +7,7 @@ data they built themselves (:func:`make_run`).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ from xmodal.features.extract import ExtractOptions
 from xmodal.features.inputs import ModelData
 from xmodal.models.base import RetrievalModel
 from xmodal.models.registry import create_model, get_model_class
+from xmodal.paths import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 INPUT_WORDS = {"global": "global features", "regions": "regions", "words": "word sequences",
@@ -150,6 +152,40 @@ def build_run(config: RunConfig, device: torch.device) -> Run:
     torch.manual_seed(config.train.seed)
     model = create_model(config.model.name, data.spec, config.model.params)
     return make_run(config, data, model, device)
+
+
+DATA_RECORD = "data.json"
+
+
+def record_data(run: Run, out: Path) -> None:
+    """``RUN/data.json``: the data's fingerprint and each split's item ids, so that evaluation can
+    tell when the data changed since training (and still evaluate on what the run used)."""
+    record = {"dataset": run.dataset.name, "path": run.config.data.path, "fingerprint": run.dataset.fingerprint(),
+              "splits": run.data.split_ids()}
+    atomic_write_bytes(out / DATA_RECORD, json.dumps(record).encode())
+
+
+def check_data(run: Run, run_dir: Path, allow_changed: bool) -> str | None:
+    """Refuse a run whose data changed since training; with ``allow_changed`` evaluate on the items
+    the run recorded and return the one line that says so (``None`` when nothing changed)."""
+    path = run_dir / DATA_RECORD
+    if not path.is_file():  # runs trained before xmodal recorded their data
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    now = run.dataset.fingerprint()
+    if record["fingerprint"] == now:
+        return None
+    recorded = {name: set(ids) for name, ids in record["splits"].items()}
+    current = {name: set(ids) for name, ids in run.data.split_ids().items()}
+    changes = ", ".join(f"{name} {len(current.get(name, set()) - ids):+d}/-{len(ids - current.get(name, set()))} items"
+                        for name, ids in recorded.items())
+    what = (f"the data at {run.config.data.path} changed since {run_dir} was trained (fingerprint "
+            f"{record['fingerprint']} -> {now}; {changes})")
+    if not allow_changed:
+        raise XmodalError(f"{what}; metrics on other data would not be comparable. Pass --allow-changed to "
+                          "evaluate on the items the run recorded (those still present)")
+    run.data.use_split_ids(record["splits"])
+    return f"warning: {what}; evaluating on the items the run recorded (--allow-changed)"
 
 
 def load_trained(run_dir: Path, which: str = "best", device: torch.device | None = None) -> Run:

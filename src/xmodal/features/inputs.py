@@ -209,6 +209,20 @@ class ModelData:
             return {"features": encoded.pooled.cpu()}
         return {"regions": encoded.grid.cpu()}
 
+    def split_ids(self) -> dict[str, list[str]]:
+        """Item ids per split, as training used them (bad items out, validation carved)."""
+        items = self.dataset.items
+        return {name: [items[i].id for i in positions] for name, positions in self._splits.items()}
+
+    def use_split_ids(self, recorded: dict[str, list[str]]) -> None:
+        """Evaluate on the items a run recorded, by id; every one must still be in the dataset."""
+        position = {item.id: i for i, item in enumerate(self.dataset.items)}
+        missing = [item_id for ids in recorded.values() for item_id in ids if item_id not in position]
+        if missing:
+            raise XmodalError(f"dataset {self.dataset.name!r}: {len(missing)} item(s) the run recorded are gone "
+                              f"(first: {', '.join(missing[:3])}); evaluate on the data the run was trained on")
+        self._splits = {name: [position[item_id] for item_id in ids] for name, ids in recorded.items()}
+
     def has_split(self, name: str) -> bool:
         return bool(self._splits.get(name))
 

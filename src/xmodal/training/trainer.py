@@ -26,7 +26,7 @@ from xmodal.config import OptimizerConfig, RunConfig, dump_config
 from xmodal.device import resolve_device
 from xmodal.errors import XmodalError
 from xmodal.eval.protocol import eval_settings, evaluate_split, headline
-from xmodal.factory import Run, build_run
+from xmodal.factory import Run, build_run, record_data
 from xmodal.models.base import RetrievalModel
 from xmodal.paths import atomic_write_bytes
 from xmodal.progress import progress
@@ -99,6 +99,7 @@ def train_run(run: Run, out: Path, *, resume: bool = False, world: World | None 
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / "config.yaml", dump_config(run.config).encode())
+        record_data(run, out)
         _write_skipped(run, out)
     if not run.model.trainable:
         return _fit_closed_form(run, run.config, out, world)
