@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 
 import pytest
 import torch
@@ -187,3 +188,17 @@ def _eval_json(run, capsys) -> str:
     capsys.readouterr()
     assert main(["eval", str(run), "--json"]) == 0
     return capsys.readouterr().out
+
+
+def test_data_info_check_decodes_every_image_and_lists_the_bad_ones(tmp_path, capsys):
+    table = _collection(tmp_path / "photos")
+    assert main(["data", "info", "csv", "--path", str(table)]) == 0  # reading alone does not open images
+    capsys.readouterr()
+    assert main(["data", "info", "csv", "--path", str(table), "--check"]) == 1
+    printed = capsys.readouterr().out
+    assert "checked 12 image(s) in " in printed and ": 1 bad (extraction needs --skip-bad, or fix them)" in printed
+    assert re.search(r"^  .*: .*im3.png: unreadable or truncated image", printed, re.M)
+    (tmp_path / "photos" / "im3.png").unlink()
+    Image.new("RGB", (8, 8)).save(tmp_path / "photos" / "im3.png")
+    assert main(["data", "info", "csv", "--path", str(table), "--check"]) == 0
+    assert ": 0 bad" in capsys.readouterr().out

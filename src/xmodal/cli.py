@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     info = data_verbs.add_parser("info", parents=[common], help="counts per split and per label",
                                  description="datasets: " + ", ".join(dataset_names()))
     _add_dataset_arguments(info)
+    info.add_argument("--check", action="store_true",
+                      help="also decode every image (in worker processes, as extraction would) and list the bad ones")
 
     extract = add_verb("extract", help="run the frozen encoders once and cache the features")
     _add_dataset_arguments(extract)
@@ -112,11 +114,24 @@ def cmd_data_fetch(args: argparse.Namespace) -> None:
     print(f"emoji data ready in {fetch_emoji(args.path)}")
 
 
-def cmd_data_info(args: argparse.Namespace) -> None:
+def cmd_data_info(args: argparse.Namespace) -> int:
     from xmodal.data.registry import load_dataset
 
     dataset = load_dataset(args.name, args.path, skip_bad=args.skip_bad)
     print(describe_dataset(dataset))
+    if args.check:
+        import time
+
+        from xmodal.data.check import check_images
+
+        started = time.perf_counter()
+        result = check_images(dataset)
+        print(f"checked {result.checked} image(s) in {time.perf_counter() - started:.1f} s: "
+              f"{len(result.bad)} bad{' (extraction needs --skip-bad, or fix them)' if result.bad else ''}")
+        for item_id, problem in result.bad:
+            print(f"  {item_id}: {problem}")
+        return 1 if result.bad else 0
+    return 0
 
 
 def describe_dataset(dataset) -> str:
@@ -240,14 +255,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbosity)
     command = COMMANDS[(args.verb, getattr(args, f"{args.verb}_verb", None))]
     try:
-        command(args)
+        code = command(args)  # a command may return a status (1: it ran and found problems)
     except XmodalError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":
