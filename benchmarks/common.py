@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def train_and_test(config: str | Path, out: Path, overrides: Iterable[str] = ()) -> dict:
-    """Train ``config`` (a shipped name or a file) into a fresh ``out`` and return its test-split metrics (best checkpoint)."""
+    """Train ``config`` (a shipped name or a file) into a fresh ``out``; its best checkpoint's test metrics."""
     if out.exists():
         shutil.rmtree(out)
     train(load_config(config, list(overrides)), out)

@@ -118,8 +118,10 @@ def test_explain_gives_the_k_chunk_weights_of_both_items():
     batch = make_batch(2)
     with torch.no_grad():
         attention = model.explain(model.encode_images(batch.images), model.encode_texts(batch.texts))
-    assert attention.image_weights.shape == (4,) and attention.text_weights.shape == (4,)
-    assert float(attention.image_weights.sum()) == pytest.approx(1.0)
+    image, text = attention.maps["image"], attention.maps["text"]
+    assert image.axes == text.axes == ("chunk",)
+    assert image.weights.shape == (4,) and text.weights.shape == (4,)
+    assert float(image.weights.sum()) == pytest.approx(1.0)
 
 
 def test_denoising_mask_only_in_training():

@@ -164,9 +164,11 @@ def test_explain_returns_attention_over_regions_and_valid_words():
     with torch.no_grad():
         images, texts = model.encode_images(batch.images), model.encode_texts(batch.texts)
         attention = model.explain({k: v[1:2] for k, v in images.items()}, {k: v[1:2] for k, v in texts.items()})
-    assert attention.image_weights.shape == (N_REGIONS,) and attention.text_weights.shape == (5,)
-    assert float(attention.image_weights.sum()) == pytest.approx(1.0)
-    assert float(attention.text_weights.sum()) == pytest.approx(1.0)
+    image, text = attention.maps["image"], attention.maps["text"]
+    assert image.axes == ("region",) and text.axes == ("word",)
+    assert image.weights.shape == (N_REGIONS,) and text.weights.shape == (5,)
+    assert float(image.weights.sum()) == pytest.approx(1.0)
+    assert float(text.weights.sum()) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("params, terms", [
@@ -191,9 +193,9 @@ def test_grl_scores_by_global_cosine_and_has_no_coattention():
     with torch.no_grad():
         images, texts = model.encode_images(batch.images), model.encode_texts(batch.texts)
         scores = model.similarity(images, texts)
-    expected = nn.functional.cosine_similarity(images["global"][:, None], texts["global"][None], dim=-1)
+    expected = nn.functional.cosine_similarity(images["embedding"][:, None], texts["embedding"][None], dim=-1)
     torch.testing.assert_close(scores, expected)
-    assert set(images) == {"global"}
+    assert set(images) == {"embedding"}
 
 
 def test_sgcar_trains_two_separate_networks():
@@ -208,7 +210,7 @@ def test_sgcar_trains_two_separate_networks():
     assert all(g is None for g in grads_c)
     with torch.no_grad():  # the first stage embeds with the global network
         images = model.encode_images(batch.images)
-        torch.testing.assert_close(images["global"], model.global_encoder.images(batch.images).mean(1))
+        torch.testing.assert_close(images["embedding"], model.global_encoder.images(batch.images).mean(1))
 
 
 def test_intra_modal_losses_need_labels_but_v1_does_not():

@@ -7,11 +7,14 @@ trainable parameter, and a few optimiser steps lowering the loss on a small synt
 
 from __future__ import annotations
 
+import io
+import itertools
+
 import numpy as np
 import pytest
 import torch
 
-from xmodal.models.base import Batch, InputSpec, RetrievalModel, take
+from xmodal.models.base import Attention, Batch, InputSpec, RetrievalModel, take
 from xmodal.models.registry import create_model, list_models
 
 N_ITEMS, N_CLASSES = 12, 3
@@ -33,9 +36,10 @@ def synthetic_inputs(kind: str, n: int, generator: torch.Generator, spec_dims: d
     return {"tokens": tokens, "lengths": lengths}
 
 
-def make_case(cls: type[RetrievalModel]) -> tuple[RetrievalModel, Batch]:
+def make_case(cls: type[RetrievalModel], image_kind: str | None = None, text_kind: str | None = None,
+              variant: str | None = None) -> tuple[RetrievalModel, Batch]:
     generator = torch.Generator().manual_seed(0)
-    image_kind, text_kind = cls.image_inputs[0], cls.text_inputs[0]
+    image_kind, text_kind = image_kind or cls.image_inputs[0], text_kind or cls.text_inputs[0]
     image_dims = {"dim": 24, "regions": 4}
     text_dims = {"dim": 16, "vocab": 30}
     spec = InputSpec(image=image_kind, text=text_kind, image_dim=24, text_dim=16,
@@ -49,15 +53,25 @@ def make_case(cls: type[RetrievalModel]) -> tuple[RetrievalModel, Batch]:
     batch = Batch(synthetic_inputs(image_kind, N_ITEMS, generator, image_dims),
                   synthetic_inputs(text_kind, N_ITEMS, generator, text_dims), items, labels)
     torch.manual_seed(0)
-    return create_model(cls.name, spec), batch
+    return create_model(cls.name if variant is None else f"{cls.name}-{variant}", spec), batch
 
 
 MODELS = list(list_models().values())
+# Every registered model x every input combination it accepts x its named variants (and itself).
+CASES = [(cls, image_kind, text_kind, variant) for cls in MODELS
+         for image_kind, text_kind in itertools.product(cls.image_inputs, cls.text_inputs)
+         for variant in (None, *cls.variants)]
 
 
-@pytest.mark.parametrize("cls", MODELS, ids=[cls.name for cls in MODELS])
-def test_contract(cls: type[RetrievalModel]):
-    model, batch = make_case(cls)
+def case_id(case) -> str:
+    cls, image_kind, text_kind, variant = case
+    return f"{cls.name}{'-' + variant if variant else ''}[{image_kind}+{text_kind}]"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case_id(case) for case in CASES])
+def test_model_contract(case):
+    cls, image_kind, text_kind, variant = case
+    model, batch = make_case(cls, image_kind, text_kind, variant)
     model.eval()
     with torch.no_grad():
         images, texts = model.encode_images(batch.images), model.encode_texts(batch.texts)
@@ -69,12 +83,17 @@ def test_contract(cls: type[RetrievalModel]):
             torch.testing.assert_close(single[0, 0], scores[i, j], atol=1e-5, rtol=1e-4)
         embedding = model.embed(images)
         assert embedding is None or embedding.shape[0] == N_ITEMS
+        assert embedding is None or "embedding" in images  # one name for the global vector
+        assert model.pair_cost() >= 1
+        _check_explain(model, model.explain(take(images, slice(0, 1)), take(texts, slice(0, 1))))
 
     if cls.trainable:
         model.train()
         terms = model.loss(batch)
         assert "total" in terms and terms["total"].dim() == 0
-        terms["total"].backward()
+        # Every parameter is trained by some term: "total", or its auxiliary part's own term.
+        trained = ["total", *model.auxiliary]
+        torch.autograd.backward([terms[term] for term in trained])
         for name, parameter in model.named_parameters():
             if parameter.requires_grad:
                 assert parameter.grad is not None, f"no gradient reaches {name}"
@@ -84,6 +103,34 @@ def test_contract(cls: type[RetrievalModel]):
             model.fit(batch.images, batch.texts, batch.items, batch.labels)
             assert torch.isfinite(model.similarity(model.encode_images(batch.images),
                                                    model.encode_texts(batch.texts))).all()
+    _check_save_load(model, batch, cls, image_kind, text_kind, variant)
+
+
+def _check_explain(model: RetrievalModel, attention: Attention | None) -> None:
+    if attention is None:
+        return
+    assert attention.maps, "explain returned no maps"
+    for attention_map in attention.maps.values():
+        assert torch.isfinite(attention_map.weights).all() and (attention_map.weights >= 0).all()
+        assert set(attention_map.axes) <= {"region", "word", "object", "chunk", "token"}
+        if "region" in attention_map.axes and model.spec.grid_side:
+            assert attention_map.grids["region"] == (model.spec.grid_side, model.spec.grid_side)
+
+
+def _check_save_load(model: RetrievalModel, batch: Batch, cls, image_kind, text_kind, variant) -> None:
+    """A state dict saved as a checkpoint is, loads into a fresh model of the same name and spec."""
+    buffer = io.BytesIO()
+    torch.save({key: value.detach() for key, value in model.state_dict().items()}, buffer)
+    buffer.seek(0)
+    fresh, _ = make_case(cls, image_kind, text_kind, variant)
+    fresh.params = model.params
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    model.eval()
+    fresh.eval()
+    with torch.no_grad():
+        expected = model.similarity(model.encode_images(batch.images), model.encode_texts(batch.texts))
+        loaded = fresh.similarity(fresh.encode_images(batch.images), fresh.encode_texts(batch.texts))
+    torch.testing.assert_close(loaded, expected)
 
 
 @pytest.mark.parametrize("cls", [c for c in MODELS if c.trainable], ids=[c.name for c in MODELS if c.trainable])
@@ -103,6 +150,11 @@ def test_a_few_steps_lower_the_loss(cls: type[RetrievalModel]):
     with torch.no_grad():
         after = float(model.loss(batch)["total"])
     assert after < before * 0.8, f"{cls.name}: loss {before:.4f} -> {after:.4f}"
+
+
+def test_the_contract_covers_every_model_input_and_variant():
+    assert len(CASES) == sum(len(cls.image_inputs) * len(cls.text_inputs) * (1 + len(cls.variants)) for cls in MODELS)
+    assert {case[0].name for case in CASES} == set(list_models())
 
 
 def test_every_model_lists_inputs_and_description():

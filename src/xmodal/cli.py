@@ -195,6 +195,8 @@ def cmd_models(args: argparse.Namespace) -> None:
             needs.append("labels")
         own = [config for config in configs if config.split("/")[0] == name]
         print(f"{name:<8} {cls.description}\n{'':<8} needs {'; '.join(needs)}\n{'':<8} configs {', '.join(own) or '-'}")
+        if cls.variants:
+            print(f"{'':<8} variants " + ", ".join(f"{name}-{variant}" for variant in cls.variants))
 
 
 def cmd_train(args: argparse.Namespace) -> None:

@@ -18,6 +18,7 @@ from xmodal.config import EvalConfig
 from xmodal.errors import XmodalError
 from xmodal.eval.metrics import direction_metrics, evaluate_retrieval
 from xmodal.models.base import Rep, RetrievalModel, rep_len, rep_to, take
+from xmodal.nn.pairs import rows_per_chunk
 
 
 class EvalSplit(Protocol):
@@ -77,8 +78,12 @@ def _concat(tensors: list[Tensor]) -> Tensor:
 @torch.no_grad()
 def score_matrix(model: RetrievalModel, images: Rep, texts: Rep, image_block: int = 256,
                  text_block: int = 1024) -> Tensor:
-    """``[n_images, n_texts]`` scores, computed ``image_block x text_block`` pairs at a time."""
+    """``[n_images, n_texts]`` scores, at most ``image_block x text_block`` pairs per ``similarity``
+    call, fewer when the model's per-pair cost (:meth:`RetrievalModel.pair_cost`) would exceed
+    the pair budget of :mod:`xmodal.nn.pairs` several times over."""
     n_images, n_texts = rep_len(images), rep_len(texts)
+    text_block = min(text_block, n_texts)
+    image_block = min(image_block, max(1, 8 * rows_per_chunk(text_block, model.pair_cost())))
     device = next(iter(images.values())).device
     scores = torch.empty(n_images, n_texts, device=device)
     for i in range(0, n_images, image_block):

@@ -15,6 +15,7 @@ Representations and inputs are plain ``dict[str, Tensor]`` whose first dimension
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -86,20 +87,52 @@ class Batch:
 
 
 @dataclass
-class Attention:
-    """Attention weights behind one image-text score, for display.
+class AttentionMap:
+    """One attention map: weights of any shape, each dimension named by an axis.
 
-    ``image_weights`` has one weight per region (row-major grid when ``grid_side`` is set);
-    ``text_weights`` one per text token. Either may be absent for models without that side.
+    Axes say what the positions are (``"region"``, ``"word"``, ``"object"``, ``"chunk"``), so a
+    page can draw any model's attention without knowing the model: ``grids`` lays an axis out as
+    a row-major ``(rows, cols)`` grid (image regions), ``labels`` names its positions (the token
+    strings of a text, the objects of an image).
     """
 
-    image_weights: Tensor | None = None
-    text_weights: Tensor | None = None
-    grid_side: int | None = None
+    weights: Tensor
+    axes: tuple[str, ...]
+    grids: dict[str, tuple[int, int]] = field(default_factory=dict)
+    labels: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.weights.dim() != len(self.axes):
+            raise ValueError(f"attention of shape {tuple(self.weights.shape)} needs {self.weights.dim()} axes, "
+                             f"got {self.axes}")
+        for axis, (rows, cols) in self.grids.items():
+            if self.size(axis) != rows * cols:
+                raise ValueError(f"axis {axis!r} has {self.size(axis)} positions, not a {rows} x {cols} grid")
+        for axis, names in self.labels.items():
+            if self.size(axis) != len(names):
+                raise ValueError(f"axis {axis!r} has {self.size(axis)} positions but {len(names)} labels")
+
+    def size(self, axis: str) -> int:
+        return self.weights.shape[self.axes.index(axis)]
+
+
+@dataclass
+class Attention:
+    """The attention behind one image-text score, as named maps (``"image"``, ``"word x region"``)."""
+
+    maps: dict[str, AttentionMap]
     note: str = ""
 
+    def label(self, axis: str, labels: list[str]) -> "Attention":
+        """Name the positions of ``axis`` in every map that has it (e.g. a text's token strings)."""
+        for attention_map in self.maps.values():
+            if axis in attention_map.axes:
+                attention_map.labels[axis] = list(labels)
+                attention_map.__post_init__()
+        return self
 
-class RetrievalModel(nn.Module):
+
+class RetrievalModel(nn.Module, ABC):
     """Base class: subclasses set the class attributes and implement the abstract methods."""
 
     name: ClassVar[str]
@@ -113,28 +146,44 @@ class RetrievalModel(nn.Module):
     # "total" then trains every other parameter; config ``optim.auxiliary.<term>`` sets the optimiser.
     auxiliary: ClassVar[dict[str, str]] = {}
     Params: ClassVar[type[Params]] = Params
+    # Named presets of the paper's variants (timm-style): ``jgcar-grl`` is jgcar with these params.
+    variants: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, spec: InputSpec, params: Params):
         super().__init__()
         self.spec = spec
         self.params = params
 
+    @abstractmethod
     def encode_images(self, images: Rep) -> Rep:
-        raise NotImplementedError
+        """Per-image representations (no text needed; cacheable)."""
 
+    @abstractmethod
     def encode_texts(self, texts: Rep) -> Rep:
-        raise NotImplementedError
+        """Per-text representations (no image needed; cacheable)."""
 
+    @abstractmethod
     def similarity(self, images: Rep, texts: Rep) -> Tensor:
-        raise NotImplementedError
+        """``[n_images, n_texts]`` scores of two encoded blocks, higher is more similar."""
 
     def embed(self, rep: Rep) -> Tensor | None:
+        """A global vector per item (``rep["embedding"]``) for a fast first stage; None if there is none."""
         return None
 
+    def pair_cost(self) -> int:
+        """Floats of intermediate ``similarity`` holds per image x text pair (1: a dot product).
+
+        Pairwise models score blocks in chunks of this cost (:mod:`xmodal.nn.pairs`), and evaluation
+        and search size their blocks with it.
+        """
+        return 1
+
+    @abstractmethod
     def loss(self, batch: Batch) -> dict[str, Tensor]:
-        raise NotImplementedError
+        """Named loss terms of a batch of matching pairs, ``"total"`` among them."""
 
     def explain(self, images: Rep, texts: Rep) -> Attention | None:
+        """The attention behind the first image's score with the first text (None: no attention)."""
         return None
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:

@@ -63,6 +63,9 @@ class CCA(EmbeddingModel):
         self.image_projection.copy_((whiten_x @ u[:, :dim]).float())
         self.text_projection.copy_((whiten_y @ vh.T[:, :dim]).float())
 
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        raise TypeError("cca is fitted in closed form (fit), it has no training loss")
+
     def fit_choices(self) -> list[dict[str, Any]]:
         if self.params.regularization is not None:
             return [{}]

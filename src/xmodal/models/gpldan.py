@@ -26,9 +26,12 @@ from torch import Tensor, nn
 
 from xmodal.losses.adversarial import discriminator_loss, flipped_modality_loss
 from xmodal.losses.graph_pattern import UdpForm, cosine_distance_matrix, graph_pattern_loss, original_distance_target
-from xmodal.models.base import Attention, Batch, InputSpec, Params, Rep, RetrievalModel
+from xmodal.models.base import Attention, AttentionMap, Batch, InputSpec, Params, Rep, RetrievalModel
 from xmodal.models.registry import register
 from xmodal.nn.diversified_attention import ChunkAttention, chunk_gram, pair_cosine, split_chunks
+from xmodal.nn.pairs import all_pairs
+
+_TABLE3_BASELINE = {"use_udp": False, "use_mdp": False, "use_classifier": False, "use_attention": False}
 
 
 class GPLDANParams(Params):
@@ -59,6 +62,13 @@ class GPLDAN(RetrievalModel):
     needs_labels = False
     auxiliary = {"discriminator": "discriminator"}
     Params = GPLDANParams
+    variants = {  # Table 3's rows, each adding to the one before; the last row is gpldan itself
+        "pdl": _TABLE3_BASELINE,
+        "mdp": _TABLE3_BASELINE | {"use_mdp": True},
+        "udp": _TABLE3_BASELINE | {"use_udp": True},
+        "mdp-udp": _TABLE3_BASELINE | {"use_udp": True, "use_mdp": True},
+        "mdp-udp-mc": _TABLE3_BASELINE | {"use_udp": True, "use_mdp": True, "use_classifier": True},
+    }
 
     def __init__(self, spec: InputSpec, params: GPLDANParams):
         super().__init__(spec, params)
@@ -106,8 +116,17 @@ class GPLDAN(RetrievalModel):
         if "attention" not in x:
             return 1 - cosine_distance_matrix(x["embedding"], y["embedding"])
         k = self.params.k
-        return pair_cosine(split_chunks(x["embedding"], k), x["attention"], x["gram"],
-                           split_chunks(y["embedding"], k), y["attention"], y["gram"])
+        y_chunks = split_chunks(y["embedding"], k)
+
+        def block(x_embedding: Tensor, x_attention: Tensor, x_gram: Tensor) -> tuple[Tensor]:
+            return (pair_cosine(split_chunks(x_embedding, k), x_attention, x_gram, y_chunks, y["attention"],
+                                y["gram"]),)
+
+        return all_pairs(block, (x["embedding"], x["attention"], x["gram"]), len(y_chunks), self.pair_cost())[0]
+
+    def pair_cost(self) -> int:
+        """The k x k chunk cross products of one pair (:func:`pair_cosine`)."""
+        return self.params.k**2 if self.params.use_attention else 1
 
     def similarity(self, images: Rep, texts: Rep) -> Tensor:
         return self._cosine(images, texts)
@@ -119,7 +138,8 @@ class GPLDAN(RetrievalModel):
     def explain(self, images: Rep, texts: Rep) -> Attention | None:
         if "attention" not in images:
             return None
-        return Attention(image_weights=images["attention"][0], text_weights=texts["attention"][0],
+        return Attention({"image": AttentionMap(images["attention"][0], ("chunk",)),
+                          "text": AttentionMap(texts["attention"][0], ("chunk",))},
                          note=f"weights of the k={self.params.k} common-space chunks (eq. 1), not regions/tokens; "
                               "co-attention fuses both items' chunks with their sum")
 

@@ -42,7 +42,7 @@ from xmodal.losses.decorrelation import decorrelation_loss
 from xmodal.losses.intra_modal import intra_modal_triplet
 from xmodal.losses.ranking import bidirectional_triplet
 from xmodal.losses.triplet import bidirectional_mean_triplet
-from xmodal.models.base import Attention, Batch, InputSpec, Params, Rep, RetrievalModel, take
+from xmodal.models.base import Attention, AttentionMap, Batch, InputSpec, Params, Rep, RetrievalModel, take
 from xmodal.models.registry import register
 from xmodal.nn.coattention import CoAttention, Side
 from xmodal.nn.pooling import length_mask, masked_mean
@@ -94,6 +94,8 @@ class JGCAR(RetrievalModel):
     text_inputs = ("words",)
     needs_labels = False  # only J2/J3 read labels; loss() says so when they are on and labels are missing
     Params = JGCARParams
+    variants = {"grl": {"mode": "global"}, "sgcar": {"mode": "separate"}, "v1": {"use_intra": False},
+                "v2": {"use_decorrelation": False}}  # Table 1's GRL, SGCAR; Table 2's JGCAR-v1, -v2
 
     def __init__(self, spec: InputSpec, params: JGCARParams):
         super().__init__(spec, params)
@@ -111,7 +113,7 @@ class JGCAR(RetrievalModel):
     def encode_images(self, images: Rep) -> Rep:
         regions = self.encoder.images(images)
         pooled_from = self.global_encoder.images(images) if self.global_encoder is not None else regions
-        rep = {"global": pooled_from.mean(1)}
+        rep = {"embedding": pooled_from.mean(1)}
         if self.coattention is not None:  # the per-image part of eqs. 11-13, computed once per image
             side = self.coattention.images(regions)
             rep |= {"regions": regions, "region_keys": side.keys, "region_projected": side.projected,
@@ -122,7 +124,7 @@ class JGCAR(RetrievalModel):
         words = self.encoder.texts(texts)
         pooled_from = self.global_encoder.texts(texts) if self.global_encoder is not None else words
         mask = length_mask(texts["lengths"], words.shape[1])
-        rep = {"global": masked_mean(pooled_from, mask)}
+        rep = {"embedding": masked_mean(pooled_from, mask)}
         if self.coattention is not None:
             side = self.coattention.texts(words, mask)
             rep |= {"words": words, "lengths": texts["lengths"], "word_projected": side.projected,
@@ -130,13 +132,18 @@ class JGCAR(RetrievalModel):
         return rep
 
     def embed(self, rep: Rep) -> Tensor:
-        return rep["global"]
+        return rep["embedding"]
+
+    def pair_cost(self) -> int:
+        if self.coattention is None:
+            return 1
+        return self.coattention.pair_cost(words=32)  # a typical text; CoAttention bounds the actual lengths
 
     # -- scores --------------------------------------------------------------------------------
     def similarity(self, images: Rep, texts: Rep) -> Tensor:
         """Co-attentive cosine (eq. 15) of every image x text pair; the global cosine for GRL."""
         if self.coattention is None:
-            return _cosine_matrix(images["global"], texts["global"])
+            return _cosine_matrix(images["embedding"], texts["embedding"])
         return self.coattention.all_scores(*self._sides(images, texts))
 
     @staticmethod
@@ -157,8 +164,11 @@ class JGCAR(RetrievalModel):
         one = {key: value[:1] for key, value in images.items()}, {key: value[:1] for key, value in texts.items()}
         attended = self.coattention.aligned(*self._sides(*one))
         length = int(texts["lengths"][0])
-        return Attention(image_weights=attended.image_weights[0], text_weights=attended.text_weights[0, :length],
-                         grid_side=self.spec.grid_side, note="co-attention a^v, a^s (JGCAR eq. 13)")
+        side = self.spec.grid_side
+        grids = {"region": (side, side)} if side else {}
+        return Attention({"image": AttentionMap(attended.image_weights[0], ("region",), grids),
+                          "text": AttentionMap(attended.text_weights[0, :length], ("word",))},
+                         note="co-attention a^v over regions, a^s over words (JGCAR eq. 13)")
 
     # -- training ------------------------------------------------------------------------------
     def loss(self, batch: Batch) -> dict[str, Tensor]:

@@ -32,11 +32,25 @@ def list_models() -> dict[str, type[RetrievalModel]]:
     return dict(sorted(_MODELS.items()))
 
 
-def get_model_class(name: str) -> type[RetrievalModel]:
+def resolve(name: str) -> tuple[type[RetrievalModel], dict[str, Any]]:
+    """A model name, or a named variant ``<model>-<variant>`` (``jgcar-grl``), -> (class, preset params)."""
     models = list_models()
-    if name not in models:
-        raise XmodalError(f"unknown model {name!r}; registered: {', '.join(models)}")
-    return models[name]
+    if name in models:
+        return models[name], {}
+    base, _, variant = name.partition("-")
+    if base in models and variant in models[base].variants:
+        return models[base], dict(models[base].variants[variant])
+    raise XmodalError(f"unknown model {name!r}; registered: {', '.join(list_names())}")
+
+
+def list_names() -> list[str]:
+    """Every model and named variant, as configs and ``create_model`` accept them."""
+    return [name for model, cls in list_models().items()
+            for name in (model, *(f"{model}-{variant}" for variant in cls.variants))]
+
+
+def get_model_class(name: str) -> type[RetrievalModel]:
+    return resolve(name)[0]
 
 
 def parse_params(cls: type[RetrievalModel], params: dict[str, Any]) -> Any:
@@ -48,5 +62,6 @@ def parse_params(cls: type[RetrievalModel], params: dict[str, Any]) -> Any:
 
 
 def create_model(name: str, spec: InputSpec, params: dict[str, Any] | None = None) -> RetrievalModel:
-    cls = get_model_class(name)
-    return cls(spec, parse_params(cls, params or {}))
+    """A new model; ``params`` override a variant's preset (``jgcar-grl`` sets mode=global)."""
+    cls, preset = resolve(name)
+    return cls(spec, parse_params(cls, preset | (params or {})))

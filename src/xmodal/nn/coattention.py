@@ -32,7 +32,8 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
+
+from xmodal.nn.pairs import PAIR_BUDGET, all_pairs
 
 
 @dataclass
@@ -94,7 +95,7 @@ def attend(images: Side, texts: Side) -> Attended:
 class CoAttention(nn.Module):
     """The parameters of eqs. 11-13 and batched scoring of image x text blocks."""
 
-    def __init__(self, dim: int, hidden: int, regions: int, chunk_elements: int = 1 << 23, text_group: int = 32):
+    def __init__(self, dim: int, hidden: int, regions: int, chunk_elements: int = PAIR_BUDGET, text_group: int = 32):
         super().__init__()
         self.bilinear = nn.Linear(dim, dim, bias=False)  # W_b
         self.image_proj = nn.Linear(dim, hidden, bias=False)  # W_v
@@ -141,24 +142,19 @@ class CoAttention(nn.Module):
 
     def _image_chunks(self, images: Side, texts: Side, reduce: Callable[[Attended], tuple[Tensor, ...]]
                       ) -> tuple[Tensor, ...]:
-        """All pairs of ``images`` x one text group, image rows ``step`` at a time (checkpointed)."""
-        n_images, n_texts = len(images.features), len(texts.features)
-        regions, words = images.features.shape[1], texts.features.shape[1]
-        per_pair = max(regions * self.hidden, words * regions, words * self.hidden)
-        step = max(1, self.chunk_elements // max(1, n_texts * per_pair))
+        """All pairs of ``images`` x one text group, in memory-bounded image chunks (:mod:`xmodal.nn.pairs`)."""
         text_side = texts.unsqueeze(0)
 
         def chunk(*tensors: Tensor) -> tuple[Tensor, ...]:
             return reduce(attend(Side(*tensors).unsqueeze(1), text_side))
 
-        parts = []
-        for start in range(0, n_images, step):
-            part = images.take(slice(start, start + step)).tensors()[:4]
-            if torch.is_grad_enabled():
-                parts.append(checkpoint(chunk, *part, use_reentrant=False))
-            else:
-                parts.append(chunk(*part))
-        return tuple(torch.cat(outputs) for outputs in zip(*parts))
+        return all_pairs(chunk, images.tensors()[:4], len(texts.features),
+                         self.pair_cost(texts.features.shape[1]), self.chunk_elements)
+
+    def pair_cost(self, words: int) -> int:
+        """Floats of the largest intermediate of one image x text pair (eqs. 11-13)."""
+        regions = len(self.region_bias)
+        return max(regions * self.hidden, words * regions, words * self.hidden)
 
     def all_scores(self, images: Side, texts: Side) -> Tensor:
         """Eq. 15 for every pair: ``[I, J]``."""
