@@ -10,68 +10,60 @@ from __future__ import annotations
 import io
 import itertools
 
-import numpy as np
 import pytest
 import torch
 
-from xmodal.models.base import Attention, Batch, InputSpec, RetrievalModel, take
+from xmodal.features.inputs import make_spec
+from xmodal.features.kinds import ExampleDims, get_kind, kind_names
+from xmodal.models.base import Attention, Batch, RetrievalModel, take
 from xmodal.models.registry import create_model, list_models
 
 N_ITEMS, N_CLASSES = 12, 3
 
 
-def synthetic_inputs(kind: str, n: int, generator: torch.Generator, spec_dims: dict) -> dict:
-    """Random inputs of one kind; each text is trained to match the image of its item."""
-    if kind == "global":
-        return {"features": torch.randn(n, spec_dims["dim"], generator=generator)}
-    if kind == "regions":
-        return {"regions": torch.randn(n, spec_dims["regions"], spec_dims["dim"], generator=generator)}
-    lengths = torch.randint(2, 6, (n,), generator=generator)
-    if kind == "words":
-        ids = torch.randint(2, spec_dims["vocab"], (n, 6), generator=generator)
-        ids[torch.arange(6)[None, :] >= lengths[:, None]] = 0
-        return {"ids": ids, "lengths": lengths}
-    tokens = torch.randn(n, 6, spec_dims["dim"], generator=generator)
-    tokens[torch.arange(6)[None, :] >= lengths[:, None]] = 0
-    return {"tokens": tokens, "lengths": lengths}
-
-
-def make_case(cls: type[RetrievalModel], image_kind: str | None = None, text_kind: str | None = None,
-              variant: str | None = None) -> tuple[RetrievalModel, Batch]:
+def make_case(cls: type[RetrievalModel], image_kinds: tuple[str, ...] | None = None,
+              text_kinds: tuple[str, ...] | None = None, variant: str | None = None) -> tuple[RetrievalModel, Batch]:
+    """A model and a batch built from the input kinds' own synthetic examples (xmodal.features.kinds)."""
     generator = torch.Generator().manual_seed(0)
-    image_kind, text_kind = image_kind or cls.image_inputs[0], text_kind or cls.text_inputs[0]
-    image_dims = {"dim": 24, "regions": 4}
-    text_dims = {"dim": 16, "vocab": 30}
-    spec = InputSpec(image=image_kind, text=text_kind, image_dim=24, text_dim=16,
-                     image_regions=4 if image_kind == "regions" else None,
-                     grid_side=2 if image_kind == "regions" else None,
-                     vocab_size=30 if text_kind == "words" else None,
-                     word_vectors=torch.randn(30, 16, generator=generator) if text_kind == "words" else None,
-                     n_classes=N_CLASSES)
+    image_kinds = image_kinds or tuple(part[0] for part in cls.input_parts("image"))
+    text_kinds = text_kinds or tuple(part[0] for part in cls.input_parts("text"))
+    dims = ExampleDims()
+    sides = {}
+    for side, names in (("image", image_kinds), ("text", text_kinds)):
+        kinds = [get_kind(side, name) for name in names]
+        sides[side] = ({kind.name: kind.example_spec(dims, generator) for kind in kinds},
+                       {key: value for kind in kinds for key, value in kind.example(N_ITEMS, generator, dims).items()})
+    spec = make_spec(sides["image"][0], sides["text"][0], N_CLASSES)
     items = torch.arange(N_ITEMS)
     labels = torch.nn.functional.one_hot(items % N_CLASSES, N_CLASSES).float()
-    batch = Batch(synthetic_inputs(image_kind, N_ITEMS, generator, image_dims),
-                  synthetic_inputs(text_kind, N_ITEMS, generator, text_dims), items, labels)
+    batch = Batch(sides["image"][1], sides["text"][1], items, labels)
     torch.manual_seed(0)
     return create_model(cls.name if variant is None else f"{cls.name}-{variant}", spec), batch
 
 
 MODELS = list(list_models().values())
+
+
+def combinations(cls: type[RetrievalModel]) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Every input combination a model accepts: one alternative per part, per side."""
+    return list(itertools.product(itertools.product(*cls.input_parts("image")),
+                                  itertools.product(*cls.input_parts("text"))))
+
+
 # Every registered model x every input combination it accepts x its named variants (and itself).
-CASES = [(cls, image_kind, text_kind, variant) for cls in MODELS
-         for image_kind, text_kind in itertools.product(cls.image_inputs, cls.text_inputs)
+CASES = [(cls, image_kinds, text_kinds, variant) for cls in MODELS for image_kinds, text_kinds in combinations(cls)
          for variant in (None, *cls.variants)]
 
 
 def case_id(case) -> str:
-    cls, image_kind, text_kind, variant = case
-    return f"{cls.name}{'-' + variant if variant else ''}[{image_kind}+{text_kind}]"
+    cls, image_kinds, text_kinds, variant = case
+    return f"{cls.name}{'-' + variant if variant else ''}[{'+'.join(image_kinds)}|{'+'.join(text_kinds)}]"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case_id(case) for case in CASES])
 def test_model_contract(case):
-    cls, image_kind, text_kind, variant = case
-    model, batch = make_case(cls, image_kind, text_kind, variant)
+    cls, image_kinds, text_kinds, variant = case
+    model, batch = make_case(cls, image_kinds, text_kinds, variant)
     model.eval()
     with torch.no_grad():
         images, texts = model.encode_images(batch.images), model.encode_texts(batch.texts)
@@ -103,7 +95,7 @@ def test_model_contract(case):
             model.fit(batch.images, batch.texts, batch.items, batch.labels)
             assert torch.isfinite(model.similarity(model.encode_images(batch.images),
                                                    model.encode_texts(batch.texts))).all()
-    _check_save_load(model, batch, cls, image_kind, text_kind, variant)
+    _check_save_load(model, batch, cls, image_kinds, text_kinds, variant)
 
 
 def _check_explain(model: RetrievalModel, attention: Attention | None) -> None:
@@ -117,12 +109,12 @@ def _check_explain(model: RetrievalModel, attention: Attention | None) -> None:
             assert attention_map.grids["region"] == (model.spec.grid_side, model.spec.grid_side)
 
 
-def _check_save_load(model: RetrievalModel, batch: Batch, cls, image_kind, text_kind, variant) -> None:
+def _check_save_load(model: RetrievalModel, batch: Batch, cls, image_kinds, text_kinds, variant) -> None:
     """A state dict saved as a checkpoint is, loads into a fresh model of the same name and spec."""
     buffer = io.BytesIO()
     torch.save({key: value.detach() for key, value in model.state_dict().items()}, buffer)
     buffer.seek(0)
-    fresh, _ = make_case(cls, image_kind, text_kind, variant)
+    fresh, _ = make_case(cls, image_kinds, text_kinds, variant)
     fresh.params = model.params
     fresh.load_state_dict(torch.load(buffer, weights_only=True))
     model.eval()
@@ -153,13 +145,15 @@ def test_a_few_steps_lower_the_loss(cls: type[RetrievalModel]):
 
 
 def test_the_contract_covers_every_model_input_and_variant():
-    assert len(CASES) == sum(len(cls.image_inputs) * len(cls.text_inputs) * (1 + len(cls.variants)) for cls in MODELS)
+    assert len(CASES) == sum(len(combinations(cls)) * (1 + len(cls.variants)) for cls in MODELS)
     assert {case[0].name for case in CASES} == set(list_models())
 
 
 def test_every_model_lists_inputs_and_description():
     for name, cls in list_models().items():
         assert cls.name == name and cls.description
-        assert cls.image_inputs and cls.text_inputs
-        assert np.all([kind in ("global", "regions") for kind in cls.image_inputs])
-        assert np.all([kind in ("global", "words", "tokens") for kind in cls.text_inputs])
+        for side in ("image", "text"):
+            parts = cls.input_parts(side)
+            assert parts and all(parts), f"{name} declares no {side} input"
+            for part in parts:
+                assert all(kind in kind_names(side) for kind in part), f"{name}: unknown {side} kind in {part}"

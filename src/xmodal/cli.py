@@ -184,13 +184,13 @@ def cmd_extract(args: argparse.Namespace) -> None:
 
 def cmd_models(args: argparse.Namespace) -> None:
     from xmodal.config import list_configs
-    from xmodal.factory import INPUT_WORDS
+    from xmodal.features.kinds import describe
     from xmodal.models.registry import list_models
 
     configs = list_configs()
     for name, cls in list_models().items():
-        needs = [f"image: {' | '.join(INPUT_WORDS[k] for k in cls.image_inputs)}",
-                 f"text: {' | '.join(INPUT_WORDS[k] for k in cls.text_inputs)}"]
+        needs = [f"{side}: " + " + ".join(" | ".join(describe(side, kind) for kind in part)
+                                          for part in cls.input_parts(side)) for side in ("image", "text")]
         if cls.needs_labels:
             needs.append("labels")
         own = [config for config in configs if config.split("/")[0] == name]

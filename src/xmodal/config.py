@@ -27,8 +27,9 @@ class ModelConfig(Section):
 class DataConfig(Section):
     dataset: str
     path: str | None = None
-    image_input: Literal["global", "regions"] | None = None  # None: the model's preferred kind
-    text_input: Literal["global", "words", "tokens"] | None = None
+    # Input kinds (xmodal.features.kinds), one per part the model reads; None: the model's preferred.
+    image_input: str | list[str] | None = None
+    text_input: str | list[str] | None = None
     resolution: int = 224  # image size for the image encoder: a multiple of 32
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     skip_bad: bool = False  # skip unreadable records and images (counted, listed in RUN/skipped.txt)

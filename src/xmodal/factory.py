@@ -22,13 +22,12 @@ from xmodal.data.registry import get_spec, load_dataset
 from xmodal.errors import XmodalError
 from xmodal.features.extract import ExtractOptions
 from xmodal.features.inputs import ModelData
+from xmodal.features.kinds import describe, get_kind, kind_names
 from xmodal.models.base import RetrievalModel
 from xmodal.models.registry import create_model, get_model_class
 from xmodal.paths import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
-INPUT_WORDS = {"global": "global features", "regions": "regions", "words": "word sequences",
-               "tokens": "token sequences"}
 
 
 @dataclass
@@ -78,33 +77,34 @@ def dataset_of(config: RunConfig) -> Dataset:
     return load_dataset(config.data.dataset, resolve_data_path(config), skip_bad=config.data.skip_bad)
 
 
-def available_inputs(dataset: Dataset) -> tuple[set[str], set[str]]:
-    """Input kinds a dataset can feed: image files and raw texts can feed every kind."""
-    if dataset.image_kind == "features":
-        images = {"global", "regions"} if dataset.arrays["image"].ndim == 3 else {"global"}
-    else:
-        images = {"global", "regions"}
-    texts = {"global"} if dataset.text_kind == "features" else {"global", "words", "tokens"}
-    return images, texts
-
-
-def choose_inputs(model_cls: type[RetrievalModel], config: RunConfig, dataset: Dataset) -> tuple[str, str]:
-    """The configured input kinds, or the model's preferred ones the dataset can feed."""
-    can_images, can_texts = available_inputs(dataset)
+def choose_inputs(model_cls: type[RetrievalModel], config: RunConfig,
+                  dataset: Dataset) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Per side, one kind per part the model reads: the configured one, or the model's preferred
+    alternative the dataset can feed (:mod:`xmodal.features.kinds`). Mismatches are named."""
     chosen = []
-    for side, wanted, accepted, available in (("image", config.data.image_input, model_cls.image_inputs, can_images),
-                                              ("text", config.data.text_input, model_cls.text_inputs, can_texts)):
-        if wanted is not None and wanted not in accepted:
-            raise XmodalError(f"data.{side}_input={wanted!r}: model {model_cls.name!r} takes "
-                              f"{' or '.join(accepted)} {side} input")
-        options = [wanted] if wanted is not None else list(accepted)
-        usable = [kind for kind in options if kind in available]
-        if not usable:
-            needs = " or ".join(INPUT_WORDS[kind] for kind in options)
-            has = " or ".join(INPUT_WORDS[kind] for kind in sorted(available))
-            raise XmodalError(f"model {model_cls.name!r} needs {side} {needs}, but dataset {dataset.name!r} "
-                              f"provides only {side} {has}")
-        chosen.append(usable[0])
+    for side, wanted in (("image", config.data.image_input), ("text", config.data.text_input)):
+        parts = model_cls.input_parts(side)
+        wanted_parts = [wanted] if isinstance(wanted, str) else list(wanted or [])
+        if wanted_parts and len(wanted_parts) != len(parts):
+            raise XmodalError(f"data.{side}_input={wanted!r}: model {model_cls.name!r} reads {len(parts)} {side} "
+                              f"part(s), give one kind for each: " + "; ".join(" or ".join(p) for p in parts))
+        side_choice = []
+        for index, accepted in enumerate(parts):
+            request = wanted_parts[index] if wanted_parts else None
+            if request is not None and request not in accepted:
+                get_kind(side, request)  # an unknown kind is named as such
+                raise XmodalError(f"data.{side}_input={request!r}: model {model_cls.name!r} takes "
+                                  f"{' or '.join(accepted)} {side} input")
+            options = [request] if request is not None else list(accepted)
+            usable = [name for name in options if get_kind(side, name).feeds(dataset)]
+            if not usable:
+                needs = " or ".join(describe(side, name) for name in options)
+                has = " or ".join(describe(side, name) for name in kind_names(side)
+                                  if get_kind(side, name).feeds(dataset))
+                raise XmodalError(f"model {model_cls.name!r} needs {side} {needs}, but dataset {dataset.name!r} "
+                                  f"provides only {side} {has}")
+            side_choice.append(usable[0])
+        chosen.append(tuple(side_choice))
     return chosen[0], chosen[1]
 
 

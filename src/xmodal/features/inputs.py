@@ -1,8 +1,9 @@
-"""From a dataset to model inputs: which features feed which input kind, split by split.
+"""From a dataset to model inputs, split by split.
 
-A model asks for one image input kind (``global`` or ``regions``) and one text input kind
-(``global``, ``words`` or ``tokens``). Datasets of image files and raw texts get them from the
-feature cache (extracting once if needed); datasets that ship feature arrays use those arrays.
+A model reads one or more parts per side, each an input kind of :mod:`xmodal.features.kinds`
+(image ``global`` or ``regions``; text ``global``, ``words`` or ``tokens``; ...). Each kind says
+where its rows come from: the feature cache for image files and raw texts (extracting once if
+needed), or the arrays a dataset ships.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from xmodal.data.images import load_rgb, to_rgb
 from xmodal.data.records import SPLITS, Dataset, FeatureRow, all_texts
 from xmodal.data.splits import stratified_split
 from xmodal.errors import XmodalError
-from xmodal.features.extract import ExtractOptions, extract
-from xmodal.models.base import IMAGE_INPUTS, TEXT_INPUTS, Batch, InputSpec, Rep
-
-RowReader = Callable[[np.ndarray], Rep]
+from xmodal.features.extract import ExtractOptions
+from xmodal.features.kinds import RowReader, get_kind
+from xmodal.models.base import Batch, InputSpec, Rep
 
 
 @dataclass
@@ -72,84 +71,79 @@ class SplitData:
 
 
 class ModelData:
-    """Features of one dataset for one (image input, text input) choice."""
+    """Features of one dataset for one choice of input kinds per side (:mod:`xmodal.features.kinds`).
 
-    def __init__(self, dataset: Dataset, image_input: str, text_input: str, *,
+    ``image_input`` / ``text_input`` name one kind, or one kind per part when a model reads
+    several parts of a side (regions and objects, say); each part's rows are merged into one
+    representation per side.
+    """
+
+    def __init__(self, dataset: Dataset, image_input: str | Sequence[str], text_input: str | Sequence[str], *,
                  resolution: int = 224, val_fraction: float = 0.1, extract_options: ExtractOptions | None = None):
-        if image_input not in IMAGE_INPUTS or text_input not in TEXT_INPUTS:
-            raise XmodalError(f"unknown input kinds image={image_input!r} text={text_input!r}; "
-                              f"image: {IMAGE_INPUTS}, text: {TEXT_INPUTS}")
         self.dataset = dataset
         # A copy: the caller's options are theirs (this sets the resolution the config asks for).
         self.options = replace(extract_options or ExtractOptions(), image_resolution=resolution)
         self.bad_items: set[str] = set()
-        self._image_encoder = self._text_encoder = None  # built on first use for new images / texts
-        image_dim, regions, grid_side, self._read_images = self._image_reader(image_input)
-        text_dim, vocab_size, vectors, self._read_texts = self._text_reader(text_input)
-        self.spec = InputSpec(image=image_input, text=text_input, image_dim=image_dim, text_dim=text_dim,
-                              image_regions=regions, grid_side=grid_side, vocab_size=vocab_size,
-                              word_vectors=vectors, n_classes=len(dataset.label_names))
+        self._encoders: dict[str, object] = {}  # frozen encoders for new images / texts, built on first use
+        image_parts, text_parts = _as_parts(image_input), _as_parts(text_input)
+        image_specs, self._read_images = self._side_reader("image", image_parts)
+        text_specs, self._read_texts = self._side_reader("text", text_parts)
+        self.spec = make_spec(image_specs, text_specs, len(dataset.label_names))
         self._splits = self._assign_splits(val_fraction)
 
-    # -- images ------------------------------------------------------------------------------
-    def _image_reader(self, kind: str) -> tuple[int, int | None, int | None, RowReader]:
-        dataset = self.dataset
-        if dataset.image_kind == "features":
-            array = dataset.arrays["image"]
-            if kind == "regions" and array.ndim != 3:
-                raise XmodalError(f"this model needs image regions, but dataset {dataset.name!r} ships one global "
-                                  "feature vector per image; choose a model or input that takes global features")
-            if kind == "global" and array.ndim == 3:
-                return array.shape[2], None, None, lambda rows: {"features": _float(array[rows]).mean(1)}
-            if kind == "global":
-                return array.shape[1], None, None, lambda rows: {"features": _float(array[rows])}
-            return array.shape[2], array.shape[1], None, lambda rows: {"regions": _float(array[rows])}
-        features = extract(dataset, "effnet", self.options).features
+    def _side_reader(self, side: str, parts: tuple[str, ...]) -> tuple[dict[str, dict], RowReader]:
+        """Each part's source, and one reader that merges their rows."""
+        kinds = [get_kind(side, name) for name in parts]
+        for kind in kinds:
+            if not kind.feeds(self.dataset):
+                raise XmodalError(f"this model needs {side} {kind.description}, but dataset {self.dataset.name!r} "
+                                  f"cannot provide them; choose a model or input it can feed")
+        keys = [key for kind in kinds for key in kind.keys]
+        if len(keys) != len(set(keys)):
+            raise XmodalError(f"{side} inputs {', '.join(parts)} share representation keys ({', '.join(keys)})")
+        sources = {kind.name: kind.source(self) for kind in kinds}
+        readers = [source.reader for source in sources.values()]
+
+        def read(rows: np.ndarray) -> Rep:
+            merged: Rep = {}
+            for reader in readers:
+                merged |= reader(rows)
+            return merged
+
+        return {name: source.spec for name, source in sources.items()}, read
+
+    def checked_images(self, features):
+        """The image features of the cache, after refusing unreadable images unless --skip-bad."""
         if features.bad_items and not self.options.skip_bad:
             # The cache may come from an `extract --skip-bad`: the same data must not pass here silently.
-            raise XmodalError(f"dataset {dataset.name!r}: {len(features.bad_items)} image(s) could not be read "
+            raise XmodalError(f"dataset {self.dataset.name!r}: {len(features.bad_items)} image(s) could not be read "
                               f"(first: {', '.join(features.bad_items[:3])}); fix or remove them, or pass --skip-bad "
                               "to leave them out")
         self.bad_items |= set(features.bad_items)
-        if kind == "global":
-            pooled = features.array("pooled")
-            return pooled.shape[1], None, None, lambda rows: {"features": _float(pooled[np.sort(rows)], rows)}
-        grid = features.array("grid")
-        side = features.manifest["grid_side"]
-        return grid.shape[2], grid.shape[1], side, lambda rows: {"regions": _float(grid[np.sort(rows)], rows)}
+        return features
 
-    # -- texts -------------------------------------------------------------------------------
-    def _text_reader(self, kind: str) -> tuple[int, int | None, Tensor | None, RowReader]:
-        dataset = self.dataset
-        if dataset.text_kind == "features":
-            if kind != "global":
-                raise XmodalError(f"this model needs {kind} text input, but dataset {dataset.name!r} ships one "
-                                  "global feature vector per text; choose a model or input that takes global features")
-            array = dataset.arrays["text"]
-            return array.shape[1], None, None, lambda rows: {"features": _float(array[rows])}
-        if kind == "global":
-            sentence = extract(dataset, "minilm", self.options).features.array("sentence")
-            return sentence.shape[1], None, None, lambda rows: {"features": _float(sentence[rows])}
-        if kind == "tokens":
-            features = extract(dataset, "minilm", self.options).features
-            tokens, lengths = features.array("tokens"), features.array("lengths")
+    def encoder(self, name: str, build: Callable[[], object]):
+        """A frozen encoder (or vocabulary) for new items, built once per ModelData."""
+        if name not in self._encoders:
+            self._encoders[name] = build()
+        return self._encoders[name]
 
-            def read_tokens(rows: np.ndarray) -> Rep:
-                batch_lengths = torch.from_numpy(np.asarray(lengths[rows], dtype=np.int64))
-                width = int(batch_lengths.max())
-                return {"tokens": _float(tokens[rows, :width]), "lengths": batch_lengths}
+    def encode_new_images(self, images: Sequence[str | Path | Image.Image]) -> Rep:
+        """Model inputs for images outside the dataset (files or PIL images), as extraction encodes them."""
+        return self._encode_new("image", self.spec.image_parts, images)
 
-            return tokens.shape[2], None, None, read_tokens
-        features = extract(dataset, "words", self.options).features
-        ids, lengths = features.array("ids"), features.array("lengths")
-        vectors = torch.from_numpy(np.array(features.array("glove"), dtype=np.float32))
+    def encode_new_texts(self, texts: Sequence[str]) -> Rep:
+        """Model inputs for sentences outside the dataset (queries), with the same frozen encoders."""
+        return self._encode_new("text", self.spec.text_parts, texts)
 
-        def read_words(rows: np.ndarray) -> Rep:
-            batch_lengths = torch.from_numpy(np.asarray(lengths[rows], dtype=np.int64))
-            width = int(batch_lengths.max())
-            return {"ids": torch.from_numpy(np.asarray(ids[rows, :width], dtype=np.int64)), "lengths": batch_lengths}
-
-        return vectors.shape[1], len(vectors), vectors, read_words
+    def _encode_new(self, side: str, parts: tuple[str, ...], values: Sequence) -> Rep:
+        merged: Rep = {}
+        for name in parts:
+            kind = get_kind(side, name)
+            if kind.encode_new is None:
+                raise XmodalError(f"{side} input {name!r} cannot encode new {side}s outside the dataset")
+            merged |= kind.encode_new(self, values)
+        return merged
 
     # -- splits ------------------------------------------------------------------------------
     def _assign_splits(self, val_fraction: float) -> dict[str, list[int]]:
@@ -164,50 +158,6 @@ class ModelData:
             splits["val"] = [i for i in train if assignment[items[i].id] == "val"]
             splits["train"] = [i for i in train if assignment[items[i].id] == "train"]
         return splits
-
-    def encode_new_texts(self, texts: Sequence[str]) -> Rep:
-        """Model inputs for sentences outside the dataset (queries), with the same frozen encoders."""
-        if self.dataset.text_kind == "features":
-            raise XmodalError(f"dataset {self.dataset.name!r} ships text features: free-text queries cannot be "
-                              "encoded the same way")
-        texts = list(texts)
-        if not texts or not all(isinstance(text, str) for text in texts):
-            raise XmodalError("encode_new_texts: give a non-empty list of strings")
-        kind = self.spec.text
-        if kind == "words":
-            from xmodal.encoders.tokenize import Vocabulary
-
-            vocabulary = Vocabulary.load(extract(self.dataset, "words", self.options).features.path / "vocabulary.json")
-            ids, lengths = vocabulary.encode_padded(texts)
-            return {"ids": torch.from_numpy(ids).long(), "lengths": torch.from_numpy(lengths).long()}
-        if self._text_encoder is None:
-            from xmodal.encoders.minilm import MiniLM
-
-            self._text_encoder = MiniLM(self.options.max_text_tokens, self.options.device)
-        encoded = self._text_encoder.encode(texts)
-        if kind == "global":
-            return {"features": encoded.sentence.cpu()}
-        return {"tokens": encoded.tokens.cpu(), "lengths": encoded.lengths.long().cpu()}
-
-    def encode_new_images(self, images: Sequence[str | Path | Image.Image]) -> Rep:
-        """Model inputs for images outside the dataset (files or PIL images), as extraction encodes them."""
-        if self.dataset.image_kind == "features":
-            raise XmodalError(f"dataset {self.dataset.name!r} ships image features: new images cannot be encoded "
-                              "the same way (its features came from an encoder xmodal does not have)")
-        images = list(images)
-        if not images:
-            raise XmodalError("encode_new_images: give at least one image (a file path or a PIL image)")
-        resolution = self.options.image_resolution
-        pictures = [to_rgb(image).resize((resolution, resolution), Image.Resampling.BICUBIC)
-                    if isinstance(image, Image.Image) else load_rgb(Path(image), resolution) for image in images]
-        if self._image_encoder is None:
-            from xmodal.encoders.image import EfficientNetLite0
-
-            self._image_encoder = EfficientNetLite0(resolution, self.options.device)
-        encoded = self._image_encoder.encode(pictures)
-        if self.spec.image == "global":
-            return {"features": encoded.pooled.cpu()}
-        return {"regions": encoded.grid.cpu()}
 
     def split_ids(self) -> dict[str, list[str]]:
         """Item ids per split, as training used them (bad items out, validation carved)."""
@@ -253,12 +203,21 @@ class ModelData:
                          np.asarray(text_items), labels, self._read_images, self._read_texts)
 
 
-def _float(array: np.ndarray, order: np.ndarray | None = None) -> Tensor:
-    """float32 tensor of ``array``; with ``order`` (rows requested unsorted) restore that order.
+def make_spec(image_specs: dict[str, dict], text_specs: dict[str, dict], n_classes: int = 0) -> InputSpec:
+    """The :class:`InputSpec` of the parts chosen per side (kind -> what its source declared, in order)."""
+    image_parts, text_parts = tuple(image_specs), tuple(text_specs)
+    first_image, first_text = image_specs[image_parts[0]], text_specs[text_parts[0]]
+    return InputSpec(image=image_parts[0], text=text_parts[0], image_dim=first_image["dim"],
+                     text_dim=first_text["dim"], image_regions=first_image.get("regions"),
+                     grid_side=first_image.get("grid_side"), vocab_size=first_text.get("vocab_size"),
+                     word_vectors=first_text.get("word_vectors"), n_classes=n_classes,
+                     image_parts=image_parts, text_parts=text_parts,
+                     parts={f"{side}.{kind}": spec for side, specs in (("image", image_specs), ("text", text_specs))
+                            for kind, spec in specs.items()})
 
-    Memory-mapped arrays are read fastest with sorted row indices, so readers sort and undo it.
-    """
-    tensor = torch.from_numpy(np.asarray(array, dtype=np.float32))
-    if order is not None:
-        tensor = tensor[torch.from_numpy(np.argsort(np.argsort(order)))]
-    return tensor
+
+def _as_parts(kinds: str | Sequence[str]) -> tuple[str, ...]:
+    parts = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    if not parts:
+        raise XmodalError("a model input side needs at least one input kind")
+    return parts

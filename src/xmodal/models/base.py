@@ -25,12 +25,6 @@ from torch import Tensor, nn
 
 Rep = dict[str, Tensor]
 
-# What a model can consume. Images: one global vector, or a set of regions (grid cells).
-# Texts: one global vector, a word-id sequence (with GloVe vectors), or contextual token states.
-IMAGE_INPUTS = ("global", "regions")
-TEXT_INPUTS = ("global", "words", "tokens")
-
-
 def take(rep: Rep, index: Tensor | slice) -> Rep:
     """The rows ``index`` of every tensor in a representation."""
     return {key: value[index] for key, value in rep.items()}
@@ -63,6 +57,15 @@ class InputSpec:
     vocab_size: int | None = None
     word_vectors: Tensor | None = field(default=None, repr=False)  # [V, dim] GloVe init for "words"
     n_classes: int = 0
+    # Every part's kind per side, in the model's order (``image`` / ``text`` above is the first),
+    # and what each part's kind says about itself ("image.objects": {"dim": 1280, "count": 10}).
+    image_parts: tuple[str, ...] = ()
+    text_parts: tuple[str, ...] = ()
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    def part(self, side: str, kind: str) -> dict[str, Any]:
+        """The sizes a part's input kind declared (``{"dim": ...}`` and kind-specific ones)."""
+        return self.parts[f"{side}.{kind}"]
 
 
 @dataclass
@@ -137,8 +140,13 @@ class RetrievalModel(nn.Module, ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
-    image_inputs: ClassVar[tuple[str, ...]]  # accepted kinds, preferred first
-    text_inputs: ClassVar[tuple[str, ...]]
+    # Input kinds (xmodal.features.kinds): for a model reading one part per side, the accepted
+    # kinds, preferred first; a model reading several parts sets ``image_parts`` / ``text_parts``
+    # instead, one tuple of alternatives per part (e.g. ((regions,), (objects,))).
+    image_inputs: ClassVar[tuple[str, ...]] = ()
+    text_inputs: ClassVar[tuple[str, ...]] = ()
+    image_parts: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    text_parts: ClassVar[tuple[tuple[str, ...], ...]] = ()
     needs_labels: ClassVar[bool] = False
     trainable: ClassVar[bool] = True  # False: fitted in closed form by :meth:`fit`
     # Adversarial parts trained by their own optimiser on their own loss term: maps a term that
@@ -153,6 +161,12 @@ class RetrievalModel(nn.Module, ABC):
         super().__init__()
         self.spec = spec
         self.params = params
+
+    @classmethod
+    def input_parts(cls, side: str) -> tuple[tuple[str, ...], ...]:
+        """The parts a model reads from ``side``, each a tuple of accepted kinds (preferred first)."""
+        declared = cls.image_parts if side == "image" else cls.text_parts
+        return declared or ((cls.image_inputs if side == "image" else cls.text_inputs),)
 
     @abstractmethod
     def encode_images(self, images: Rep) -> Rep:

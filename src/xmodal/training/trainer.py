@@ -166,7 +166,8 @@ def _state(run, optimizers, *, epoch: int, best: float, best_epoch: int, bad_epo
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "config": run.config.model_dump(mode="json"),
-            "inputs": {"image": run.data.spec.image, "text": run.data.spec.text}, "metric": run.metric}
+            "inputs": {"image": list(run.data.spec.image_parts), "text": list(run.data.spec.text_parts)},
+            "metric": run.metric}
 
 
 def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.device, resume: bool) -> TrainResult:

@@ -1,0 +1,312 @@
+"""The registry of model input kinds: each kind declared once, with everything the pipeline needs.
+
+An input kind is one part of what a model reads from one side: an image's ``global`` vector or
+its ``regions``; a text's ``global`` vector, its ``words`` (ids into a GloVe-initialised
+vocabulary) or its ``tokens`` (MiniLM states). Each :class:`InputKind` says
+
+- which side it belongs to and a one-line description (error messages, ``xmodal models``);
+- which datasets can feed it (image files or raw texts, or feature arrays of a given shape);
+- how its rows are read for a split (``source``: from the feature cache, extracting once, or
+  from the dataset's own arrays) and what it adds to :class:`~xmodal.models.base.InputSpec`;
+- how items outside the dataset (queries) are encoded the same way (``encode_new``);
+- a small synthetic example for tests (``example``).
+
+Adding a kind is one :func:`register_kind` call; models name kinds in ``image_inputs`` /
+``text_inputs`` (alternatives for one part, preferred first) or ``image_parts`` /
+``text_parts`` (several parts, each with its alternatives).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from xmodal.data.records import Dataset
+from xmodal.errors import XmodalError
+from xmodal.models.base import Rep
+
+if TYPE_CHECKING:
+    from xmodal.features.inputs import ModelData
+
+Side = Literal["image", "text"]
+RowReader = Callable[[np.ndarray], Rep]
+
+
+@dataclass
+class KindSource:
+    """A kind's rows for one dataset: the reader, and the :class:`InputSpec` fields it sets."""
+
+    reader: RowReader
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ExampleDims:
+    """Sizes of the synthetic examples the contract test feeds every model."""
+
+    image_dim: int = 24
+    text_dim: int = 16
+    regions: int = 4
+    grid_side: int = 2
+    vocab: int = 30
+    length: int = 6
+
+
+@dataclass(frozen=True)
+class InputKind:
+    name: str
+    side: Side
+    description: str
+    keys: tuple[str, ...]  # the representation keys the kind provides
+    feeds: Callable[[Dataset], bool]  # can this dataset feed it?
+    source: Callable[["ModelData"], KindSource]
+    example: Callable[[int, torch.Generator, ExampleDims], Rep]
+    example_spec: Callable[[ExampleDims, torch.Generator], dict[str, Any]]
+    encode_new: Callable[["ModelData", Sequence[Any]], Rep] | None = None
+    extractor: str | None = None  # the cached extractor behind it (``xmodal extract --encoders``)
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+_KINDS: dict[tuple[str, str], InputKind] = {}
+
+
+def register_kind(kind: InputKind) -> InputKind:
+    key = (kind.side, kind.name)
+    if key in _KINDS:
+        raise ValueError(f"{kind.side} input kind {kind.name!r} registered twice")
+    _KINDS[key] = kind
+    return kind
+
+
+def get_kind(side: str, name: str) -> InputKind:
+    if (side, name) not in _KINDS:
+        raise XmodalError(f"unknown {side} input {name!r}; {side} inputs: {', '.join(kind_names(side))}")
+    return _KINDS[(side, name)]
+
+
+def kind_names(side: str) -> list[str]:
+    return [name for kind_side, name in _KINDS if kind_side == side]
+
+
+def describe(side: str, name: str) -> str:
+    return get_kind(side, name).description
+
+
+# -- shared readers --------------------------------------------------------------------------
+
+def float_rows(array: np.ndarray, rows: np.ndarray, sort: bool = False) -> Tensor:
+    """float32 rows of ``array``; ``sort`` reads a memory map in row order and restores the request's."""
+    if not sort:
+        return torch.from_numpy(np.asarray(array[rows], dtype=np.float32))
+    order = np.argsort(rows, kind="stable")
+    tensor = torch.from_numpy(np.asarray(array[rows[order]], dtype=np.float32))
+    return tensor[torch.from_numpy(np.argsort(order, kind="stable"))]
+
+
+def _sequence_reader(values: np.ndarray, lengths: np.ndarray, key: str, as_float: bool) -> RowReader:
+    """Rows of a padded sequence array cut to the batch's longest, with their lengths."""
+
+    def read(rows: np.ndarray) -> Rep:
+        batch_lengths = torch.from_numpy(np.asarray(lengths[rows], dtype=np.int64))
+        width = max(1, int(batch_lengths.max()))
+        part = values[rows, :width]
+        tensor = torch.from_numpy(np.asarray(part, dtype=np.float32 if as_float else np.int64))
+        return {key: tensor, "lengths": batch_lengths}
+
+    return read
+
+
+def _random_lengths(n: int, generator: torch.Generator, dims: ExampleDims) -> Tensor:
+    return torch.randint(2, dims.length, (n,), generator=generator)
+
+
+def _padded(values: Tensor, lengths: Tensor) -> Tensor:
+    values[torch.arange(values.shape[1])[None, :] >= lengths[:, None]] = 0
+    return values
+
+
+# -- images ----------------------------------------------------------------------------------
+
+def _has_image_files(dataset: Dataset) -> bool:
+    return dataset.image_kind == "file"
+
+
+def _image_array(dataset: Dataset) -> np.ndarray | None:
+    return dataset.arrays.get("image") if dataset.image_kind == "features" else None
+
+
+def _effnet(data: "ModelData"):
+    from xmodal.features.extract import extract
+
+    return data.checked_images(extract(data.dataset, "effnet", data.options).features)
+
+
+def _global_image_source(data: "ModelData") -> KindSource:
+    array = _image_array(data.dataset)
+    if array is not None:  # the dataset's own vectors; a region array is mean-pooled
+        if array.ndim == 3:
+            return KindSource(lambda rows: {"features": float_rows(array, rows).mean(1)}, {"dim": array.shape[2]})
+        return KindSource(lambda rows: {"features": float_rows(array, rows)}, {"dim": array.shape[1]})
+    pooled = _effnet(data).array("pooled")
+    return KindSource(lambda rows: {"features": float_rows(pooled, rows, sort=True)}, {"dim": pooled.shape[1]})
+
+
+def _region_source(data: "ModelData") -> KindSource:
+    array = _image_array(data.dataset)
+    if array is not None:
+        return KindSource(lambda rows: {"regions": float_rows(array, rows)},
+                          {"dim": array.shape[2], "regions": array.shape[1], "grid_side": None})
+    features = _effnet(data)
+    grid = features.array("grid")
+    return KindSource(lambda rows: {"regions": float_rows(grid, rows, sort=True)},
+                      {"dim": grid.shape[2], "regions": grid.shape[1], "grid_side": features.manifest["grid_side"]})
+
+
+def _new_image_features(data: "ModelData", images: Sequence[str | Path | Image.Image]):
+    from xmodal.data.images import load_rgb, to_rgb
+
+    if data.dataset.image_kind == "features":
+        raise XmodalError(f"dataset {data.dataset.name!r} ships image features: new images cannot be encoded "
+                          "the same way (its features came from an encoder xmodal does not have)")
+    images = list(images)
+    if not images:
+        raise XmodalError("encode_new_images: give at least one image (a file path or a PIL image)")
+    resolution = data.options.image_resolution
+    pictures = [to_rgb(image).resize((resolution, resolution), Image.Resampling.BICUBIC)
+                if isinstance(image, Image.Image) else load_rgb(Path(image), resolution) for image in images]
+    encoder = data.encoder("effnet", lambda: _load_effnet(resolution, data.options.device))
+    return encoder.encode(pictures)
+
+
+def _load_effnet(resolution: int, device: torch.device):
+    from xmodal.encoders.image import EfficientNetLite0
+
+    return EfficientNetLite0(resolution, device)
+
+
+register_kind(InputKind(
+    "global", "image", "global features", ("features",),
+    feeds=lambda dataset: True,
+    source=_global_image_source,
+    example=lambda n, g, dims: {"features": torch.randn(n, dims.image_dim, generator=g)},
+    example_spec=lambda dims, g: {"dim": dims.image_dim},
+    encode_new=lambda data, images: {"features": _new_image_features(data, images).pooled.cpu()},
+    extractor="effnet"))
+
+register_kind(InputKind(
+    "regions", "image", "regions", ("regions",),
+    feeds=lambda dataset: _has_image_files(dataset) or _image_array(dataset).ndim == 3,
+    source=_region_source,
+    example=lambda n, g, dims: {"regions": torch.randn(n, dims.regions, dims.image_dim, generator=g)},
+    example_spec=lambda dims, g: {"dim": dims.image_dim, "regions": dims.regions, "grid_side": dims.grid_side},
+    encode_new=lambda data, images: {"regions": _new_image_features(data, images).grid.cpu()},
+    extractor="effnet"))
+
+
+# -- texts -----------------------------------------------------------------------------------
+
+def _has_raw_texts(dataset: Dataset) -> bool:
+    return dataset.text_kind == "raw"
+
+
+def _minilm(data: "ModelData"):
+    from xmodal.features.extract import extract
+
+    return extract(data.dataset, "minilm", data.options).features
+
+
+def _global_text_source(data: "ModelData") -> KindSource:
+    if not _has_raw_texts(data.dataset):
+        array = data.dataset.arrays["text"]
+        return KindSource(lambda rows: {"features": float_rows(array, rows)}, {"dim": array.shape[1]})
+    sentence = _minilm(data).array("sentence")
+    return KindSource(lambda rows: {"features": float_rows(sentence, rows)}, {"dim": sentence.shape[1]})
+
+
+def _token_source(data: "ModelData") -> KindSource:
+    features = _minilm(data)
+    tokens = features.array("tokens")
+    return KindSource(_sequence_reader(tokens, features.array("lengths"), "tokens", as_float=True),
+                      {"dim": tokens.shape[2]})
+
+
+def _word_source(data: "ModelData") -> KindSource:
+    from xmodal.features.extract import extract
+
+    features = extract(data.dataset, "words", data.options).features
+    vectors = torch.from_numpy(np.array(features.array("glove"), dtype=np.float32))
+    return KindSource(_sequence_reader(features.array("ids"), features.array("lengths"), "ids", as_float=False),
+                      {"dim": vectors.shape[1], "vocab_size": len(vectors), "word_vectors": vectors})
+
+
+def _checked_texts(data: "ModelData", texts: Sequence[str]) -> list[str]:
+    if not _has_raw_texts(data.dataset):
+        raise XmodalError(f"dataset {data.dataset.name!r} ships text features: free-text queries cannot be "
+                          "encoded the same way")
+    texts = list(texts)
+    if not texts or not all(isinstance(text, str) for text in texts):
+        raise XmodalError("encode_new_texts: give a non-empty list of strings")
+    return texts
+
+
+def _new_minilm(data: "ModelData", texts: Sequence[str]):
+    from xmodal.encoders.minilm import MiniLM
+
+    encoder = data.encoder("minilm", lambda: MiniLM(data.options.max_text_tokens, data.options.device))
+    return encoder.encode(_checked_texts(data, texts))
+
+
+def _new_words(data: "ModelData", texts: Sequence[str]) -> Rep:
+    from xmodal.encoders.tokenize import Vocabulary
+    from xmodal.features.extract import extract
+
+    vocabulary = data.encoder("vocabulary", lambda: Vocabulary.load(
+        extract(data.dataset, "words", data.options).features.path / "vocabulary.json"))
+    ids, lengths = vocabulary.encode_padded(_checked_texts(data, texts))
+    return {"ids": torch.from_numpy(ids).long(), "lengths": torch.from_numpy(lengths).long()}
+
+
+def _example_words(n: int, g: torch.Generator, dims: ExampleDims) -> Rep:
+    lengths = _random_lengths(n, g, dims)
+    return {"ids": _padded(torch.randint(2, dims.vocab, (n, dims.length), generator=g), lengths), "lengths": lengths}
+
+
+def _example_tokens(n: int, g: torch.Generator, dims: ExampleDims) -> Rep:
+    lengths = _random_lengths(n, g, dims)
+    return {"tokens": _padded(torch.randn(n, dims.length, dims.text_dim, generator=g), lengths), "lengths": lengths}
+
+
+register_kind(InputKind(
+    "global", "text", "global features", ("features",),
+    feeds=lambda dataset: True,
+    source=_global_text_source,
+    example=lambda n, g, dims: {"features": torch.randn(n, dims.text_dim, generator=g)},
+    example_spec=lambda dims, g: {"dim": dims.text_dim},
+    encode_new=lambda data, texts: {"features": _new_minilm(data, texts).sentence.cpu()},
+    extractor="minilm"))
+
+register_kind(InputKind(
+    "words", "text", "word sequences", ("ids", "lengths"),
+    feeds=_has_raw_texts,
+    source=_word_source,
+    example=_example_words,
+    example_spec=lambda dims, g: {"dim": dims.text_dim, "vocab_size": dims.vocab,
+                                  "word_vectors": torch.randn(dims.vocab, dims.text_dim, generator=g)},
+    encode_new=_new_words,
+    extractor="words"))
+
+register_kind(InputKind(
+    "tokens", "text", "token sequences", ("tokens", "lengths"),
+    feeds=_has_raw_texts,
+    source=_token_source,
+    example=_example_tokens,
+    example_spec=lambda dims, g: {"dim": dims.text_dim},
+    encode_new=lambda data, texts: (lambda out: {"tokens": out.tokens.cpu(), "lengths": out.lengths.long().cpu()})(
+        _new_minilm(data, texts)),
+    extractor="minilm"))
