@@ -443,6 +443,23 @@ def test_a_just_written_image_is_not_memoised(home, tmp_path, monkeypatch):
     assert not any(str(item.image.absolute()) == memo[0] for memo in store._MEMO for item in dataset.items)
 
 
+def test_a_replaced_file_is_re_read_even_with_its_old_size_and_mtime(home, tmp_path):
+    """`cp -p` / `rsync -t` can bring other bytes with the same size and mtime: the inode and ctime tell."""
+    from xmodal.features.store import file_keys
+
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"a" * 100)
+    age([path])
+    before = file_keys([path])
+    old = path.stat()
+    replacement = tmp_path / "b.bin"
+    replacement.write_bytes(b"b" * 100)
+    os.utime(replacement, ns=(old.st_atime_ns, old.st_mtime_ns))
+    os.replace(replacement, path)
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (old.st_size, old.st_mtime_ns)
+    assert file_keys([path]) != before and file_keys([tmp_path / "missing.bin"]) == [None]
+
+
 @pytest.mark.xfail(strict=True, raises=AssertionError,
                    reason="features/inputs.py ModelData sets options.image_resolution on the caller's object; fix: "
                           "self.options = dataclasses.replace(extract_options or ExtractOptions(), "

@@ -14,8 +14,8 @@ Layout under ``$XMODAL_HOME/features``:
   contiguous arrays in dataset row order, read as memmaps (:class:`FeatureSet`). The view key
   hashes the ordered item keys, so it changes exactly when an item's content or the row order
   does. The folder appears (atomically, manifest last) only when every row is in it.
-- ``file-hashes.sqlite``: image content hashes memoised by (path, size, mtime_ns), so an
-  unchanged file is stat-ed, not re-read.
+- ``file-hashes.sqlite``: image content hashes memoised by (path, size, mtime_ns, and ctime and
+  inode), so an unchanged file is stat-ed, not re-read.
 
 Why a copied view rather than reading rows from the shards: models index features by dataset
 row (``grid[rows]``) and are fastest on one contiguous memmap read in sorted row order; a view
@@ -109,7 +109,7 @@ def collection_key(extractor: str, settings: dict[str, Any], content: Any) -> st
 
 # -- image content hashes ------------------------------------------------------------------------
 
-_MEMO: dict[tuple[str, int, int], str] = {}  # this process's (path, size, mtime_ns) -> content hash
+_MEMO: dict[tuple[str, int, int, int, int], str] = {}  # this process's (path, size, mtime, ctime, inode) -> hash
 
 
 def hash_file(path: Path) -> str:
@@ -125,14 +125,15 @@ def file_keys(paths: Sequence[Path]) -> list[str | None]:
     """The content key of each file, ``None`` where it cannot be read (missing, not a file).
 
     Keys are memoised by (absolute path, size, mtime_ns) in this process and in
-    ``file-hashes.sqlite``, so an unchanged file is stat-ed but not re-read. A file modified in the
-    last two seconds is hashed but not memoised: it could change again without its size or
-    modification time changing.
+    ``file-hashes.sqlite``, so an unchanged file is stat-ed but not re-read; the inode and ctime
+    are part of the memo too (as git does), so a file replaced by a copy that keeps its old size
+    and modification time (``cp -p``, ``rsync -t``) is still re-read. A file modified in the last
+    two seconds is hashed but not memoised: it could change again within its mtime tick.
     """
     now = time.time_ns()
     database = _HashDatabase(features_root() / FILE_HASHES)
     keys: list[str | None] = []
-    fresh: list[tuple[str, int, int, str]] = []
+    fresh: list[tuple[str, int, int, int, int, str]] = []
     hashed = 0
     for path in paths:
         try:
@@ -143,7 +144,7 @@ def file_keys(paths: Sequence[Path]) -> list[str | None]:
         if not stat.S_ISREG(info.st_mode):
             keys.append(None)
             continue
-        memo = (str(Path(path).absolute()), info.st_size, info.st_mtime_ns)
+        memo = (str(Path(path).absolute()), info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
         key = _MEMO.get(memo) or database.get(*memo)
         if key is None:
             try:
@@ -172,28 +173,29 @@ class _HashDatabase:
             path.parent.mkdir(parents=True, exist_ok=True)
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o666))  # sqlite would make it 0o644 whatever the umask
             self.connection = sqlite3.connect(path, timeout=30)
-            self.connection.execute("CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INTEGER, "
-                                    "mtime_ns INTEGER, key TEXT)")
+            self.connection.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
+                                    "mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER, key TEXT)")
         except (sqlite3.Error, OSError) as error:
             logger.warning("%s: cannot use the file-hash memo (%s); images are re-read to hash them", path, error)
             self.close()
 
-    def get(self, path: str, size: int, mtime_ns: int) -> str | None:
+    def get(self, path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str | None:
         if self.connection is None:
             return None
         try:
-            row = self.connection.execute("SELECT key FROM hashes WHERE path = ? AND size = ? AND mtime_ns = ?",
-                                          (path, size, mtime_ns)).fetchone()
+            row = self.connection.execute("SELECT key FROM files WHERE path = ? AND size = ? AND mtime_ns = ? AND "
+                                          "ctime_ns = ? AND inode = ?", (path, size, mtime_ns, ctime_ns, inode)
+                                          ).fetchone()
         except sqlite3.Error:
             return None
         return row[0] if row else None
 
-    def put(self, rows: list[tuple[str, int, int, str]]) -> None:
+    def put(self, rows: list[tuple[str, int, int, int, int, str]]) -> None:
         if self.connection is None or not rows:
             return
         try:
             with self.connection:
-                self.connection.executemany("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?)", rows)
+                self.connection.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
         except sqlite3.Error as error:
             logger.warning("cannot update the file-hash memo (%s)", error)
 
