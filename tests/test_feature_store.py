@@ -460,18 +460,6 @@ def test_a_replaced_file_is_re_read_even_with_its_old_size_and_mtime(home, tmp_p
     assert file_keys([path]) != before and file_keys([tmp_path / "missing.bin"]) == [None]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="features/inputs.py ModelData sets options.image_resolution on the caller's object; fix: "
-                          "self.options = dataclasses.replace(extract_options or ExtractOptions(), "
-                          "image_resolution=resolution)")
-def test_model_data_does_not_change_the_callers_options(home, tmp_path):
-    from xmodal.features.inputs import ModelData
-
-    options = ExtractOptions()
-    ModelData(toy_dataset(tmp_path / "imgs"), "global", "global", resolution=256, extract_options=options)
-    assert options.image_resolution == 224
-
-
 # -- other datasets, the command line ----------------------------------------------------------------
 
 
