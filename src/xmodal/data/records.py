@@ -97,10 +97,12 @@ class Dataset:
         return "features" if isinstance(first, FeatureRow) else "raw"
 
     def fingerprint(self) -> str:
-        """A short hash of everything that decides the dataset's content.
+        """A short hash of everything that decides the dataset's content, as it is now.
 
-        Image files contribute their path, size and modification time, so replacing an image
-        invalidates cached features without hashing every byte.
+        Image files contribute their path, size and modification time, stat-ed on each call so
+        that replacing an image under a live ``Dataset`` changes it; the feature arrays, loaded
+        once and never modified, are hashed once per ``Dataset`` object. The feature cache does
+        not call this: it keys features item by item (:mod:`xmodal.features.store`).
         """
         digest = hashlib.sha256(self.name.encode())
         for item in self.items:
@@ -110,9 +112,15 @@ class Dataset:
                 digest.update(repr((str(item.image), stat and (stat.st_size, stat.st_mtime_ns))).encode())
             else:
                 digest.update(repr(item.image).encode())
-        for key in sorted(self.arrays):
-            array = np.ascontiguousarray(self.arrays[key])
-            digest.update(key.encode() + repr(array.shape).encode() + array.tobytes())
+        identity = tuple((key, id(array), array.shape, array.dtype.str) for key, array in sorted(self.arrays.items()))
+        memo = self.__dict__.get("_arrays_fingerprint")  # (identity of the arrays, their hash)
+        if memo is None or memo[0] != identity:
+            arrays = hashlib.sha256()
+            for key in sorted(self.arrays):
+                array = np.ascontiguousarray(self.arrays[key])
+                arrays.update(key.encode() + repr(array.shape).encode() + array.tobytes())
+            memo = self.__dict__["_arrays_fingerprint"] = (identity, arrays.digest())
+        digest.update(memo[1])
         return digest.hexdigest()[:16]
 
 

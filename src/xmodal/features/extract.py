@@ -8,13 +8,22 @@ Three extractors, each cached on its own (``xmodal extract --encoders``):
   vector, one row per text in :func:`xmodal.data.records.all_texts` order;
 - ``words``: a vocabulary built from the training texts, padded word ids and lengths, GloVe
   50-d vectors for the vocabulary, and bag-of-words counts (sparse), rows as for ``minilm``.
+
+``effnet`` and ``minilm`` features are stored item by item under what produced them (the image
+file's content hash, the text string; see :mod:`xmodal.features.store`): a call encodes only
+the items the store lacks, in chunks committed one by one (so a killed run resumes where it
+stopped), then gathers the dataset's view in row order. ``words`` depends on the whole
+collection (its vocabulary) and takes well under a second, so it is cached per collection.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,8 +31,24 @@ import torch
 from xmodal.data.images import load_rgb
 from xmodal.data.records import Dataset, all_texts
 from xmodal.errors import DataError, SkipReport, XmodalError
-from xmodal.features.store import FeatureSet, FeatureWriter, feature_dir, open_cached, write_feature_set
+from xmodal.features.store import (
+    ContentStore,
+    FeatureSet,
+    FeatureWriter,
+    StoreIndex,
+    clean_features_folder,
+    collection_key,
+    features_root,
+    file_keys,
+    open_cached,
+    prune_superseded,
+    text_key,
+    view_key,
+    write_feature_set,
+)
 from xmodal.progress import progress
+
+logger = logging.getLogger(__name__)
 
 EXTRACTORS = ("effnet", "minilm", "words")
 DEFAULT_EXTRACTORS = EXTRACTORS
@@ -36,12 +61,14 @@ class ExtractOptions:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     skip_bad: bool = False
     max_text_tokens: int = 64
+    chunk_images: int = 128  # images per committed shard: what a kill can cost (about 4 s at 224 px on 2 cores)
+    chunk_texts: int = 1024  # texts per committed shard
 
 
 @dataclass
 class ExtractResult:
     features: FeatureSet
-    cached: bool
+    cached: bool  # nothing was encoded: every row came from the cache
     seconds: float
 
 
@@ -57,27 +84,43 @@ def extractor_settings(name: str, options: ExtractOptions) -> dict[str, Any]:
 
 
 def extract(dataset: Dataset, name: str, options: ExtractOptions, force: bool = False) -> ExtractResult:
-    """Return the cached features of ``dataset`` for extractor ``name``, computing them if needed."""
+    """Return the cached features of ``dataset`` for extractor ``name``, computing what is missing.
+
+    With ``force`` every item is encoded again (the new rows replace the stored ones).
+    ``options`` is only read.
+    """
     settings = extractor_settings(name, options)
     _check_applicable(dataset, name)
-    final = feature_dir(dataset, name, settings)
     started = time.perf_counter()
+    clean_features_folder()
+    if name == "words":
+        return _extract_words(dataset, settings, force, started)
+    store = ContentStore(name, settings)
+    if name == "effnet":
+        keys = file_keys([item.image for item in dataset.items])  # type: ignore[misc]
+    else:
+        keys = [text_key(text) for text in _raw_texts(dataset)]
+    final = features_root() / dataset.name / f"{name}-{view_key(store.name, keys)}"
     if not force and (cached := open_cached(final)) is not None:
         return ExtractResult(cached, True, time.perf_counter() - started)
-    fill: Callable[[FeatureWriter], dict[str, Any]] = {
-        "effnet": lambda w: _fill_effnet(dataset, options, w),
-        "minilm": lambda w: _fill_minilm(dataset, options, w),
-        "words": lambda w: _fill_words(dataset, w),
-    }[name]
-
-    def fill_with_manifest(writer: FeatureWriter) -> dict[str, Any]:
-        manifest = fill(writer)
-        return {"dataset": dataset.name, "source": dataset.source, "fingerprint": dataset.fingerprint(),
-                "extractor": name, "settings": settings, "items": len(dataset),
-                "seconds": round(time.perf_counter() - started, 3), **manifest}
-
-    features = write_feature_set(final, fill_with_manifest)
-    return ExtractResult(features, False, time.perf_counter() - started)
+    index = store.index()
+    if name == "effnet":
+        encoded, extra, fallback = _encode_images(dataset, keys, store, index, options, force)
+    else:
+        encoded, extra, fallback = _encode_texts(_raw_texts(dataset), keys, store, index, options, force)
+    if encoded:
+        index = store.index()
+    if force:
+        store.remove_superseded_shards()
+    row_keys = [None if key is None or key not in index.rows else key for key in keys]
+    if name == "minilm":
+        extra.update(_merge_shard_fields(index, row_keys, ("max_tokens",)))
+    manifest = {"dataset": dataset.name, "source": dataset.source, "extractor": name, "settings": settings,
+                "items": len(dataset), "rows": len(keys), "encoded": encoded,
+                "seconds": round(time.perf_counter() - started, 3), **extra}
+    features = store.assemble(final, index, row_keys, manifest, fallback)
+    prune_superseded(features)
+    return ExtractResult(features, encoded == 0, time.perf_counter() - started)
 
 
 def _check_applicable(dataset: Dataset, name: str) -> None:
@@ -88,41 +131,117 @@ def _check_applicable(dataset: Dataset, name: str) -> None:
         raise XmodalError(f"dataset {dataset.name!r} ships text features, not texts: nothing to extract with {name}")
 
 
-def _fill_effnet(dataset: Dataset, options: ExtractOptions, writer: FeatureWriter) -> dict[str, Any]:
-    from xmodal.encoders.image import CHANNELS, EfficientNetLite0
+def _todo(keys: list[str | None], index: StoreIndex, force: bool) -> list[int]:
+    """Rows whose key the store lacks (all with ``force``), one row per distinct key, in row order."""
+    seen: set[str] = set()
+    rows = []
+    for row, key in enumerate(keys):
+        if key is not None and key not in seen and (force or key not in index.rows):
+            seen.add(key)
+            rows.append(row)
+    return rows
 
-    encoder = EfficientNetLite0(options.image_resolution, options.device)
-    regions = encoder.grid_side**2
-    grid = writer.allocate("grid", (len(dataset), regions, CHANNELS), np.float16)
-    pooled = writer.allocate("pooled", (len(dataset), CHANNELS), np.float32)
+
+def _encode_images(dataset: Dataset, keys: list[str | None], store: ContentStore, index: StoreIndex,
+                   options: ExtractOptions, force: bool) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """Encode the images the store lacks, a committed shard per chunk; report the unreadable ones."""
+    from xmodal.encoders.image import CHANNELS
+
     report = SkipReport(options.skip_bad)
-    bad: list[str] = []
-    batches = range(0, len(dataset), options.batch_size)
-    for start in progress(batches, total=len(batches), desc=f"effnet@{options.image_resolution}px", unit="batch"):
-        rows, images = [], []
-        for row in range(start, min(start + options.batch_size, len(dataset))):
-            item = dataset.items[row]
-            try:
-                images.append(load_rgb(item.image, options.image_resolution))
-                rows.append(row)
-            except DataError as error:
-                report.handle(error)  # raises unless --skip-bad; then the row stays zero
-                bad.append(item.id)
-        if images:
-            out = encoder.encode(images)
-            grid[rows] = out.grid.cpu().numpy().astype(np.float16)
-            pooled[rows] = out.pooled.cpu().numpy()
-    return {"grid_side": encoder.grid_side, "bad_items": bad, "skipped": [str(e) for e in report.skipped]}
+    side = options.image_resolution // 32
+    bad_keys: set[str | None] = {None}
+    for row, key in enumerate(keys):
+        if key is None:  # missing or not a file: load_rgb says why, in the words it always uses
+            report.handle(_load_error(dataset.items[row].image))
+    todo = _todo(keys, index, force)
+    logger.info("effnet@%dpx: %d images, %d distinct, %d of them cached, encoding %d", options.image_resolution,
+                len(keys), len(set(keys) - {None}), len(set(keys) - {None}) - len(todo), len(todo))
+    encoded = 0
+    if todo:
+        from xmodal.encoders.image import EfficientNetLite0
+
+        encoder = EfficientNetLite0(options.image_resolution, options.device)
+        side = encoder.grid_side
+        chunk = max(1, options.chunk_images)
+        starts = range(0, len(todo), chunk)
+        for start in progress(starts, total=len(starts), desc=f"effnet@{options.image_resolution}px",
+                              unit=f"x{chunk} images"):
+            good: list[str] = []
+            images = []
+            for row in todo[start : start + chunk]:
+                try:
+                    images.append(load_rgb(dataset.items[row].image, options.image_resolution))
+                    good.append(keys[row])  # type: ignore[arg-type]
+                except DataError as error:
+                    report.handle(error)  # raises unless --skip-bad; then the key is never stored
+                    bad_keys.add(keys[row])
+            if good:
+                store.write_shard(partial(_fill_effnet, good, images, encoder, options))
+                encoded += len(good)
+    bad = [item.id for item, key in zip(dataset.items, keys) if key in bad_keys]
+    extra = {"grid_side": side, "bad_items": bad, "skipped": [str(e) for e in report.skipped]}
+    fallback = {"grid": ((side * side, CHANNELS), "float16"), "pooled": ((CHANNELS,), "float32")}
+    return encoded, extra, fallback
+
+
+def _load_error(path: Path) -> DataError:
+    try:
+        load_rgb(path)
+    except DataError as error:
+        return error
+    return DataError(path, "image changed while it was being read", "run the extraction again")
+
+
+def _fill_effnet(keys: list[str], images: list, encoder, options: ExtractOptions, writer: FeatureWriter
+                 ) -> dict[str, Any]:
+    from xmodal.encoders.image import CHANNELS
+
+    grid = writer.allocate("grid", (len(images), encoder.grid_side**2, CHANNELS), np.float16)
+    pooled = writer.allocate("pooled", (len(images), CHANNELS), np.float32)
+    for start in range(0, len(images), options.batch_size):
+        out = encoder.encode(images[start : start + options.batch_size])
+        stop = start + len(out.pooled)
+        grid[start:stop] = out.grid.cpu().numpy().astype(np.float16)
+        pooled[start:stop] = out.pooled.cpu().numpy()
+    return {"keys": keys, "grid_side": encoder.grid_side}
 
 
 def _raw_texts(dataset: Dataset) -> list[str]:
     return [text for _, text in all_texts(dataset.items)]  # type: ignore[misc]
 
 
-def _fill_minilm(dataset: Dataset, options: ExtractOptions, writer: FeatureWriter) -> dict[str, Any]:
+def _encode_texts(texts: list[str], keys: list[str | None], store: ContentStore, index: StoreIndex,
+                  options: ExtractOptions, force: bool) -> tuple[int, dict[str, Any], None]:
+    """Encode the texts the store lacks, a committed shard per chunk."""
+    todo = _todo(keys, index, force)
+    logger.info("minilm: %d texts, %d distinct, %d of them cached, encoding %d", len(keys), len(set(keys)),
+                len(set(keys)) - len(todo), len(todo))
+    chunk = max(1, options.chunk_texts)
+    for start in range(0, len(todo), chunk):
+        rows = todo[start : start + chunk]
+        store.write_shard(partial(_text_shard, [texts[row] for row in rows], [keys[row] for row in rows], options))
+    return len(todo), {"texts": len(texts)}, None
+
+
+def _text_shard(texts: list[str], keys: list[str], options: ExtractOptions, writer: FeatureWriter
+                ) -> dict[str, Any]:
+    return {**_fill_minilm(texts, options, writer), "keys": keys}
+
+
+def _merge_shard_fields(index: StoreIndex, keys: list[str | None], fields: tuple[str, ...]) -> dict[str, Any]:
+    """The largest value of each numeric ``fields`` over the shards that hold ``keys`` (e.g. ``max_tokens``)."""
+    shards = {index.rows[key][0] for key in keys if key is not None}
+    merged: dict[str, Any] = {}
+    for name in fields:
+        values = [index.shards[shard][name] for shard in shards if name in index.shards[shard]]
+        if values:
+            merged[name] = max(values)
+    return merged
+
+
+def _fill_minilm(texts: list[str], options: ExtractOptions, writer: FeatureWriter) -> dict[str, Any]:
     from xmodal.encoders.minilm import DIMENSION, MiniLM
 
-    texts = _raw_texts(dataset)
     encoder = MiniLM(options.max_text_tokens, options.device)
     tokenized = encoder.tokenizer(texts, truncation=True, max_length=options.max_text_tokens)["input_ids"]
     width = max(len(ids) for ids in tokenized)
@@ -138,6 +257,23 @@ def _fill_minilm(dataset: Dataset, options: ExtractOptions, writer: FeatureWrite
         lengths[start:stop] = out.lengths.cpu().numpy()
         sentence[start:stop] = out.sentence.cpu().numpy()
     return {"texts": len(texts), "max_tokens": width}
+
+
+def _extract_words(dataset: Dataset, settings: dict[str, Any], force: bool, started: float) -> ExtractResult:
+    """Words features are collection-dependent (the vocabulary) and cheap: keyed by the collection's texts."""
+    content = [[text, item.split == "train"] for item in dataset.items for text in item.texts]
+    final = features_root() / dataset.name / f"words-{collection_key('words', settings, content)}"
+    if not force and (cached := open_cached(final)) is not None:
+        return ExtractResult(cached, True, time.perf_counter() - started)
+
+    def fill(writer: FeatureWriter) -> dict[str, Any]:
+        manifest = _fill_words(dataset, writer)
+        return {"dataset": dataset.name, "source": dataset.source, "extractor": "words", "settings": settings,
+                "items": len(dataset), "seconds": round(time.perf_counter() - started, 3), **manifest}
+
+    features = write_feature_set(final, fill)
+    prune_superseded(features)
+    return ExtractResult(features, False, time.perf_counter() - started)
 
 
 def _fill_words(dataset: Dataset, writer: FeatureWriter) -> dict[str, Any]:

@@ -1,34 +1,68 @@
-"""The feature cache: one folder per dataset x extractor x settings, loaded as memmaps.
+"""The feature cache: a content-addressed store per extractor x settings, and one view per dataset.
 
-A folder is complete when its ``manifest.json`` exists: the manifest is written last, inside a
-staging folder that is renamed into place only after every array is on disk (see
-:func:`xmodal.paths.atomic_directory`). A killed extraction therefore leaves only a ``.tmp-*``
-folder, which is never read and is cleaned by the next run.
+Layout under ``$XMODAL_HOME/features``:
+
+- ``_store/<extractor>-<settings key>/<shard>/``: features keyed by what produced them, item by
+  item (an image by the hash of its file's bytes, a text by the hash of the string), so editing
+  one caption re-encodes one text and the same images read through another list file (CSV,
+  JSONL, a folder) are found again. A shard is a folder of ``.npy`` arrays whose rows follow the
+  ``keys`` of its ``manifest.json``; each is written to a ``.tmp-*`` folder and renamed into
+  place, so a committed shard is whole and a killed extraction loses at most the chunk it was
+  encoding. The index (key -> shard, row) is the union of the committed shards' key lists (the
+  newest shard wins a key written twice); nothing else has to be kept consistent with them.
+- ``<dataset>/<extractor>-<view key>/``: the dataset's rows gathered once from the store into
+  contiguous arrays in dataset row order, read as memmaps (:class:`FeatureSet`). The view key
+  hashes the ordered item keys, so it changes exactly when an item's content or the row order
+  does. The folder appears (atomically, manifest last) only when every row is in it.
+- ``file-hashes.sqlite``: image content hashes memoised by (path, size, mtime_ns, and ctime and
+  inode), so an unchanged file is stat-ed, not re-read.
+
+Why a copied view rather than reading rows from the shards: models index features by dataset
+row (``grid[rows]``) and are fastest on one contiguous memmap read in sorted row order; a view
+keeps that, needs no change in any reader, and is built shard by shard, so memory stays bounded
+by one shard's rows (the 14x14x1280 float16 grid of 2,000 images is about 1 GB on disk and never
+in memory at once). The price is disk: a view duplicates its rows of the store. A view is
+rebuilt only when its item list changes, and a new view of a source deletes the one it
+replaces.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import shutil
-from dataclasses import dataclass
+import sqlite3
+import stat
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import scipy.sparse
 
-from xmodal.data.records import Dataset
 from xmodal.errors import XmodalError
-from xmodal.paths import atomic_directory, xmodal_home
+from xmodal.paths import atomic_directory, atomic_write_bytes, remove_stale_temporaries, xmodal_home
+
+logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+STORE = "_store"
+FILE_HASHES = "file-hashes.sqlite"
+COPY_ROWS = 256  # rows copied from a shard into a view at a time (bounds memory for large grids)
+RACY_NS = 2_000_000_000  # a file modified this recently may change again within its mtime tick: not memoised
+
+
+def features_root() -> Path:
+    return xmodal_home() / "features"
 
 
 @dataclass
 class FeatureSet:
-    """A finished cache folder."""
+    """A finished cache folder (a dataset's view, or the words features)."""
 
     path: Path
     manifest: dict[str, Any]
@@ -49,32 +83,129 @@ class FeatureSet:
         return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
 
 
-def cache_key(dataset: Dataset, extractor: str, settings: dict[str, Any]) -> str:
-    blob = json.dumps({"format": FORMAT_VERSION, "dataset": dataset.fingerprint(), "extractor": extractor,
-                       "settings": settings}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+def _digest(blob: Any, length: int) -> str:
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:length]
 
 
-def feature_dir(dataset: Dataset, extractor: str, settings: dict[str, Any]) -> Path:
-    return xmodal_home() / "features" / dataset.name / f"{extractor}-{cache_key(dataset, extractor, settings)}"
+def settings_key(extractor: str, settings: dict[str, Any]) -> str:
+    """Names the store of one extractor x settings (and the store format)."""
+    return _digest({"format": FORMAT_VERSION, "extractor": extractor, "settings": settings}, 12)
 
 
-def open_cached(path: Path) -> FeatureSet | None:
-    """The finished feature set at ``path``, or ``None`` when there is none."""
-    manifest_path = path / MANIFEST
-    if not manifest_path.is_file():
-        return None
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise XmodalError(f"{manifest_path}: unreadable manifest ({error}); delete {path} and extract again") from None
-    return FeatureSet(path, manifest)
+def text_key(text: str) -> str:
+    """The content key of a text: the hash of its UTF-8 bytes."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def remove_stale_staging(final: Path) -> None:
-    """Delete ``.tmp-*`` leftovers of killed extractions of the same key."""
-    for leftover in final.parent.glob(f"{final.name}.tmp-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+def view_key(store: str, keys: Sequence[str | None]) -> str:
+    """The key of a dataset's view: the store it reads and its item keys in row order."""
+    return _digest({"format": FORMAT_VERSION, "store": store, "keys": list(keys)}, 16)
+
+
+def collection_key(extractor: str, settings: dict[str, Any], content: Any) -> str:
+    """The key of collection-dependent features (``words``): everything they are computed from."""
+    return _digest({"format": FORMAT_VERSION, "extractor": extractor, "settings": settings, "content": content}, 16)
+
+
+# -- image content hashes ------------------------------------------------------------------------
+
+_MEMO: dict[tuple[str, int, int, int, int], str] = {}  # this process's (path, size, mtime, ctime, inode) -> hash
+
+
+def hash_file(path: Path) -> str:
+    """The content key of a file: the hash of its bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:32]
+
+
+def file_keys(paths: Sequence[Path]) -> list[str | None]:
+    """The content key of each file, ``None`` where it cannot be read (missing, not a file).
+
+    Keys are memoised by (absolute path, size, mtime_ns) in this process and in
+    ``file-hashes.sqlite``, so an unchanged file is stat-ed but not re-read; the inode and ctime
+    are part of the memo too (as git does), so a file replaced by a copy that keeps its old size
+    and modification time (``cp -p``, ``rsync -t``) is still re-read. A file modified in the last
+    two seconds is hashed but not memoised: it could change again within its mtime tick.
+    """
+    now = time.time_ns()
+    database = _HashDatabase(features_root() / FILE_HASHES)
+    keys: list[str | None] = []
+    fresh: list[tuple[str, int, int, int, int, str]] = []
+    hashed = 0
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            keys.append(None)
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            keys.append(None)
+            continue
+        memo = (str(Path(path).absolute()), info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+        key = _MEMO.get(memo) or database.get(*memo)
+        if key is None:
+            try:
+                key = hash_file(path)
+            except OSError:
+                keys.append(None)
+                continue
+            hashed += 1
+            if now - info.st_mtime_ns > RACY_NS:
+                fresh.append((*memo, key))
+        if now - info.st_mtime_ns > RACY_NS:
+            _MEMO[memo] = key
+        keys.append(key)
+    database.put(fresh)
+    database.close()
+    logger.debug("content keys of %d files: %d read and hashed, %d memoised", len(keys), hashed, len(keys) - hashed)
+    return keys
+
+
+class _HashDatabase:
+    """The on-disk memo of file hashes; failing to open or write it only costs re-reading files."""
+
+    def __init__(self, path: Path):
+        self.connection: sqlite3.Connection | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o666))  # sqlite would make it 0o644 whatever the umask
+            self.connection = sqlite3.connect(path, timeout=30)
+            self.connection.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
+                                    "mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER, key TEXT)")
+        except (sqlite3.Error, OSError) as error:
+            logger.warning("%s: cannot use the file-hash memo (%s); images are re-read to hash them", path, error)
+            self.close()
+
+    def get(self, path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str | None:
+        if self.connection is None:
+            return None
+        try:
+            row = self.connection.execute("SELECT key FROM files WHERE path = ? AND size = ? AND mtime_ns = ? AND "
+                                          "ctime_ns = ? AND inode = ?", (path, size, mtime_ns, ctime_ns, inode)
+                                          ).fetchone()
+        except sqlite3.Error:
+            return None
+        return row[0] if row else None
+
+    def put(self, rows: list[tuple[str, int, int, int, int, str]]) -> None:
+        if self.connection is None or not rows:
+            return
+        try:
+            with self.connection:
+                self.connection.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
+        except sqlite3.Error as error:
+            logger.warning("cannot update the file-hash memo (%s)", error)
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+# -- writing folders -----------------------------------------------------------------------------
 
 
 class FeatureWriter:
@@ -108,11 +239,156 @@ class FeatureWriter:
         (self.staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
-def write_feature_set(final: Path, fill) -> FeatureSet:
+def open_cached(path: Path) -> FeatureSet | None:
+    """The finished feature set at ``path``, or ``None`` when there is none."""
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise XmodalError(f"{manifest_path}: unreadable manifest ({error}); delete {path} and extract again") from None
+    return FeatureSet(path, manifest)
+
+
+def write_feature_set(final: Path, fill: Callable[[FeatureWriter], dict[str, Any]]) -> FeatureSet:
     """Run ``fill(writer) -> manifest`` into a staging folder and publish it atomically."""
-    remove_stale_staging(final)
-    with atomic_directory(final) as staging:
+    with atomic_directory(final, durable=True) as staging:
         writer = FeatureWriter(staging)
         writer.finish(fill(writer))
     return FeatureSet(final, json.loads((final / MANIFEST).read_text(encoding="utf-8")))
 
+
+def clean_features_folder() -> int:
+    """Remove ``.tmp-*`` leftovers of killed writers anywhere in the cache (of any key)."""
+    return remove_stale_temporaries(features_root(), depth=3)
+
+
+def prune_superseded(features: FeatureSet) -> None:
+    """Delete the other views of the same source, extractor and settings: ``features`` replaces them.
+
+    Their rows stay in the store; only the derived copy goes. A process still reading an old
+    view keeps its memory maps (the files live on until unmapped).
+    """
+    manifest = features.manifest
+    prefix = f"{manifest['extractor']}-"
+    for sibling in features.path.parent.iterdir():
+        if sibling == features.path or not sibling.name.startswith(prefix) or ".tmp-" in sibling.name:
+            continue
+        try:
+            other = json.loads((sibling / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        same = all(other.get(k) == manifest.get(k) for k in ("extractor", "settings", "source", "dataset"))
+        if same and manifest.get("source"):
+            shutil.rmtree(sibling, ignore_errors=True)
+            logger.info("removed %s, replaced by %s", sibling, features.path.name)
+
+
+# -- the content-addressed store -----------------------------------------------------------------
+
+
+@dataclass
+class StoreIndex:
+    """Which shard and row holds each key, and each committed shard's manifest."""
+
+    rows: dict[str, tuple[str, int]] = field(default_factory=dict)
+    shards: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class ContentStore:
+    """Features of one extractor x settings, addressed by content key, in atomically committed shards."""
+
+    def __init__(self, extractor: str, settings: dict[str, Any]):
+        self.extractor = extractor
+        self.settings = settings
+        self.name = f"{extractor}-{settings_key(extractor, settings)}"
+        self.root = features_root() / STORE / self.name
+
+    def index(self) -> StoreIndex:
+        """Read every committed shard's key list (uncommitted ``.tmp-*`` shards are invisible)."""
+        index = StoreIndex()
+        if not self.root.is_dir():
+            return index
+        for shard in sorted(p for p in self.root.iterdir() if p.is_dir() and ".tmp-" not in p.name):
+            try:
+                manifest = json.loads((shard / MANIFEST).read_text(encoding="utf-8"))
+                keys = manifest["keys"]
+            except (OSError, json.JSONDecodeError, KeyError) as error:
+                logger.warning("%s: unreadable shard manifest (%s); its rows will be encoded again", shard, error)
+                continue
+            index.shards[shard.name] = manifest
+            for row, key in enumerate(keys):
+                index.rows[key] = (shard.name, row)
+        return index
+
+    def write_shard(self, fill: Callable[[FeatureWriter], dict[str, Any]]) -> str:
+        """Commit one chunk: ``fill(writer)`` writes arrays and returns a manifest with its ``keys``."""
+        if not (self.root / "settings.json").is_file():
+            atomic_write_bytes(self.root / "settings.json", json.dumps(
+                {"extractor": self.extractor, "settings": self.settings, "format": FORMAT_VERSION}, indent=2).encode())
+        name = f"{time.time_ns():016x}-{os.getpid()}"  # sorts by time: the newest shard wins a key
+        with atomic_directory(self.root / name, durable=True) as staging:
+            writer = FeatureWriter(staging)
+            manifest = fill(writer)
+            if "keys" not in manifest:
+                raise ValueError("a shard's manifest must list the keys of its rows")
+            writer.finish(manifest)
+        return name
+
+    def shard_array(self, shard: str, name: str) -> np.ndarray:
+        return np.load(self.root / shard / f"{name}.npy", mmap_mode="r")
+
+    def remove_superseded_shards(self) -> int:
+        """Delete shards every key of which a newer shard also holds (left behind by ``--force``)."""
+        index = self.index()
+        removed = 0
+        for shard, manifest in index.shards.items():
+            if all(index.rows.get(key, (shard, 0))[0] != shard for key in manifest["keys"]):
+                shutil.rmtree(self.root / shard, ignore_errors=True)
+                removed += 1
+        return removed
+
+    def assemble(self, final: Path, index: StoreIndex, keys: Sequence[str | None], manifest: dict[str, Any],
+                 fallback: dict[str, tuple[tuple[int, ...], str]] | None = None) -> FeatureSet:
+        """Publish the view at ``final``: row ``i`` holds key ``keys[i]`` (zeros where ``None``).
+
+        Arrays whose trailing dimensions differ between shards (token states of different widths)
+        are zero-padded to the widest. ``fallback`` gives the arrays' trailing shapes and dtypes
+        when no row has features (every item bad).
+        """
+        by_shard: dict[str, list[tuple[int, int]]] = {}
+        for row, key in enumerate(keys):
+            if key is not None:
+                shard, shard_row = index.rows[key]
+                by_shard.setdefault(shard, []).append((row, shard_row))
+        specs: dict[str, tuple[list[int], str]] = {}
+        for shard in by_shard:
+            for name, spec in index.shards[shard]["arrays"].items():
+                trailing, dtype = list(spec["shape"][1:]), spec["dtype"]
+                if name in specs:
+                    known, known_dtype = specs[name]
+                    if known_dtype != dtype or len(known) != len(trailing):
+                        raise XmodalError(f"{self.root / shard}: array {name} is {dtype} {trailing}, other shards "
+                                          f"{known_dtype} {known}; delete {self.root} and extract again")
+                    trailing = [max(a, b) for a, b in zip(known, trailing)]
+                specs[name] = (trailing, dtype)
+        if not specs and fallback:
+            specs = {name: (list(shape), dtype) for name, (shape, dtype) in fallback.items()}
+        with atomic_directory(final, durable=True) as staging:
+            writer = FeatureWriter(staging)
+            views = {name: writer.allocate(name, (len(keys), *trailing), dtype) for name, (trailing, dtype)
+                     in specs.items()}
+            for shard, pairs in by_shard.items():
+                pairs.sort(key=lambda pair: pair[1])  # read each shard in row order
+                rows = np.array([pair[0] for pair in pairs])
+                shard_rows = np.array([pair[1] for pair in pairs])
+                for name, view in views.items():
+                    source = self.shard_array(shard, name)
+                    for start in range(0, len(rows), COPY_ROWS):
+                        block = source[shard_rows[start : start + COPY_ROWS]]
+                        target = (rows[start : start + COPY_ROWS], *(slice(0, n) for n in block.shape[1:]))
+                        view[target] = block
+                    del source
+            writer.finish({**manifest, "store": self.name})
+        return FeatureSet(final, json.loads((final / MANIFEST).read_text(encoding="utf-8")))
