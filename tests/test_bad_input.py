@@ -81,12 +81,13 @@ def test_model_data_does_not_change_the_callers_options(tmp_path):
     assert options.image_resolution == 448
 
 
-def _collection(folder, n: int = 12):
-    """A CSV collection of small real PNGs, one of them truncated."""
+def _collection(folder, n: int = 12, shade: int = 128):
+    """A CSV collection of small real PNGs, one of them truncated (``shade`` makes the pixels differ
+    from another test's collection, which the content-keyed feature cache would otherwise share)."""
     folder.mkdir()
     rows = []
     for i in range(n):
-        Image.new("RGB", (40, 40), (20 * i, 255 - 20 * i, 128)).save(folder / f"im{i}.png")
+        Image.new("RGB", (40, 40), (20 * i, 255 - 20 * i, shade)).save(folder / f"im{i}.png")
         split = "train" if i < 8 else ("val" if i < 10 else "test")
         rows += [{"image": f"im{i}.png", "caption": f"a colour patch number {i}", "split": split}]
     (folder / "im3.png").write_bytes((folder / "im3.png").read_bytes()[:50])
@@ -202,3 +203,18 @@ def test_data_info_check_decodes_every_image_and_lists_the_bad_ones(tmp_path, ca
     Image.new("RGB", (8, 8)).save(tmp_path / "photos" / "im3.png")
     assert main(["data", "info", "csv", "--path", str(table), "--check"]) == 0
     assert ": 0 bad" in capsys.readouterr().out
+
+
+def test_the_pixel_limit_is_an_option_of_extract_check_and_config(tmp_path, capsys):
+    table = _collection(tmp_path / "photos", shade=7)
+    (tmp_path / "photos" / "im3.png").unlink()
+    Image.new("RGB", (40, 40)).save(tmp_path / "photos" / "im3.png")
+    assert main(["data", "info", "csv", "--path", str(table), "--check", "--max-image-pixels", "1000"]) == 1
+    printed = capsys.readouterr().out
+    assert printed.count("0.0016-megapixel image, over the limit of 0.001 megapixels") == 12
+    assert main(["extract", "csv", "--path", str(table), "--encoders", "effnet", "--max-image-pixels", "1000"]) == 2
+    assert "raise the limit with --max-image-pixels" in _error(capsys)
+    assert main(["extract", "csv", "--path", str(table), "--encoders", "effnet", "--max-image-pixels", "1000",
+                 "--skip-bad"]) == 0
+    assert "skipped 12 unreadable image(s)" in capsys.readouterr().out
+    assert load_config("dual/emoji", ["data.max_image_pixels=0"]).data.max_image_pixels == 0

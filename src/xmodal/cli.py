@@ -31,6 +31,7 @@ def _verbosity_parser() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from xmodal.data.images import DEFAULT_MAX_PIXELS
     from xmodal.data.registry import dataset_names
     from xmodal.features.extract import DEFAULT_EXTRACTORS, EXTRACTORS
 
@@ -50,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_arguments(info)
     info.add_argument("--check", action="store_true",
                       help="also decode every image (in worker processes, as extraction would) and list the bad ones")
+    info.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                      help="with --check: the pixel limit extraction will apply (0: no limit)")
 
     extract = add_verb("extract", help="run the frozen encoders once and cache the features")
     _add_dataset_arguments(extract)
@@ -59,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--batch-size", type=int, default=32)
     extract.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda[:N]")
     extract.add_argument("--force", action="store_true", help="recompute even when cached")
+    extract.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                         help=f"refuse images over N pixels as possible decompression bombs "
+                              f"(default {DEFAULT_MAX_PIXELS:,}; 0: no limit)")
 
     add_verb("models", help="list the registered models, the inputs each needs and the shipped configs")
 
@@ -125,7 +131,7 @@ def cmd_data_info(args: argparse.Namespace) -> int:
         from xmodal.data.check import check_images
 
         started = time.perf_counter()
-        result = check_images(dataset)
+        result = check_images(dataset, max_pixels=args.max_image_pixels)
         print(f"checked {result.checked} image(s) in {time.perf_counter() - started:.1f} s: "
               f"{len(result.bad)} bad{' (extraction needs --skip-bad, or fix them)' if result.bad else ''}")
         for item_id, problem in result.bad:
@@ -167,7 +173,8 @@ def cmd_extract(args: argparse.Namespace) -> None:
         raise XmodalError(f"--batch-size {args.batch_size}: give at least 1 (images encoded per step)")
     dataset = load_dataset(args.name, args.path, skip_bad=args.skip_bad)
     options = ExtractOptions(image_resolution=args.resolution, batch_size=args.batch_size,
-                             device=resolve_device(args.device), skip_bad=args.skip_bad)
+                             device=resolve_device(args.device), skip_bad=args.skip_bad,
+                             max_image_pixels=args.max_image_pixels)
     for name in [n.strip() for n in args.encoders.split(",") if n.strip()]:
         result = extract(dataset, name, options, force=args.force)
         manifest = result.features.manifest

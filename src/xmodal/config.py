@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from xmodal.data.images import DEFAULT_MAX_PIXELS
 from xmodal.errors import XmodalError
 
 
@@ -33,6 +34,7 @@ class DataConfig(Section):
     resolution: int = 224  # image size for the image encoder: a multiple of 32
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     skip_bad: bool = False  # skip unreadable records and images (counted, listed in RUN/skipped.txt)
+    max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=0)  # larger images are refused as unreadable (0: no limit)
 
     @field_validator("resolution")
     @classmethod

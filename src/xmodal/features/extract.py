@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xmodal.data.images import load_rgb
+from xmodal.data.images import DEFAULT_MAX_PIXELS, load_rgb
 from xmodal.data.records import Dataset, all_texts
 from xmodal.errors import DataError, SkipReport, XmodalError
 from xmodal.features.store import (
@@ -61,6 +61,7 @@ class ExtractOptions:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     skip_bad: bool = False
     max_text_tokens: int = 64
+    max_image_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused (0: no limit); see load_rgb
     chunk_images: int = 128  # images per committed shard: what a kill can cost (about 4 s at 224 px on 2 cores)
     chunk_texts: int = 1024  # texts per committed shard
 
@@ -75,7 +76,8 @@ class ExtractResult:
 def extractor_settings(name: str, options: ExtractOptions) -> dict[str, Any]:
     """The settings that change an extractor's output (and so its cache key)."""
     if name == "effnet":
-        return {"encoder": "efficientnet-lite0", "resolution": options.image_resolution}
+        # "loader": large images are shrunk while decoding (JPEG draft, integer reduce) since v2.
+        return {"encoder": "efficientnet-lite0", "resolution": options.image_resolution, "loader": "reduce-on-load-v2"}
     if name == "minilm":
         return {"encoder": "all-MiniLM-L6-v2", "max_tokens": options.max_text_tokens}
     if name == "words":
@@ -170,7 +172,8 @@ def _encode_images(dataset: Dataset, keys: list[str | None], store: ContentStore
             images = []
             for row in todo[start : start + chunk]:
                 try:
-                    images.append(load_rgb(dataset.items[row].image, options.image_resolution))
+                    images.append(load_rgb(dataset.items[row].image, options.image_resolution,
+                                           options.max_image_pixels))
                     good.append(keys[row])  # type: ignore[arg-type]
                 except DataError as error:
                     report.handle(error)  # raises unless --skip-bad; then the key is never stored
