@@ -178,10 +178,13 @@ def cmd_extract(args: argparse.Namespace) -> None:
     for name in [n.strip() for n in args.encoders.split(",") if n.strip()]:
         result = extract(dataset, name, options, force=args.force)
         manifest = result.features.manifest
+        encoded = manifest.get("encoded", 0)
         rate = ""
-        if not result.cached and name == "effnet":
-            rate = f"  {len(dataset) / max(manifest['seconds'], 1e-9):.1f} images/s"
+        if encoded and name == "effnet":
+            rate = f"  {encoded / max(manifest['seconds'], 1e-9):.1f} images/s"
         state = "cached" if result.cached else "extracted"
+        if "encoded" in manifest and not result.cached:  # item-keyed extractors encode only what the cache lacks
+            rate += f"  encoded {encoded} of {manifest.get('rows', len(dataset))}"
         print(f"{name:<7} {state:<9} {result.seconds:8.2f} s  {result.features.size_bytes() / 2**20:8.1f} MiB"
               f"{rate}  {result.features.path}")
         if result.features.bad_items:
