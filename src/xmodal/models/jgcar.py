@@ -69,19 +69,24 @@ class JGCARParams(Params):
 
 
 class Encoders(nn.Module):
-    """f_v and f_t of section 2.1: regions -> V ``[B, N, d]``, word ids -> S ``[B, T, d]``."""
+    """f_v and f_t of section 2.1: regions -> V ``[B, N, d]``, words -> S ``[B, T, d]``.
+
+    Words are GloVe-initialised ids (the paper's eq. 1) or MiniLM token states (``tokens``), which
+    replace eq. 1's embedding and feed the n-gram convolutions directly.
+    """
 
     def __init__(self, spec: InputSpec, params: JGCARParams):
         super().__init__()
         self.image = nn.Sequential(nn.Dropout(params.dropout), nn.Linear(spec.image_dim, params.dim), nn.Tanh())
-        self.text = NgramBiLSTM(spec.vocab_size, spec.text_dim, params.phrase_dim, params.dim, params.dropout,
+        vocab_size = spec.vocab_size if spec.text == "words" else None
+        self.text = NgramBiLSTM(vocab_size, spec.text_dim, params.phrase_dim, params.dim, params.dropout,
                                 spec.word_vectors, params.finetune_words)
 
     def images(self, images: Rep) -> Tensor:
         return self.image(images["regions"])  # eq. 5
 
     def texts(self, texts: Rep) -> Tensor:
-        return self.text(texts["ids"], texts["lengths"])
+        return self.text(texts["ids"] if "ids" in texts else texts["tokens"], texts["lengths"])
 
 
 @register
@@ -91,7 +96,7 @@ class JGCAR(RetrievalModel):
     name = "jgcar"
     description = "JGCAR: n-gram Bi-LSTM + region perceptron, global losses + co-attention bi-rank, two-stage search"
     image_inputs = ("regions",)
-    text_inputs = ("words",)
+    text_inputs = ("words", "tokens")
     needs_labels = False  # only J2/J3 read labels; loss() says so when they are on and labels are missing
     Params = JGCARParams
     variants = {"grl": {"mode": "global"}, "sgcar": {"mode": "separate"}, "v1": {"use_intra": False},
@@ -99,8 +104,8 @@ class JGCAR(RetrievalModel):
 
     def __init__(self, spec: InputSpec, params: JGCARParams):
         super().__init__(spec, params)
-        if spec.text != "words" or spec.vocab_size is None:
-            raise XmodalError("jgcar reads word-id texts (text input 'words')")
+        if spec.text not in ("words", "tokens") or (spec.text == "words" and spec.vocab_size is None):
+            raise XmodalError("jgcar reads word sequences: text input 'words' (with a vocabulary) or 'tokens'")
         self.encoder = Encoders(spec, params)
         self.coattention: CoAttention | None = None
         self.global_encoder: Encoders | None = None

@@ -1,4 +1,4 @@
-"""Sequence encoders for word-id inputs.
+"""Sequence encoders for word sequences: word ids (embedded here) or contextual token states.
 
 :class:`NgramBiLSTM` is the text branch of JGCAR (Wang et al., MM 2018, section 2.1, eqs. 1-4),
 which follows the phrase level of hierarchical co-attention (Lu et al., NIPS 2016): word
@@ -37,30 +37,37 @@ class NgramConv(nn.Module):
 
 
 class NgramBiLSTM(nn.Module):
-    """Word ids -> S ``[B, T, dim]``: embeddings, :class:`NgramConv`, Bi-LSTM with directions added.
+    """Words -> S ``[B, T, dim]``: embeddings, :class:`NgramConv`, Bi-LSTM with directions added.
 
-    The LSTM runs on packed sequences, so the backward direction starts at each text's last real
-    word and padding positions come out as zeros. ``dropout`` is applied to the embeddings and to
-    the phrase features (the paper uses dropout 0.5 on each layer, section 3.1).
+    The input is word ids ``[B, T]`` embedded by ``W_e`` (eq. 1), or, with ``vocab_size=None``,
+    word vectors ``[B, T, word_dim]`` that are already embedded (MiniLM token states in place of
+    eq. 1's word embeddings). The LSTM runs on packed sequences, so the backward direction starts
+    at each text's last real word and padding positions come out as zeros. ``dropout`` is applied
+    to the embeddings and to the phrase features (the paper uses dropout 0.5 on each layer,
+    section 3.1).
     """
 
-    def __init__(self, vocab_size: int, word_dim: int, phrase_dim: int, dim: int, dropout: float = 0.0,
+    def __init__(self, vocab_size: int | None, word_dim: int, phrase_dim: int, dim: int, dropout: float = 0.0,
                  word_vectors: Tensor | None = None, finetune_words: bool = True):
         super().__init__()
-        self.words = nn.Embedding(vocab_size, word_dim, padding_idx=0)  # W_e, eq. 1
-        if word_vectors is not None:
-            self.words.weight.data.copy_(word_vectors)
-        self.words.weight.requires_grad_(finetune_words)
+        self.words: nn.Embedding | None = None
+        if vocab_size is not None:
+            self.words = nn.Embedding(vocab_size, word_dim, padding_idx=0)  # W_e, eq. 1
+            if word_vectors is not None:
+                self.words.weight.data.copy_(word_vectors)
+            self.words.weight.requires_grad_(finetune_words)
         self.phrases = NgramConv(word_dim, phrase_dim)
         self.lstm = nn.LSTM(phrase_dim, dim, batch_first=True, bidirectional=True)  # eq. 4
         self.dropout = nn.Dropout(dropout)
         self.dim = dim
 
-    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        mask = length_mask(lengths, ids.shape[1])
-        phrases = self.phrases(self.dropout(self.words(ids)), mask)
+    def forward(self, words: Tensor, lengths: Tensor) -> Tensor:
+        """``words``: ids ``[B, T]`` (with an embedding) or vectors ``[B, T, word_dim]``; ``lengths [B]``."""
+        mask = length_mask(lengths, words.shape[1])
+        vectors = self.words(words) if self.words is not None else words
+        phrases = self.phrases(self.dropout(vectors), mask)
         packed = pack_padded_sequence(self.dropout(phrases), lengths.clamp_min(1).cpu(), batch_first=True,
                                       enforce_sorted=False)
-        states, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=ids.shape[1])
+        states, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=words.shape[1])
         forward, backward = states.split(self.dim, dim=-1)
         return (forward + backward) * mask.unsqueeze(-1)  # eq. 4: the two directions added
