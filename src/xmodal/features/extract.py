@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -50,8 +50,9 @@ from xmodal.progress import progress
 
 logger = logging.getLogger(__name__)
 
-EXTRACTORS = ("effnet", "minilm", "words")
-DEFAULT_EXTRACTORS = EXTRACTORS
+EXTRACTORS = ("effnet", "objects", "minilm", "words")
+IMAGE_EXTRACTORS = ("effnet", "objects")
+DEFAULT_EXTRACTORS = ("effnet", "minilm", "words")  # `objects` costs 10 encoder passes per image: on demand
 
 
 @dataclass
@@ -78,6 +79,11 @@ def extractor_settings(name: str, options: ExtractOptions) -> dict[str, Any]:
     if name == "effnet":
         # "loader": large images are shrunk while decoding (JPEG draft, integer reduce) since v2.
         return {"encoder": "efficientnet-lite0", "resolution": options.image_resolution, "loader": "reduce-on-load-v2"}
+    if name == "objects":
+        from xmodal.encoders.objects import BOXES, CROP_RESOLUTION
+
+        return {"encoder": "efficientnet-lite0", "boxes": [list(box) for box in BOXES], "decode": 2 * CROP_RESOLUTION,
+                "crop": CROP_RESOLUTION, "loader": "reduce-on-load-v2"}
     if name == "minilm":
         return {"encoder": "all-MiniLM-L6-v2", "max_tokens": options.max_text_tokens}
     if name == "words":
@@ -98,7 +104,7 @@ def extract(dataset: Dataset, name: str, options: ExtractOptions, force: bool = 
     if name == "words":
         return _extract_words(dataset, settings, force, started)
     store = ContentStore(name, settings)
-    if name == "effnet":
+    if name in IMAGE_EXTRACTORS:
         keys = file_keys([item.image for item in dataset.items])  # type: ignore[misc]
     else:
         keys = [text_key(text) for text in _raw_texts(dataset)]
@@ -106,8 +112,8 @@ def extract(dataset: Dataset, name: str, options: ExtractOptions, force: bool = 
     if not force and (cached := open_cached(final)) is not None:
         return ExtractResult(cached, True, time.perf_counter() - started)
     index = store.index()
-    if name == "effnet":
-        encoded, extra, fallback = _encode_images(dataset, keys, store, index, options, force)
+    if name in IMAGE_EXTRACTORS:
+        encoded, extra, fallback = _encode_images(dataset, keys, store, index, options, force, _IMAGE_CODECS[name])
     else:
         encoded, extra, fallback = _encode_texts(_raw_texts(dataset), keys, store, index, options, force)
     if encoded:
@@ -126,9 +132,9 @@ def extract(dataset: Dataset, name: str, options: ExtractOptions, force: bool = 
 
 
 def _check_applicable(dataset: Dataset, name: str) -> None:
-    if name == "effnet" and dataset.image_kind != "file":
+    if name in IMAGE_EXTRACTORS and dataset.image_kind != "file":
         raise XmodalError(f"dataset {dataset.name!r} ships image features, not image files: nothing to extract "
-                          "with effnet (its features are used as they are)")
+                          f"with {name} (its features are used as they are)")
     if name in ("minilm", "words") and dataset.text_kind != "raw":
         raise XmodalError(f"dataset {dataset.name!r} ships text features, not texts: nothing to extract with {name}")
 
@@ -144,47 +150,52 @@ def _todo(keys: list[str | None], index: StoreIndex, force: bool) -> list[int]:
     return rows
 
 
-def _encode_images(dataset: Dataset, keys: list[str | None], store: ContentStore, index: StoreIndex,
-                   options: ExtractOptions, force: bool) -> tuple[int, dict[str, Any], dict[str, Any]]:
-    """Encode the images the store lacks, a committed shard per chunk; report the unreadable ones."""
-    from xmodal.encoders.image import CHANNELS
+@dataclass(frozen=True)
+class _ImageCodec:
+    """What differs between image extractors: the decode size, the encoder, a shard's arrays."""
 
+    name: str
+    decode_size: Callable[[ExtractOptions], int]
+    build: Callable[[ExtractOptions], Any]
+    fill: Callable[..., dict[str, Any]]  # (keys, images, encoder, options, writer) -> shard manifest fields
+    fallback: Callable[[ExtractOptions], dict[str, Any]]  # array shapes when no row is stored
+    extra: Callable[[ExtractOptions], dict[str, Any]]  # view manifest fields
+
+
+def _encode_images(dataset: Dataset, keys: list[str | None], store: ContentStore, index: StoreIndex,
+                   options: ExtractOptions, force: bool, codec: _ImageCodec
+                   ) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """Encode the images the store lacks, a committed shard per chunk; report the unreadable ones."""
     report = SkipReport(options.skip_bad)
-    side = options.image_resolution // 32
     bad_keys: set[str | None] = {None}
     for row, key in enumerate(keys):
         if key is None:  # missing or not a file: load_rgb says why, in the words it always uses
             report.handle(_load_error(dataset.items[row].image))
     todo = _todo(keys, index, force)
-    logger.info("effnet@%dpx: %d images, %d distinct, %d of them cached, encoding %d", options.image_resolution,
+    size = codec.decode_size(options)
+    logger.info("%s@%dpx: %d images, %d distinct, %d of them cached, encoding %d", codec.name, size,
                 len(keys), len(set(keys) - {None}), len(set(keys) - {None}) - len(todo), len(todo))
     encoded = 0
     if todo:
-        from xmodal.encoders.image import EfficientNetLite0
-
-        encoder = EfficientNetLite0(options.image_resolution, options.device)
-        side = encoder.grid_side
+        encoder = codec.build(options)
         chunk = max(1, options.chunk_images)
         starts = range(0, len(todo), chunk)
-        for start in progress(starts, total=len(starts), desc=f"effnet@{options.image_resolution}px",
-                              unit=f"x{chunk} images"):
+        for start in progress(starts, total=len(starts), desc=f"{codec.name}@{size}px", unit=f"x{chunk} images"):
             good: list[str] = []
             images = []
             for row in todo[start : start + chunk]:
                 try:
-                    images.append(load_rgb(dataset.items[row].image, options.image_resolution,
-                                           options.max_image_pixels))
+                    images.append(load_rgb(dataset.items[row].image, size, options.max_image_pixels))
                     good.append(keys[row])  # type: ignore[arg-type]
                 except DataError as error:
                     report.handle(error)  # raises unless --skip-bad; then the key is never stored
                     bad_keys.add(keys[row])
             if good:
-                store.write_shard(partial(_fill_effnet, good, images, encoder, options))
+                store.write_shard(partial(codec.fill, good, images, encoder, options))
                 encoded += len(good)
     bad = [item.id for item, key in zip(dataset.items, keys) if key in bad_keys]
-    extra = {"grid_side": side, "bad_items": bad, "skipped": [str(e) for e in report.skipped]}
-    fallback = {"grid": ((side * side, CHANNELS), "float16"), "pooled": ((CHANNELS,), "float32")}
-    return encoded, extra, fallback
+    extra = {**codec.extra(options), "bad_items": bad, "skipped": [str(e) for e in report.skipped]}
+    return encoded, extra, codec.fallback(options)
 
 
 def _load_error(path: Path) -> DataError:
@@ -207,6 +218,63 @@ def _fill_effnet(keys: list[str], images: list, encoder, options: ExtractOptions
         grid[start:stop] = out.grid.cpu().numpy().astype(np.float16)
         pooled[start:stop] = out.pooled.cpu().numpy()
     return {"keys": keys, "grid_side": encoder.grid_side}
+
+
+def _effnet_encoder(options: ExtractOptions):
+    from xmodal.encoders.image import EfficientNetLite0
+
+    return EfficientNetLite0(options.image_resolution, options.device)
+
+
+def _effnet_fallback(options: ExtractOptions) -> dict[str, Any]:
+    from xmodal.encoders.image import CHANNELS
+
+    side = options.image_resolution // 32
+    return {"grid": ((side * side, CHANNELS), "float16"), "pooled": ((CHANNELS,), "float32")}
+
+
+def _objects_encoder(options: ExtractOptions):
+    from xmodal.encoders.objects import ObjectProxies
+
+    return ObjectProxies(options.device)
+
+
+def _fill_objects(keys: list[str], images: list, encoder, options: ExtractOptions, writer: FeatureWriter
+                  ) -> dict[str, Any]:
+    from xmodal.encoders.image import CHANNELS
+
+    objects = writer.allocate("objects", (len(images), encoder.count, CHANNELS), np.float16)
+    for start in range(0, len(images), options.batch_size):
+        part = encoder.encode(images[start : start + options.batch_size])
+        objects[start : start + len(part)] = part.cpu().numpy().astype(np.float16)
+    return {"keys": keys}
+
+
+def _objects_fallback(options: ExtractOptions) -> dict[str, Any]:
+    from xmodal.encoders.image import CHANNELS
+    from xmodal.encoders.objects import BOXES
+
+    return {"objects": ((len(BOXES), CHANNELS), "float16")}
+
+
+def _objects_extra(options: ExtractOptions) -> dict[str, Any]:
+    from xmodal.encoders.objects import BOXES
+
+    return {"boxes": [list(box) for box in BOXES]}
+
+
+def _objects_decode_size(options: ExtractOptions) -> int:
+    from xmodal.encoders.objects import CROP_RESOLUTION
+
+    return 2 * CROP_RESOLUTION
+
+
+_IMAGE_CODECS = {
+    "effnet": _ImageCodec("effnet", lambda options: options.image_resolution, _effnet_encoder, _fill_effnet,
+                          _effnet_fallback, lambda options: {"grid_side": options.image_resolution // 32}),
+    "objects": _ImageCodec("objects", _objects_decode_size, _objects_encoder, _fill_objects, _objects_fallback,
+                           _objects_extra),
+}
 
 
 def _raw_texts(dataset: Dataset) -> list[str]:

@@ -209,6 +209,44 @@ register_kind(InputKind(
     extractor="effnet"))
 
 
+def _object_source(data: "ModelData") -> KindSource:
+    from xmodal.features.extract import extract
+
+    array = _image_array(data.dataset)
+    if array is not None:  # object (region) features the dataset ships, [n, P, d]
+        return KindSource(lambda rows: {"objects": float_rows(array, rows)},
+                          {"dim": array.shape[2], "count": array.shape[1]})
+    objects = data.checked_images(extract(data.dataset, "objects", data.options).features).array("objects")
+    return KindSource(lambda rows: {"objects": float_rows(objects, rows, sort=True)},
+                      {"dim": objects.shape[2], "count": objects.shape[1]})
+
+
+def _new_objects(data: "ModelData", images: Sequence[str | Path | Image.Image]) -> Rep:
+    from xmodal.data.images import load_rgb, to_rgb
+    from xmodal.encoders.objects import CROP_RESOLUTION, ObjectProxies
+
+    if data.dataset.image_kind == "features":
+        raise XmodalError(f"dataset {data.dataset.name!r} ships object features: new images cannot be encoded "
+                          "the same way")
+    size = 2 * CROP_RESOLUTION
+    pictures = [to_rgb(image).resize((size, size), Image.Resampling.BICUBIC) if isinstance(image, Image.Image)
+                else load_rgb(Path(image), size) for image in images]
+    return {"objects": data.encoder("objects", lambda: ObjectProxies(data.options.device)).encode(pictures).cpu()}
+
+
+register_kind(InputKind(
+    "objects", "image", "object features", ("objects",),
+    feeds=lambda dataset: _has_image_files(dataset) or (_image_array(dataset) is not None
+                                                        and _image_array(dataset).ndim == 3),
+    source=_object_source,
+    example=lambda n, g, dims: {"objects": torch.randn(n, dims.regions + 1, dims.image_dim, generator=g)},
+    example_spec=lambda dims, g: {"dim": dims.image_dim, "count": dims.regions + 1},
+    encode_new=_new_objects,
+    extractor="objects",
+    notes={"stands in for": "Faster R-CNN top-10 proposals (BSSAN): 10 fixed boxes at three scales, each crop "
+                            "through EfficientNet-Lite0 (xmodal.encoders.objects)"}))
+
+
 # -- texts -----------------------------------------------------------------------------------
 
 def _has_raw_texts(dataset: Dataset) -> bool:
