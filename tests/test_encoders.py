@@ -9,7 +9,31 @@ from xmodal.encoders.tokenize import Vocabulary, tokenize
 
 
 def test_tokenize_lowercases_any_script_and_drops_punctuation():
-    assert tokenize("A dog's Ball, 東京! Ωmega-3") == ["a", "dog", "s", "ball", "東京", "ωmega", "3"]
+    assert tokenize("A dog's Ball, 東京! Ωmega-3") == ["a", "dog", "s", "ball", "東", "京", "ωmega", "3"]
+
+
+def test_tokenize_chinese_one_token_per_ideograph():
+    assert tokenize("我爱北京天安门。") == ["我", "爱", "北", "京", "天", "安", "门"]
+    assert tokenize("GPU加速 2024年") == ["gpu", "加", "速", "2024", "年"]
+
+
+def test_tokenize_japanese_kana_and_kanji_one_token_each():
+    assert tokenize("東京タワーに行きました。") == ["東", "京", "タ", "ワ", "ー", "に", "行", "き", "ま", "し", "た"]
+    assert tokenize("iPhoneを買った") == ["iphone", "を", "買", "っ", "た"]
+    assert tokenize("ｶﾀｶﾅ") == ["ｶ", "ﾀ", "ｶ", "ﾅ"]  # half-width katakana
+    assert tokenize("서울 타워") == ["서", "울", "타", "워"]  # Hangul syllables too
+
+
+def test_tokenize_greek_cyrillic_and_other_scripts_keep_whole_words():
+    assert tokenize("Η Ακρόπολη της Αθήνας! ΟΔΟΣ") == ["η", "ακρόπολη", "της", "αθήνας", "οδος"]
+    assert tokenize("Москва — столица России.") == ["москва", "столица", "россии"]
+    assert tokenize("हिन्दी भाषा") == ["हिन्दी", "भाषा"]  # vowel signs (combining marks) stay in the word
+
+
+def test_tokenize_accented_latin_composed_or_not():
+    decomposed = "Cafe\u0301"  # e + combining acute accent
+    expected = ["café", "crème", "brûlée", "naïve", "café", "ærø"]
+    assert tokenize(f"Café crème brûlée, naïve; {decomposed} Ærø") == expected
 
 
 def test_vocabulary_orders_by_frequency_and_pads():

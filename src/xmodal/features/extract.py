@@ -52,7 +52,7 @@ def extractor_settings(name: str, options: ExtractOptions) -> dict[str, Any]:
     if name == "minilm":
         return {"encoder": "all-MiniLM-L6-v2", "max_tokens": options.max_text_tokens}
     if name == "words":
-        return {"tokenizer": "lower-word-v1", "vectors": "glove-6B-50d", "vocabulary": "train"}
+        return {"tokenizer": "lower-word-v2", "vectors": "glove-6B-50d", "vocabulary": "train"}
     raise XmodalError(f"unknown extractor {name!r}; choose from {', '.join(EXTRACTORS)}")
 
 
