@@ -47,6 +47,8 @@ def _specs() -> dict[str, DatasetSpec]:
                     "or --path to a folder holding the two npm tarballs)", emoji.read_emoji, needs_path=False),
         DatasetSpec("wikipedia-features", "folder with raw_features.mat and the Wikipedia list files",
                     wikipedia.read_wikipedia_features),
+        DatasetSpec("wikipedia-texts", "the wikipedia-features folder with texts/<id>.xml: SIFT image features, "
+                    "the articles as raw texts", wikipedia.read_wikipedia_texts),
         DatasetSpec("wikipedia", "folder with the list files, texts/ and images/<category>/", wikipedia.read_wikipedia),
         DatasetSpec("folder", "folder of images, each with a same-named .txt of captions", collection.read_folder),
         DatasetSpec("flickr8k", "Flickr8k folder: captions.txt (image,caption CSV) beside Images/; "
