@@ -161,6 +161,7 @@ def test_minilm_extractor_records_long_texts_in_its_manifest():
     features = extract(dataset, "minilm", ExtractOptions(max_text_tokens=8)).features
     assert features.manifest["long_texts"] == 1 and features.manifest["windows"] == 1 + 3 + 1
     assert features.manifest["max_tokens"] == 8 and features.array("lengths").tolist() == [5, 8, 4]
+    assert features.array("windows").tolist() == [1, 3, 1]
     expected = MiniLM(max_length=8).encode(texts)
     np.testing.assert_allclose(features.array("sentence"), expected.sentence.numpy(), atol=1e-6)
     np.testing.assert_allclose(features.array("tokens"), expected.tokens.numpy(), atol=2e-3)  # stored as float16

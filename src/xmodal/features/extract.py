@@ -5,8 +5,8 @@ Three extractors, each cached on its own (``xmodal extract --encoders``):
 - ``effnet``: EfficientNet-Lite0 grid (float16, ``[items, regions, 1280]``) and pooled vector
   (float32, ``[items, 1280]``), one row per item in dataset order;
 - ``minilm``: MiniLM-L6 token states (float16, ``[texts, T, 384]``) and lengths of each text's
-  first window (its first ``max_tokens`` word pieces), and the sentence vector of the whole text
-  (every window, :mod:`xmodal.encoders.minilm`), one row per text in
+  first window (its first ``max_tokens`` word pieces), the sentence vector of the whole text
+  (every window, :mod:`xmodal.encoders.minilm`) and each text's window count, one row per text in
   :func:`xmodal.data.records.all_texts` order;
 - ``words``: a vocabulary built from the training texts, padded word ids and lengths, GloVe
   50-d vectors for the vocabulary, and bag-of-words counts (sparse), rows as for ``minilm``.
@@ -124,8 +124,9 @@ def _raw_texts(dataset: Dataset) -> list[str]:
 def _fill_minilm(dataset: Dataset, options: ExtractOptions, writer: FeatureWriter) -> dict[str, Any]:
     """Token states of each text's first window; the sentence vector over all its windows.
 
-    Texts are tokenised once; the manifest records how many needed more than one window
-    (``long_texts``) and the windows encoded in all.
+    Texts are tokenised once. ``windows`` holds each text's window count (1: nothing was cut);
+    the manifest records how many texts needed more than one (``long_texts``) and the windows
+    encoded in all.
     """
     from xmodal.encoders.minilm import DIMENSION, MiniLM
 
@@ -136,6 +137,8 @@ def _fill_minilm(dataset: Dataset, options: ExtractOptions, writer: FeatureWrite
     tokens = writer.allocate("tokens", (len(texts), width, DIMENSION), np.float16)
     lengths = writer.allocate("lengths", (len(texts),), np.int32)
     sentence = writer.allocate("sentence", (len(texts), DIMENSION), np.float32)
+    n_windows = [len(text_windows) for text_windows in windows]
+    writer.save("windows", np.asarray(n_windows, dtype=np.int32))
     batch_size = max(options.batch_size, 64)
     batches = range(0, len(texts), batch_size)
     for start in progress(batches, total=len(batches), desc="minilm", unit="batch"):
@@ -144,7 +147,6 @@ def _fill_minilm(dataset: Dataset, options: ExtractOptions, writer: FeatureWrite
         tokens[start:stop, : out.tokens.shape[1]] = out.tokens.cpu().numpy().astype(np.float16)
         lengths[start:stop] = out.lengths.cpu().numpy()
         sentence[start:stop] = out.sentence.cpu().numpy()
-    n_windows = [len(text_windows) for text_windows in windows]
     return {"texts": len(texts), "max_tokens": width, "windows": sum(n_windows),
             "long_texts": sum(n > 1 for n in n_windows), "most_windows": max(n_windows)}
 
