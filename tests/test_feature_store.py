@@ -87,7 +87,23 @@ class FakeMiniLM:
             seed = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
             tokens[row, :length] = torch.from_numpy(np.random.default_rng(seed).standard_normal((length, 384)))
         sentence = torch.nn.functional.normalize(tokens.sum(1), dim=-1)
-        return TextFeatures(tokens=tokens, lengths=torch.tensor(lengths), sentence=sentence)
+        return TextFeatures(tokens=tokens, lengths=torch.tensor(lengths), sentence=sentence,
+                            windows=torch.ones(len(texts), dtype=torch.long))
+
+    def windows(self, texts: list[str]) -> list[list["FakeWindow"]]:
+        """One window per text (the fakes never cut), carrying its text for :meth:`encode_windows`."""
+        return [[FakeWindow(text, min(len(text.split()) + 2, self.max_length))] for text in texts]
+
+    def encode_windows(self, windows: list[list["FakeWindow"]]) -> TextFeatures:
+        return self.encode([text_windows[0].text for text_windows in windows])
+
+
+class FakeWindow(list):
+    """A window of ``length`` fake word-piece ids that remembers its text."""
+
+    def __init__(self, text: str, length: int):
+        super().__init__([7] * length)
+        self.text = text
 
 
 def install_fakes() -> None:

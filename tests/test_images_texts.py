@@ -51,3 +51,13 @@ def test_empty_caption_is_an_error():
     assert require_caption("  a   dog ", "f.csv", 3) == "a dog"
     with pytest.raises(DataError, match=r"f\.csv:3: empty caption"):
         require_caption("   ", "f.csv", 3)
+
+
+def test_malformed_xml_gives_the_same_text_a_parser_would(tmp_path: Path):
+    good, bad = tmp_path / "good.xml", tmp_path / "bad.xml"
+    good.write_text('<document id="1" name="A &amp; B"><title>Ελληνικά</title><!-- note --><text>Tom &amp; Jerry '
+                    "&#233;t&#xE9;</text></document>", "utf-8")
+    bad.write_text('<document id="1" name="A & B"><title>Ελληνικά</title><!-- note --><text>Tom & Jerry '
+                   "&eacute;t&#xE9; &ndash; &nosuch; a&b</text></document>", "utf-8")
+    assert read_document(good) == "Ελληνικά Tom & Jerry été"
+    assert read_document(bad) == "Ελληνικά Tom & Jerry été – &nosuch; a&b"

@@ -17,6 +17,7 @@ from xmodal.eval.metrics import (
     first_match_ranks,
     labels_to_multihot,
     mean_average_precision,
+    median_rank,
     recall_at_k,
 )
 
@@ -177,6 +178,36 @@ def test_map_excludes_queries_without_relevant_candidate() -> None:
     assert math.isnan(mean_average_precision(scores, torch.tensor([5, 7]), torch.tensor([0, 1])))
 
 
+def test_map_empty_query_conventions_exclude_and_zero() -> None:
+    # Three queries over four candidates (labels 0, 1, 0, 1), scores in candidate order.
+    # Query 0 (label 0): relevant at ranks 1, 3 -> AP (1 + 2/3) / 2 = 5/6.
+    # Query 1 (label 1): relevant at ranks 2, 4 -> AP (1/2 + 2/4) / 2 = 1/2.
+    # Query 2 (label 2): no candidate has label 2 -> AP undefined.
+    scores = torch.tensor([[0.9, 0.8, 0.7, 0.6]] * 3)
+    query, candidates = torch.tensor([0, 1, 2]), torch.tensor([0, 1, 0, 1])
+    ours = mean_average_precision(scores, query, candidates)
+    dscmr = mean_average_precision(scores, query, candidates, empty="zero")
+    assert ours == pytest.approx((5 / 6 + 1 / 2) / 2)  # 2/3: query 2 left out
+    assert dscmr == pytest.approx((5 / 6 + 1 / 2 + 0) / 3)  # 4/9: query 2 counted as AP 0
+    # The DSCMR code's own loop (fx_calc_map_label), written out, gives the same 4/9.
+    order = np.argsort(-scores.numpy(), axis=1, kind="stable")
+    res = []
+    for i in range(3):
+        p = r = 0.0
+        for j, candidate in enumerate(order[i]):
+            if query[i] == candidates[candidate]:
+                r += 1
+                p += r / (j + 1)
+        res.append(p / r if r > 0 else 0)
+    assert dscmr == pytest.approx(float(np.mean(res)))
+    # The rule reaches MAP@k and evaluate_retrieval as well.
+    assert mean_average_precision(scores, query, candidates, k=2, empty="zero") == pytest.approx((1 + 1 / 2) / 3)
+    both = evaluate_retrieval(scores, image_labels=query, text_labels=candidates, map_ks=(2,), map_empty="zero")
+    assert both["i2t"]["map"] == pytest.approx(dscmr)
+    with pytest.raises(ValueError, match="empty: expected one of"):
+        mean_average_precision(scores, query, candidates, empty="nan")
+
+
 def test_map_mixed_single_and_multi_labels() -> None:
     scores = torch.tensor([[0.9, 0.8, 0.7]])
     single = torch.tensor([1])
@@ -232,13 +263,35 @@ def test_recall_at_k_hand_built() -> None:
     assert set(result) == {"r@1", "r@3", "r@5", "medr", "meanr"}
 
 
-def test_medr_is_numpy_median_for_even_count() -> None:
-    # Ranks [1, 2]: numpy's median is 1.5 (torch.median would give 1).
+def test_medr_is_scan_median_for_even_count() -> None:
+    # Ranks [1, 2]: the plain median of 1-based ranks would be 1.5; SCAN / VSE++ take
+    # floor(median([0, 1])) + 1 = floor(0.5) + 1 = 1.
     scores = torch.tensor([[0.9, 0.1], [0.9, 0.1]])
     gt = torch.tensor([[True, False], [False, True]])
     result = recall_at_k(scores, gt)
-    assert result["medr"] == 1.5
+    assert result["medr"] == 1.0
     assert result["r@1"] == 50.0
+
+
+def test_medr_hand_worked_where_conventions_differ() -> None:
+    # Four queries with 1-based ranks [1, 3, 4, 8]: np.median gives (3 + 4) / 2 = 3.5;
+    # 0-based ranks [0, 2, 3, 7] have median 2.5 -> floor 2 -> medr 3.
+    ranks = torch.tensor([1, 3, 4, 8])
+    assert float(np.median(ranks.numpy())) == 3.5
+    assert median_rank(ranks) == 3.0
+    # An odd count has a whole median, and both conventions agree: [2, 5, 9] -> 5.
+    assert median_rank(torch.tensor([9, 2, 5])) == 5.0
+    # Built as a score matrix: image i's only match is text i, placed at ranks 1, 3, 4, 8.
+    order = {0: 1, 1: 3, 2: 4, 3: 8}
+    scores = torch.zeros(4, 8)
+    gt = torch.zeros(4, 8, dtype=torch.bool)
+    for query, rank in order.items():
+        others = [c for c in range(8) if c != query]
+        ranked = others[: rank - 1] + [query] + others[rank - 1:]
+        scores[query, ranked] = torch.linspace(1.0, 0.1, 8)
+        gt[query, query] = True
+    assert first_match_ranks(scores, gt).tolist() == [1, 3, 4, 8]
+    assert recall_at_k(scores, gt)["medr"] == 3.0
 
 
 def test_first_match_requires_a_match_per_query() -> None:

@@ -4,10 +4,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+import torch
 from PIL import Image
 
 from xmodal.cli import main
-from xmodal.data.wikipedia import read_wikipedia, read_wikipedia_features
+from xmodal.data.wikipedia import read_wikipedia, read_wikipedia_features, read_wikipedia_texts
 from xmodal.errors import DataError
 
 
@@ -99,3 +100,112 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     assert main(["data", "info", "wikipedia", "--path", str(root)]) == 2
     err = capsys.readouterr().err
     assert "trainset_txt_img_cat.list:1" in err and "i1.jpg not found" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------------------
+# wikipedia-texts: SIFT feature rows for images, the articles in texts/ as raw texts
+# ---------------------------------------------------------------------------------------------
+
+ARTICLES = {
+    "a1": '<document id="a1" name="Paint"><text>\nOil paint &amp; canvas.</text></document>',
+    # Not well-formed: an HTML entity XML does not define, a bare '&', and an inline tag.
+    "a2": '<document id="a2" name="Jazz"><text>Jazz &ndash; swing & bebop, <i>1940s</i> &#233;t&eacute;</text>'
+          "</document>",
+    "a3": "Plain text article about opera.",
+    "b1": '<document id="b1"><text>Symphony orchestra</text></document>',
+    "b2": '<document id="b2"><text>Sonata &mdash; piano</text></document>',
+}
+
+
+def make_feature_layout(root: Path, articles: dict[str, str] | None = None) -> Path:
+    """A tiny wikipedia-features folder: 3 train and 2 test pairs, 4-d images, 2-d 'LDA' texts."""
+    root.mkdir(parents=True)
+    (root / "categories.list").write_text("art\nmusic\n")
+    (root / "trainset_txt_img_cat.list").write_text("a1\ti1\t1\na2\ti2\t2\na3\ti3\t2\n")
+    (root / "testset_txt_img_cat.list").write_text("b1\tj1\t2\nb2\tj2\t2\n")
+    rows = np.arange(5 * 4, dtype=np.float64).reshape(5, 4)
+    scipy.io.savemat(root / "raw_features.mat", {"I_tr": rows[:3], "I_te": rows[3:], "T_tr": np.ones((3, 2)),
+                                                 "T_te": np.zeros((2, 2))})
+    (root / "texts").mkdir()
+    for text_id, content in (ARTICLES if articles is None else articles).items():
+        suffix = ".txt" if not content.startswith("<") else ".xml"
+        (root / "texts" / f"{text_id}{suffix}").write_text(content, encoding="utf-8")
+    return root
+
+
+def test_wikipedia_texts_reads_articles_with_feature_images(tmp_path):
+    root = make_feature_layout(tmp_path / "wiki")
+    dataset = read_wikipedia_texts(root)
+    assert dataset.name == "wikipedia-texts" and dataset.image_kind == "features" and dataset.text_kind == "raw"
+    assert [item.texts[0] for item in dataset] == [
+        "Oil paint & canvas.",
+        "Jazz – swing & bebop, 1940s été",  # malformed XML: body cut out, tags stripped, entities unescaped
+        "Plain text article about opera.",
+        "Symphony orchestra",
+        "Sonata — piano",
+    ]
+    assert set(dataset.arrays) == {"image"} and dataset.arrays["image"].shape == (5, 4)
+    assert [item.image.row for item in dataset] == [0, 1, 2, 3, 4]
+    assert dataset.split_counts() == {"train": 3, "test": 2} and dataset.items[3].labels == (1,)
+    # The same folder as wikipedia-features keeps the LDA rows: texts/ never switches it.
+    features = read_wikipedia_features(root)
+    assert features.text_kind == "features" and features.arrays["text"].shape == (5, 2)
+    assert features.name == "wikipedia-features"
+
+
+def test_wikipedia_texts_missing_article_is_an_error_or_a_counted_skip(tmp_path):
+    articles = {key: value for key, value in ARTICLES.items() if key != "a2"}
+    root = make_feature_layout(tmp_path / "wiki", articles)
+    with pytest.raises(DataError, match=r"trainset_txt_img_cat\.list:2: no texts/a2\.xml or \.txt"):
+        read_wikipedia_texts(root)
+    dataset = read_wikipedia_texts(root, skip_bad=True)
+    assert dataset.skipped == 1 and [item.id for item in dataset] == ["a1", "a3", "b1", "b2"]
+    assert [item.image.row for item in dataset] == [0, 2, 3, 4]  # the others keep their feature rows
+    (root / "texts" / "b1.xml").write_text("<document><text>  </text></document>")
+    assert read_wikipedia_texts(root, skip_bad=True).skipped == 2
+    (root / "texts" / "a2.txt").write_text("Jazz", encoding="utf-8")
+    with pytest.raises(DataError, match=r"b1\.xml: empty text"):
+        read_wikipedia_texts(root)
+
+
+def test_wikipedia_texts_needs_the_texts_folder(tmp_path, capsys):
+    root = make_feature_layout(tmp_path / "wiki", articles={})
+    (root / "texts").rmdir()
+    with pytest.raises(DataError, match=r"texts: folder of articles not found \(.*use wikipedia-features"):
+        read_wikipedia_texts(root)
+    assert len(read_wikipedia_features(root)) == 5  # wikipedia-features as before
+    assert main(["data", "info", "wikipedia-texts", "--path", str(root)]) == 2
+    assert "folder of articles not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_wikipedia_texts_feeds_models_minilm_sentences_and_sift(tmp_path):
+    """A mixed dataset through ModelData as dual and gpldan take it (text_input global)."""
+    from xmodal.encoders.minilm import MiniLM
+    from xmodal.features.inputs import ModelData
+
+    articles = {key: value for key, value in ARTICLES.items() if key != "a2"}
+    dataset = read_wikipedia_texts(make_feature_layout(tmp_path / "wiki", articles), skip_bad=True)
+    data = ModelData(dataset, "global", "global", val_fraction=0.0)
+    assert data.spec.image_dim == 4 and data.spec.text_dim == 384
+    test = data.split("test")
+    images, texts = test.images(), test.texts()
+    torch.testing.assert_close(images["features"], torch.tensor([[12.0, 13, 14, 15], [16, 17, 18, 19]]))
+    expected = MiniLM().encode(["Symphony orchestra", "Sonata — piano"]).sentence
+    torch.testing.assert_close(texts["features"], expected, atol=1e-5, rtol=1e-4)
+    batch = data.split("train").pair_batch(np.array([1, 0]))  # a3 (feature row 2), then a1 (row 0)
+    torch.testing.assert_close(batch.images["features"][:, 0], torch.tensor([8.0, 0.0]))
+
+
+def test_real_wikipedia_texts_every_article_read(wikipedia_dir):
+    if not (wikipedia_dir / "texts").is_dir():
+        pytest.skip("../shared/data/wikipedia/texts is absent")
+    dataset = read_wikipedia_texts(wikipedia_dir)
+    assert len(dataset) == 2866 and dataset.skipped == 0 and dataset.split_counts() == {"train": 2173, "test": 693}
+    assert dataset.text_kind == "raw" and dataset.image_kind == "features"
+    words = [len(item.texts[0].split()) for item in dataset]
+    assert min(words) > 200  # every article, the ~900 malformed ones included, gives its text
+    joined = " ".join(item.texts[0] for item in dataset)
+    assert "&ndash;" not in joined and "–" in joined and "<text" not in joined
+    features = read_wikipedia_features(wikipedia_dir)
+    assert [item.image for item in dataset] == [item.image for item in features]  # same SIFT rows, same order

@@ -97,8 +97,17 @@ def resolve_image(raw: str, base: Path, where: str | Path, line: int | None = No
     return image
 
 
-def build_dataset(name: str, source: Path, records: list[Record], report: SkipReport) -> Dataset:
-    """Turn records into a :class:`Dataset`: unique ids, label ids, splits, skip count."""
+def build_dataset(
+    name: str,
+    source: Path,
+    records: list[Record],
+    report: SkipReport,
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+) -> Dataset:
+    """Turn records into a :class:`Dataset`: unique ids, label ids, splits, skip count.
+
+    Records without a split get the train/val/test ``fractions`` (see :func:`_assign_splits`).
+    """
     records = _unique_records(records, report)
     records = _records_with_consistent_splits(records, report)
     if not records:
@@ -109,7 +118,7 @@ def build_dataset(name: str, source: Path, records: list[Record], report: SkipRe
         )
     label_names = sorted({label for record in records for label in record.labels})
     label_ids = {label: index for index, label in enumerate(label_names)}
-    splits = _assign_splits(records)
+    splits = _assign_splits(records, fractions)
     items = [
         Item(
             id=record.id,
@@ -163,10 +172,11 @@ def _records_with_consistent_splits(records: list[Record], report: SkipReport) -
     return kept
 
 
-def _assign_splits(records: list[Record]) -> dict[str, Split]:
-    """The records' own splits, or a stratified 70/10/20 split when none names one."""
+def _assign_splits(records: list[Record], fractions: tuple[float, float, float]) -> dict[str, Split]:
+    """The records' own splits, or a split stratified by first label (70/10/20 by default)
+    when none names one."""
     if any(record.split for record in records):
         return {record.id: record.split for record in records if record.split}
     ids = [record.id for record in records]
     strata = [record.labels[0] if record.labels else "" for record in records]
-    return stratified_split(ids, strata=strata, fractions=DEFAULT_FRACTIONS)
+    return stratified_split(ids, strata=strata, fractions=fractions)

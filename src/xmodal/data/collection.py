@@ -3,7 +3,9 @@ a JSON Lines file. All three produce the same :class:`~xmodal.data.records.Datas
 
 Conventions shared by the three formats (see :mod:`xmodal.data.build`):
 
-* Relative image paths are resolved against the folder that holds the list file (CSV/JSONL).
+* Relative image paths are resolved against the folder that holds the list file (CSV/JSONL),
+  or against ``image_root`` for a CSV whose images live elsewhere (``read_csv(path,
+  image_root=...)``; the Flickr8k layout, ``captions.txt`` beside ``Images/``, is one).
   Images are only checked to exist; decoding them is left to feature extraction.
 * Item ids default to the image path as written (relative to the list file's folder, or to the
   collection folder), in POSIX form and without its suffix. Ids must be unique.
@@ -121,30 +123,46 @@ def _sidecar_captions(sidecar: Path) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def read_csv(path: Path, *, skip_bad: bool = False) -> Dataset:
+def read_csv(path: Path, *, image_root: Path | None = None, skip_bad: bool = False) -> Dataset:
     """A CSV file with a header: ``image`` and ``caption`` required; ``label``, ``split``, ``id``
     optional (other columns are ignored; names are case-insensitive).
 
     An image with several captions is written as several rows; rows with the same id (by
     default the image path without suffix) are merged into one item, captions in file order.
     Later rows may leave ``label``/``split`` blank but must not contradict the first row.
-    Several labels go in one field separated by ``;``.
+    Several labels go in one field separated by ``;``. Relative image paths are resolved
+    against ``image_root`` (default: the CSV's own folder), so a caption file can sit apart
+    from its images.
     """
-    require_file(path)
     report = SkipReport(skip_bad)
+    records = csv_records(path, report, image_root)
+    return build_dataset("csv", path, records, report)
+
+
+def csv_records(path: Path, report: SkipReport, image_root: Path | None = None) -> list[Record]:
+    """The merged records of a CSV file (one per image), bad rows routed through ``report``."""
+    require_file(path)
+    base = path.absolute().parent if image_root is None else _image_root(Path(image_root))
     rows = _csv_rows(path)
     if not rows:
         raise DataError(path, "empty file, no header", "start the file with a header row: image,caption")
     header_line, header = rows[0]
     csv_header = _csv_header(path, header, header_line)
-    base = path.absolute().parent
     merged: dict[str, Record] = {}
     for line, row in rows[1:]:
         try:
             _merge_row(merged, _csv_record(path, base, line, row, csv_header))
         except DataError as error:
             report.handle(error)
-    return build_dataset("csv", path, list(merged.values()), report)
+    return list(merged.values())
+
+
+def _image_root(root: Path) -> Path:
+    """The folder relative image paths are resolved against; it must exist."""
+    if not root.is_dir():
+        problem = "is a file, expected a folder" if root.exists() else "folder not found"
+        raise DataError(root, f"image root {problem}", "pass the folder that holds the images as the image root")
+    return root.absolute()
 
 
 def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:

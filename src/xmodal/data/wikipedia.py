@@ -4,6 +4,10 @@ Both readers share the list files: ``trainset_txt_img_cat.list`` and ``testset_t
 (one ``<text id> <image id> <1-based category>`` per line, tab or space separated) and
 ``categories.list`` (line k names category k). The official split has no validation part;
 the trainer carves one from train when it needs one.
+
+Three datasets come from it: ``wikipedia`` (raw images and texts), ``wikipedia-features`` (the
+published 128-d SIFT and 10-d LDA arrays) and ``wikipedia-texts`` (the SIFT arrays for images,
+the articles of ``texts/`` as raw texts for the text encoders).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from xmodal.data.records import Dataset, FeatureRow, Item, Split
+from xmodal.data.records import Dataset, FeatureRow, Item, Split, TextSource
 from xmodal.data.texts import read_document, read_utf8
 from xmodal.errors import DataError, SkipReport
 
@@ -60,11 +64,19 @@ def read_list(root: Path, split: Split, n_categories: int, report: SkipReport) -
     return entries
 
 
-def read_wikipedia_features(path: Path, *, skip_bad: bool = False) -> Dataset:
+def read_wikipedia_features(path: Path, *, texts: bool = False, skip_bad: bool = False) -> Dataset:
     """The published features: ``raw_features.mat`` with 128-d SIFT BoW images, 10-d LDA texts.
 
     Rows of ``I_tr``/``T_tr`` follow the train list, ``I_te``/``T_te`` the test list; a row count
     that disagrees with its list is an error (it would silently misalign every pair).
+
+    With ``texts`` (the ``wikipedia-texts`` dataset) each item's text is its article,
+    ``texts/<text id>.xml`` (or ``.txt``) beside the list files, instead of the LDA row: images
+    stay feature rows (``image_kind == "features"``), texts become raw (``text_kind == "raw"``)
+    for MiniLM or the word models. A missing or empty article is an error naming the list line,
+    or, with ``skip_bad``, leaves that pair out (the other items keep their feature rows).
+    ``texts`` is not switched on by the folder's presence: the published copies ship ``texts/``
+    beside the features, and ``wikipedia-features`` must keep meaning the LDA vectors.
     """
     root = Path(path)
     report = SkipReport(skip_bad)
@@ -72,6 +84,9 @@ def read_wikipedia_features(path: Path, *, skip_bad: bool = False) -> Dataset:
     mat_path = root / "raw_features.mat"
     if not mat_path.is_file():
         raise DataError(mat_path, "feature file not found", "point --path at the folder holding raw_features.mat")
+    if texts and not (root / "texts").is_dir():
+        raise DataError(root / "texts", "folder of articles not found",
+                        "put texts/<text id>.xml beside the list files, or use wikipedia-features for the LDA vectors")
     try:
         mat = scipy.io.loadmat(mat_path)
     except Exception as error:  # scipy raises several types for corrupt files
@@ -90,8 +105,15 @@ def read_wikipedia_features(path: Path, *, skip_bad: bool = False) -> Dataset:
                                 f"{len(entries)} lines", "the features and the list must come from the same release")
         offset = sum(block.shape[0] for block in image_blocks)
         for row, entry in enumerate(entries):
+            text: TextSource = FeatureRow("text", offset + row)
+            if texts:
+                try:
+                    text = read_article(root, root / LIST_FILES[split], entry)
+                except DataError as error:
+                    report.handle(error)
+                    continue
             items.append(Item(id=entry.text_id, image=FeatureRow("image", offset + row),
-                              texts=(FeatureRow("text", offset + row),), labels=(entry.category,), split=split))
+                              texts=(text,), labels=(entry.category,), split=split))
         image_blocks.append(np.asarray(mat[image_key], dtype=np.float32))
         text_blocks.append(np.asarray(mat[text_key], dtype=np.float32))
 
@@ -100,8 +122,17 @@ def read_wikipedia_features(path: Path, *, skip_bad: bool = False) -> Dataset:
         if not np.isfinite(array).all():
             bad_row = int(np.argwhere(~np.isfinite(array))[0, 0])
             raise DataError(mat_path, f"non-finite value in the {key} features, row {bad_row}", "replace the file")
-    return Dataset("wikipedia-features", items, label_names=categories, arrays=arrays,
-                   source=str(root), skipped=report.count)
+    if texts:
+        del arrays["text"]  # the LDA rows are not the texts of this dataset
+        if not items:
+            raise DataError(root / "texts", "no usable articles", "every article was missing or empty")
+    name = "wikipedia-texts" if texts else "wikipedia-features"
+    return Dataset(name, items, label_names=categories, arrays=arrays, source=str(root), skipped=report.count)
+
+
+def read_wikipedia_texts(path: Path, *, skip_bad: bool = False) -> Dataset:
+    """SIFT feature rows for images, the ``texts/`` articles as raw texts (see :func:`read_wikipedia_features`)."""
+    return read_wikipedia_features(path, texts=True, skip_bad=skip_bad)
 
 
 def read_wikipedia(path: Path, *, skip_bad: bool = False) -> Dataset:
@@ -127,6 +158,12 @@ def _raw_item(root: Path, list_path: Path, entry: ListEntry, categories: list[st
     image = root / "images" / categories[entry.category] / f"{entry.image_id}.jpg"
     if not image.is_file():
         raise DataError(list_path, f"image {image} not found", "add the image or pass --skip-bad", line=entry.line)
+    text = read_article(root, list_path, entry)
+    return Item(id=entry.text_id, image=image, texts=(text,), labels=(entry.category,), split=entry.split)
+
+
+def read_article(root: Path, list_path: Path, entry: ListEntry) -> str:
+    """The text of ``texts/<text id>.xml`` (or ``.txt``); missing or empty is a :class:`DataError`."""
     text_file = next((root / "texts" / f"{entry.text_id}{suffix}" for suffix in (".xml", ".txt")
                       if (root / "texts" / f"{entry.text_id}{suffix}").is_file()), None)
     if text_file is None:
@@ -135,4 +172,4 @@ def _raw_item(root: Path, list_path: Path, entry: ListEntry, categories: list[st
     text = read_document(text_file)
     if not text:
         raise DataError(text_file, "empty text", "write the article text or pass --skip-bad")
-    return Item(id=entry.text_id, image=image, texts=(text,), labels=(entry.category,), split=entry.split)
+    return text

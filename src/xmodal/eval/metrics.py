@@ -17,13 +17,20 @@ Conventions
   ``precision@i * rel_i``, divided by the number of relevant candidates *found in the top k*;
   0 when none is found there.
 * Queries with no relevant candidate at all have an undefined AP: :func:`average_precision`
-  returns NaN for them and :func:`mean_average_precision` excludes them from the mean (the count
-  is logged at DEBUG level). If every query is excluded the MAP is NaN.
+  returns NaN for them. By default (``empty="exclude"``) :func:`mean_average_precision`
+  leaves them out of the mean (the count is logged at DEBUG level; if every query is left out
+  the MAP is NaN), so a query that cannot succeed does not lower the score. The DSCMR/ACMR
+  evaluation code (``fx_calc_map_label``) instead counts such a query as AP 0:
+  ``empty="zero"`` reproduces that, and gives a lower MAP whenever such queries exist. On
+  single-label benchmarks whose test split holds every class (Wikipedia) there are none, so
+  the two agree.
 * Instance recall uses ``gt``, a boolean ``[n_images, n_texts]`` matrix of matching pairs.
   A query's rank is the 1-based rank of its best-ranked ground-truth match. ``r@k`` is the
-  percentage (0-100) of queries with rank <= k, ``medr`` the plain median of the ranks (as
-  :func:`numpy.median`, so it can be x.5), ``meanr`` their mean. ``rsum`` is the sum of
-  r@1, r@5 and r@10 in both directions. Every query must have at least one match.
+  percentage (0-100) of queries with rank <= k and ``meanr`` the mean rank. ``medr`` follows
+  the SCAN / VSE++ evaluation code, ``floor(median(0-based ranks)) + 1``: always an integer
+  (for an even number of queries numpy's median of the middle pair is rounded down), so the
+  1-based ranks ``[1, 2]`` give medr 1, not 1.5. ``rsum`` is the sum of r@1, r@5 and r@10 in
+  both directions. Every query must have at least one match.
 * Memory: queries are processed ``block_size`` at a time, so peak extra memory is
   O(block_size x n_candidates), never O(n_queries x n_candidates x anything). Computation runs
   on the device of ``scores``; other tensors are moved there one block at a time. Numpy arrays
@@ -45,6 +52,7 @@ ArrayLike = Tensor | np.ndarray
 
 DEFAULT_BLOCK_SIZE = 1024
 RSUM_KS = (1, 5, 10)
+EMPTY_QUERY_RULES = ("exclude", "zero")
 
 
 # ----------------------------------------------------------------------------- validation
@@ -265,13 +273,14 @@ def average_precision(scores: ArrayLike, relevant: ArrayLike, k: int | None = No
 
 def mean_average_precision(scores: ArrayLike, query_labels: ArrayLike | Sequence,
                            candidate_labels: ArrayLike | Sequence, k: int | None = None,
-                           block_size: int = DEFAULT_BLOCK_SIZE) -> float:
+                           block_size: int = DEFAULT_BLOCK_SIZE, empty: str = "exclude") -> float:
     """MAP (``k=None``) or MAP@k with label relevance (share >= 1 label).
 
-    Queries with no relevant candidate are excluded from the mean; NaN if none is left.
+    A query with no relevant candidate is left out of the mean (``empty="exclude"``, NaN if
+    none is left) or counted as AP 0 as the DSCMR code does (``empty="zero"``).
     The relevance matrix is built one block at a time, never in full.
     """
-    return _label_maps(scores, query_labels, candidate_labels, [k], block_size)[0]
+    return _label_maps(scores, query_labels, candidate_labels, [k], block_size, empty)[0]
 
 
 def _check_map_ks(ks: Sequence[int | None]) -> list[int | None]:
@@ -281,12 +290,18 @@ def _check_map_ks(ks: Sequence[int | None]) -> list[int | None]:
     return list(ks)
 
 
+def _check_empty_rule(empty: str) -> None:
+    if empty not in EMPTY_QUERY_RULES:
+        raise ValueError(f"empty: expected one of {EMPTY_QUERY_RULES}, got {empty!r}")
+
+
 def _label_maps(scores: ArrayLike, query_labels: ArrayLike | Sequence,
                 candidate_labels: ArrayLike | Sequence, ks: Sequence[int | None],
-                block_size: int) -> list[float]:
+                block_size: int, empty: str = "exclude") -> list[float]:
     """MAP for each cut-off in ``ks`` (``None`` = all), sorting each block only once."""
     scores = _as_scores(scores)
     ks = _check_map_ks(ks)
+    _check_empty_rule(empty)
     n_classes = max(_label_width(query_labels), _label_width(candidate_labels))
     query = _as_labels(query_labels, "query_labels", scores.shape[0], n_classes)
     candidate = _as_labels(candidate_labels, "candidate_labels", scores.shape[1], n_classes)
@@ -297,6 +312,8 @@ def _label_maps(scores: ArrayLike, query_labels: ArrayLike | Sequence,
         for rows in _blocks(scores.shape[0], block_size)
     ]
     ap = torch.cat(parts, dim=1)
+    if empty == "zero":
+        return [float(value) for value in torch.nan_to_num(ap, nan=0.0).mean(dim=1)]
     defined = ~torch.isnan(ap[0])
     n_excluded = int((~defined).sum())
     if n_excluded:
@@ -336,19 +353,29 @@ def recall_at_k(scores: ArrayLike, gt: ArrayLike, ks: Sequence[int] = RSUM_KS,
         _check_positive_int(k, "ks")
     ranks = first_match_ranks(scores, gt, block_size=block_size)
     result = {f"r@{k}": 100.0 * float((ranks <= k).double().mean()) for k in ks}
-    result["medr"] = float(np.median(ranks.cpu().numpy()))
+    result["medr"] = median_rank(ranks)
     result["meanr"] = float(ranks.double().mean())
     return result
 
 
+def median_rank(ranks: ArrayLike) -> float:
+    """SCAN / VSE++ median rank of 1-based ``ranks``: ``floor(median(ranks - 1)) + 1``.
+
+    Their code ranks from 0 and rounds the median down, so the result is a whole rank (an even
+    count never gives x.5), which keeps our medr comparable with the papers' tables.
+    """
+    zero_based = torch.as_tensor(ranks).cpu().numpy() - 1
+    return float(np.floor(np.median(zero_based)) + 1)
+
+
 def _direction_metrics(scores: Tensor, query_labels: ArrayLike | Sequence | None,
                        candidate_labels: ArrayLike | Sequence | None, gt: Tensor | None,
-                       map_ks: Sequence[int], block_size: int) -> dict[str, float]:
+                       map_ks: Sequence[int], block_size: int, empty: str = "exclude") -> dict[str, float]:
     """All applicable metrics for one direction (queries are the rows of ``scores``)."""
     result: dict[str, float] = {}
     if query_labels is not None and candidate_labels is not None:
         ks = [None, *map_ks]
-        maps = _label_maps(scores, query_labels, candidate_labels, ks, block_size)
+        maps = _label_maps(scores, query_labels, candidate_labels, ks, block_size, empty)
         result.update({"map" if k is None else f"map@{k}": value for k, value in zip(ks, maps)})
     if gt is not None:
         result.update(recall_at_k(scores, gt, ks=RSUM_KS, block_size=block_size))
@@ -358,13 +385,15 @@ def _direction_metrics(scores: Tensor, query_labels: ArrayLike | Sequence | None
 def evaluate_retrieval(scores: ArrayLike, *, image_labels: ArrayLike | Sequence | None = None,
                        text_labels: ArrayLike | Sequence | None = None,
                        gt: ArrayLike | None = None, map_ks: Sequence[int] = (50,),
-                       block_size: int = DEFAULT_BLOCK_SIZE) -> dict:
+                       block_size: int = DEFAULT_BLOCK_SIZE, map_empty: str = "exclude") -> dict:
     """Evaluate both directions from one ``[n_images, n_texts]`` score matrix.
 
     Returns ``{"i2t": {...}, "t2i": {...}}`` with MAP keys (``map``, ``map@k``) when labels are
     given, recall keys (``r@1/5/10``, ``medr``, ``meanr``) and a top-level ``rsum`` when ``gt``
     is given. All values are plain Python floats. ``t2i`` is computed on ``scores.T``, ``gt.T``
-    and the swapped label sets. Raises ValueError when neither labels nor ``gt`` are given.
+    and the swapped label sets. ``map_empty`` is :func:`mean_average_precision`'s ``empty``
+    rule for queries without a relevant candidate. Raises ValueError when neither labels nor
+    ``gt`` are given.
     """
     scores = _as_scores(scores)
     if (image_labels is None) != (text_labels is None):
@@ -376,9 +405,9 @@ def evaluate_retrieval(scores: ArrayLike, *, image_labels: ArrayLike | Sequence 
         _check_rows(text_labels, "text_labels", scores.shape[1], "text")
     if gt is not None:
         gt = _as_mask(gt, "gt", scores.shape)
-    i2t = _direction_metrics(scores, image_labels, text_labels, gt, map_ks, block_size)
+    i2t = _direction_metrics(scores, image_labels, text_labels, gt, map_ks, block_size, map_empty)
     t2i = _direction_metrics(scores.T, text_labels, image_labels,
-                             None if gt is None else gt.T, map_ks, block_size)
+                             None if gt is None else gt.T, map_ks, block_size, map_empty)
     result: dict = {"i2t": i2t, "t2i": t2i}
     if gt is not None:
         result["rsum"] = sum(d[f"r@{k}"] for d in (i2t, t2i) for k in RSUM_KS)

@@ -4,8 +4,10 @@ Three extractors, each cached on its own (``xmodal extract --encoders``):
 
 - ``effnet``: EfficientNet-Lite0 grid (float16, ``[items, regions, 1280]``) and pooled vector
   (float32, ``[items, 1280]``), one row per item in dataset order;
-- ``minilm``: MiniLM-L6 token states (float16, ``[texts, T, 384]``), lengths and the sentence
-  vector, one row per text in :func:`xmodal.data.records.all_texts` order;
+- ``minilm``: MiniLM-L6 token states (float16, ``[texts, T, 384]``) and lengths of each text's
+  first window (its first ``max_tokens`` word pieces), the sentence vector of the whole text
+  (every window, :mod:`xmodal.encoders.minilm`) and each text's window count, one row per text in
+  :func:`xmodal.data.records.all_texts` order;
 - ``words``: a vocabulary built from the training texts, padded word ids and lengths, GloVe
   50-d vectors for the vocabulary, and bag-of-words counts (sparse), rows as for ``minilm``.
 
@@ -85,9 +87,10 @@ def extractor_settings(name: str, options: ExtractOptions) -> dict[str, Any]:
         return {"encoder": "efficientnet-lite0", "boxes": [list(box) for box in BOXES], "decode": 2 * CROP_RESOLUTION,
                 "crop": CROP_RESOLUTION, "loader": "reduce-on-load-v2"}
     if name == "minilm":
-        return {"encoder": "all-MiniLM-L6-v2", "max_tokens": options.max_text_tokens}
+        # "sentence": the sentence vector is the token-weighted mean over windows of the whole text (v1).
+        return {"encoder": "all-MiniLM-L6-v2", "max_tokens": options.max_text_tokens, "sentence": "windows-v1"}
     if name == "words":
-        return {"tokenizer": "lower-word-v1", "vectors": "glove-6B-50d", "vocabulary": "train"}
+        return {"tokenizer": "lower-word-v2", "vectors": "glove-6B-50d", "vocabulary": "train"}
     raise XmodalError(f"unknown extractor {name!r}; choose from {', '.join(EXTRACTORS)}")
 
 
@@ -122,7 +125,8 @@ def extract(dataset: Dataset, name: str, options: ExtractOptions, force: bool = 
         store.remove_superseded_shards()
     row_keys = [None if key is None or key not in index.rows else key for key in keys]
     if name == "minilm":
-        extra.update(_merge_shard_fields(index, row_keys, ("max_tokens",)))
+        # Per-shard maxima; per-text window counts are the view's ``windows`` array (counts do not merge by max).
+        extra.update(_merge_shard_fields(index, row_keys, ("max_tokens", "most_windows")))
     manifest = {"dataset": dataset.name, "source": dataset.source, "extractor": name, "settings": settings,
                 "items": len(dataset), "rows": len(keys), "encoded": encoded,
                 "seconds": round(time.perf_counter() - started, 3), **extra}
@@ -311,23 +315,32 @@ def _merge_shard_fields(index: StoreIndex, keys: list[str | None], fields: tuple
 
 
 def _fill_minilm(texts: list[str], options: ExtractOptions, writer: FeatureWriter) -> dict[str, Any]:
+    """Token states of each text's first window; the sentence vector over all its windows.
+
+    Called once per shard of texts the store lacks; texts are tokenised once. ``windows`` holds
+    each text's window count (1: nothing was cut); the shard's manifest records how many texts
+    needed more than one (``long_texts``) and the windows encoded in all.
+    """
     from xmodal.encoders.minilm import DIMENSION, MiniLM
 
     encoder = MiniLM(options.max_text_tokens, options.device)
-    tokenized = encoder.tokenizer(texts, truncation=True, max_length=options.max_text_tokens)["input_ids"]
-    width = max(len(ids) for ids in tokenized)
+    windows = encoder.windows(texts)
+    width = max(len(text_windows[0]) for text_windows in windows)
     tokens = writer.allocate("tokens", (len(texts), width, DIMENSION), np.float16)
     lengths = writer.allocate("lengths", (len(texts),), np.int32)
     sentence = writer.allocate("sentence", (len(texts), DIMENSION), np.float32)
+    n_windows = [len(text_windows) for text_windows in windows]
+    writer.save("windows", np.asarray(n_windows, dtype=np.int32))
     batch_size = max(options.batch_size, 64)
     batches = range(0, len(texts), batch_size)
     for start in progress(batches, total=len(batches), desc="minilm", unit="batch"):
-        out = encoder.encode(texts[start : start + batch_size])
+        out = encoder.encode_windows(windows[start : start + batch_size])
         stop = start + len(out.lengths)
         tokens[start:stop, : out.tokens.shape[1]] = out.tokens.cpu().numpy().astype(np.float16)
         lengths[start:stop] = out.lengths.cpu().numpy()
         sentence[start:stop] = out.sentence.cpu().numpy()
-    return {"texts": len(texts), "max_tokens": width}
+    return {"texts": len(texts), "max_tokens": width, "windows": sum(n_windows),
+            "long_texts": sum(n > 1 for n in n_windows), "most_windows": max(n_windows)}
 
 
 def _extract_words(dataset: Dataset, settings: dict[str, Any], force: bool, started: float) -> ExtractResult:
