@@ -43,7 +43,9 @@ class ObjectProxies:
 
         self.encoder = EfficientNetLite0(CROP_RESOLUTION, device)
 
-    def encode(self, images: list[Image.Image]) -> torch.Tensor:
+    def encode(self, images: list[Image.Image], crops_per_pass: int = 64) -> torch.Tensor:
+        """``[B, P, 1280]``; crops go through the network ``crops_per_pass`` at a time (bounded memory)."""
         pieces = [crop for image in images for crop in crops(image)]
-        pooled = self.encoder.encode(pieces).pooled  # [B * P, 1280]
+        pooled = torch.cat([self.encoder.encode(pieces[start : start + crops_per_pass]).pooled
+                            for start in range(0, len(pieces), crops_per_pass)])  # [B * P, 1280]
         return pooled.view(len(images), self.count, -1)
