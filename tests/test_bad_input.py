@@ -218,3 +218,53 @@ def test_the_pixel_limit_is_an_option_of_extract_check_and_config(tmp_path, caps
                  "--skip-bad"]) == 0
     assert "skipped 12 unreadable image(s)" in capsys.readouterr().out
     assert load_config("dual/emoji", ["data.max_image_pixels=0"]).data.max_image_pixels == 0
+
+
+def test_a_list_file_that_is_not_utf8_does_not_suggest_skip_bad(tmp_path, capsys):
+    table = tmp_path / "c.csv"
+    table.write_bytes("image,caption\na.png,caf\xe9 au lait\n".encode("latin-1"))
+    assert main(["data", "info", "csv", "--path", str(table), "--skip-bad"]) == 2
+    err = _error(capsys)
+    assert f"{table}:2: not valid UTF-8 (byte 23: 0xe9)" in err and "iconv" in err and "--skip-bad" not in err
+
+
+def test_folder_reader_follows_symlinked_folders_once_and_names_an_all_bad_folder(tmp_path, capsys):
+    real = tmp_path / "real" / "cats"
+    real.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(real / "a.png")
+    (real / "a.txt").write_text("a cat\n")
+    collection = tmp_path / "collection"
+    collection.mkdir()
+    (collection / "cats").symlink_to(real, target_is_directory=True)
+    (real / "loop").symlink_to(collection, target_is_directory=True)  # a link back up the tree
+    from xmodal.data.collection import read_folder
+
+    dataset = read_folder(collection)
+    assert [item.id for item in dataset] == ["cats/a"] and dataset.label_names == ["cats"]
+    (real / "a.txt").unlink()
+    assert main(["data", "info", "folder", "--path", str(collection), "--skip-bad"]) == 2
+    err = _error(capsys)
+    assert "no usable items; 1 bad record(s) skipped, first: " in err and "no caption file a.txt" in err
+    assert "check the folder's images and captions" in err and "file's contents" not in err
+
+
+def test_skipped_records_are_named_on_screen_and_in_the_run(tmp_path, capsys):
+    table = _collection(tmp_path / "photos", shade=60)
+    rows = table.read_text().splitlines()
+    table.write_text("\n".join([*rows, "missing.png,a patch that is not there,train", "im1.png,,train"]) + "\n")
+    assert main(["data", "info", "csv", "--path", str(table), "--skip-bad"]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped 2 bad record(s) (--skip-bad):" in printed and "c.csv:14: image not found: " in printed
+    config = tmp_path / "dual.yaml"
+    config.write_text(yaml.safe_dump({"model": {"name": "dual", "params": {"dim": 8, "hidden": 0}},
+                                      "data": {"dataset": "csv"}, "train": {"epochs": 1, "batch_size": 4}}))
+    assert main(["train", "--config", str(config), "--path", str(table), "--out", str(tmp_path / "run"),
+                 "--skip-bad"]) == 0
+    listed = (tmp_path / "run" / "skipped.txt").read_text()
+    assert "# 2 bad record(s) skipped while reading csv:" in listed and "c.csv:14: image not found: " in listed
+    assert "# 1 unreadable image(s), by item id:\nim3" in listed
+
+
+def test_emoji_path_that_does_not_exist_is_an_error_even_when_cached(tmp_path, capsys):
+    assert main(["data", "fetch", "emoji", "--path", str(tmp_path / "nope")]) == 2
+    assert "nope: no such folder" in _error(capsys)

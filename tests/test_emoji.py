@@ -52,7 +52,7 @@ def test_missing_image_is_named_or_counted(emoji_dataset, tmp_path):
     with pytest.raises(DataError, match=r"1f600\.png: image for GRINNING FACE not found"):
         read_emoji(copy)
     dataset = read_emoji(copy, skip_bad=True)
-    assert dataset.skipped == 1 and len(dataset) == 1905
+    assert len(dataset.skipped) == 1 and len(dataset) == 1905
 
 
 def test_corrupt_tarball_is_reported(tmp_path, monkeypatch):

@@ -60,12 +60,12 @@ def test_bad_input_gets_the_csv_errors(tmp_path):
     assert message.startswith(f"{root / 'captions.txt'}:4: image not found: {root.absolute() / 'Images'}")
     assert "--skip-bad" in message
     dataset = read_flickr8k(root, skip_bad=True)  # the missing image's two caption rows are skipped
-    assert dataset.skipped == 2 and [item.id for item in dataset] == ["1000_abc0", "1002_abc2"]
+    assert len(dataset.skipped) == 2 and [item.id for item in dataset] == ["1000_abc0", "1002_abc2"]
 
     make_flickr(tmp_path / "empty", captions='image,caption\n1000_abc0.jpg,"  "\n1001_abc1.jpg,fine\n')
     with pytest.raises(DataError, match=r"captions\.txt:2: empty caption"):
         read_flickr8k(tmp_path / "empty")
-    assert read_flickr8k(tmp_path / "empty", skip_bad=True).skipped == 1
+    assert len(read_flickr8k(tmp_path / "empty", skip_bad=True).skipped) == 1
 
     make_flickr(tmp_path / "column", captions="image,text\n1000_abc0.jpg,hello\n")
     with pytest.raises(DataError, match=r"captions\.txt:1: missing required column 'caption'"):

@@ -52,7 +52,7 @@ def test_read_folder_labels_from_subfolders(tmp_path: Path) -> None:
     assert [item.image for item in dataset] == [tmp_path / name for name in ("cat/a.png", "cat/b.png", "dog/c.png")]
     expected = stratified_split(["cat/a", "cat/b", "dog/c"], strata=["cat", "cat", "dog"], fractions=(0.7, 0.1, 0.2))
     assert {item.id: item.split for item in dataset} == expected
-    assert dataset.skipped == 0
+    assert len(dataset.skipped) == 0
 
 
 def test_read_folder_flat_has_no_labels(tmp_path: Path) -> None:
@@ -97,7 +97,7 @@ def test_read_folder_skip_bad_counts(tmp_path: Path) -> None:
     dataset = read_folder(tmp_path, skip_bad=True)
 
     assert [item.id for item in dataset] == ["good"]
-    assert dataset.skipped == 3
+    assert len(dataset.skipped) == 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,7 +218,7 @@ def test_read_csv_skip_bad_counts_each_bad_row(tmp_path: Path) -> None:
     dataset = read_csv(csv_file, skip_bad=True)
 
     assert len(dataset) == 1 and dataset.items[0].texts == ("good", "also good")
-    assert dataset.skipped == 3
+    assert len(dataset.skipped) == 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,7 +280,7 @@ def test_read_jsonl_skip_bad_counts(tmp_path: Path) -> None:
     dataset = read_jsonl(jsonl, skip_bad=True)
 
     assert [(item.id, item.texts) for item in dataset] == [("a", ("kept",))]
-    assert dataset.skipped == 4
+    assert len(dataset.skipped) == 4
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,7 +360,7 @@ def test_read_karpathy_missing_image_names_index_and_filename(tmp_path: Path) ->
     assert "'2.jpg'" in message
 
     dataset = read_karpathy(path, skip_bad=True)
-    assert [item.id for item in dataset] == ["1"] and dataset.skipped == 1
+    assert [item.id for item in dataset] == ["1"] and len(dataset.skipped) == 1
 
 
 def test_read_karpathy_empty_caption_and_bad_split(tmp_path: Path) -> None:
@@ -479,7 +479,7 @@ def test_read_feature_arrays_non_finite_names_file_and_row(tmp_path: Path) -> No
     dataset = read_feature_arrays(tmp_path, skip_bad=True)
     assert [item.id for item in dataset] == ["train-0", "test-0", "test-1"]
     assert [item.image for item in dataset] == [FeatureRow("image", i) for i in range(3)]
-    assert dataset.arrays["text"].shape == (3, 3) and dataset.skipped == 2
+    assert dataset.arrays["text"].shape == (3, 3) and len(dataset.skipped) == 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -536,4 +536,4 @@ def test_read_scan_precomputed_empty_caption_line(tmp_path: Path) -> None:
 
     dataset = read_scan_precomputed(tmp_path, skip_bad=True)
     assert dataset.items[0].texts == ("a", "b", "d", "e") and len(dataset.items[1].texts) == 5
-    assert dataset.skipped == 1
+    assert len(dataset.skipped) == 1

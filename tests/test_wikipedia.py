@@ -91,7 +91,7 @@ def test_raw_layout_bad_inputs(tmp_path):
         read_wikipedia(root)
     (root / "images" / "art" / "i1.jpg").unlink()
     dataset = read_wikipedia(root, skip_bad=True)
-    assert dataset.skipped == 2 and [item.id for item in dataset] == ["t3"]
+    assert len(dataset.skipped) == 2 and [item.id for item in dataset] == ["t3"]
 
 
 def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
@@ -159,10 +159,10 @@ def test_wikipedia_texts_missing_article_is_an_error_or_a_counted_skip(tmp_path)
     with pytest.raises(DataError, match=r"trainset_txt_img_cat\.list:2: no texts/a2\.xml or \.txt"):
         read_wikipedia_texts(root)
     dataset = read_wikipedia_texts(root, skip_bad=True)
-    assert dataset.skipped == 1 and [item.id for item in dataset] == ["a1", "a3", "b1", "b2"]
+    assert len(dataset.skipped) == 1 and [item.id for item in dataset] == ["a1", "a3", "b1", "b2"]
     assert [item.image.row for item in dataset] == [0, 2, 3, 4]  # the others keep their feature rows
     (root / "texts" / "b1.xml").write_text("<document><text>  </text></document>")
-    assert read_wikipedia_texts(root, skip_bad=True).skipped == 2
+    assert len(read_wikipedia_texts(root, skip_bad=True).skipped) == 2
     (root / "texts" / "a2.txt").write_text("Jazz", encoding="utf-8")
     with pytest.raises(DataError, match=r"b1\.xml: empty text"):
         read_wikipedia_texts(root)
@@ -201,7 +201,7 @@ def test_real_wikipedia_texts_every_article_read(wikipedia_dir):
     if not (wikipedia_dir / "texts").is_dir():
         pytest.skip("../shared/data/wikipedia/texts is absent")
     dataset = read_wikipedia_texts(wikipedia_dir)
-    assert len(dataset) == 2866 and dataset.skipped == 0 and dataset.split_counts() == {"train": 2173, "test": 693}
+    assert len(dataset) == 2866 and len(dataset.skipped) == 0 and dataset.split_counts() == {"train": 2173, "test": 693}
     assert dataset.text_kind == "raw" and dataset.image_kind == "features"
     words = [len(item.texts[0].split()) for item in dataset]
     assert min(words) > 200  # every article, the ~900 malformed ones included, gives its text

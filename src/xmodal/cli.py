@@ -158,7 +158,10 @@ def describe_dataset(dataset) -> str:
             counts = [per_split[split][name] for split in splits]
             lines.append(f"{name:<{width}}" + "".join(f"{c:>8}" for c in counts) + f"{sum(counts):>8}")
     if dataset.skipped:
-        lines.append(f"skipped {dataset.skipped} bad record(s) (--skip-bad)")
+        lines.append(f"skipped {len(dataset.skipped)} bad record(s) (--skip-bad):")
+        lines += [f"  {problem}" for problem in dataset.skipped[:5]]
+        if len(dataset.skipped) > 5:
+            lines.append(f"  ... and {len(dataset.skipped) - 5} more (train --skip-bad lists all in RUN/skipped.txt)")
     return "\n".join(lines)
 
 

@@ -49,6 +49,10 @@ class SkipReport:
     def count(self) -> int:
         return len(self.skipped)
 
+    def messages(self) -> list[str]:
+        """One line per skipped record: where it is and what was wrong."""
+        return [str(error) for error in self.skipped]
+
     def summary(self, limit: int = 5) -> str:
         if not self.skipped:
             return "no bad records"

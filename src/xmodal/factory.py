@@ -123,7 +123,9 @@ def build_data(config: RunConfig, device: torch.device, dataset: Dataset | None 
         bad = sorted(data.bad_items)
         shown = f": {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}" if bad else ""
         logger.warning("skipped %d bad record(s) while reading and %d unreadable image(s)%s (--skip-bad)",
-                       dataset.skipped, len(bad), shown)
+                       len(dataset.skipped), len(bad), shown)
+        for problem in dataset.skipped[:5]:
+            logger.warning("  %s", problem)
     return data
 
 

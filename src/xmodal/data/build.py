@@ -111,11 +111,10 @@ def build_dataset(
     records = _unique_records(records, report)
     records = _records_with_consistent_splits(records, report)
     if not records:
-        raise DataError(
-            source,
-            "no usable items",
-            "check the file's contents (every record was bad or none was found)",
-        )
+        what = "folder's images and captions" if Path(source).is_dir() else "file's contents"
+        skipped = f"; {report.count} bad record(s) skipped, first: {report.skipped[0]}" if report.count else ""
+        raise DataError(source, f"no usable items{skipped}", f"check the {what} (every record was bad or none "
+                        "was found)")
     label_names = sorted({label for record in records for label in record.labels})
     label_ids = {label: index for index, label in enumerate(label_names)}
     splits = _assign_splits(records, fractions)
@@ -129,7 +128,7 @@ def build_dataset(
         )
         for record in records
     ]
-    return Dataset(name=name, items=items, label_names=label_names, source=str(source), skipped=report.count)
+    return Dataset(name=name, items=items, label_names=label_names, source=str(source), skipped=report.messages())
 
 
 def _unique_records(records: list[Record], report: SkipReport) -> list[Record]:

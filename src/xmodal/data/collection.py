@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,14 +81,23 @@ def read_folder(path: Path, *, skip_bad: bool = False) -> Dataset:
 
 
 def _find_images(root: Path) -> list[Path]:
-    """Image files under ``root``, skipping hidden ones, sorted by relative path."""
-    found = [
-        file
-        for file in root.rglob("*")
-        if file.suffix.lower() in IMAGE_SUFFIXES
-        and file.is_file()
-        and not any(part.startswith(".") for part in file.relative_to(root).parts)
-    ]
+    """Image files under ``root``, skipping hidden ones, sorted by relative path.
+
+    Symlinked folders are followed (collections are often assembled from links), each real
+    folder once, so a link back up the tree cannot loop.
+    """
+    found, seen = [], set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        identity = (os.stat(folder).st_dev, os.stat(folder).st_ino)
+        if identity in seen:
+            subfolders[:] = []
+            continue
+        seen.add(identity)
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        for name in files:
+            file = Path(folder) / name
+            if not name.startswith(".") and file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
+                found.append(file)
     return sorted(found, key=lambda file: file.relative_to(root).as_posix())
 
 
@@ -167,7 +177,7 @@ def _image_root(root: Path) -> Path:
 
 def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
     """Non-blank rows with the 1-based line each starts on; the file must be UTF-8."""
-    text = read_utf8(path).removeprefix("\ufeff")
+    text = read_utf8(path, whole_list=True).removeprefix("\ufeff")
     reader = csv.reader(io.StringIO(text, newline=""))
     rows: list[tuple[int, list[str]]] = []
     start = 1
@@ -288,7 +298,7 @@ def read_jsonl(path: Path, *, skip_bad: bool = False) -> Dataset:
     report = SkipReport(skip_bad)
     base = path.absolute().parent
     records = []
-    for line, text in enumerate(read_utf8(path).removeprefix("\ufeff").splitlines(), start=1):
+    for line, text in enumerate(read_utf8(path, whole_list=True).removeprefix("\ufeff").splitlines(), start=1):
         if not text.strip():
             continue
         try:

@@ -45,6 +45,9 @@ def fetch_emoji(source: Path | None = None) -> Path:
     ``source`` may be an unpacked folder (returned as is), or a folder holding the two tarballs.
     Without it, the tarballs are fetched with ``npm pack`` into the cache.
     """
+    if source is not None and not Path(source).is_dir():
+        raise XmodalError(f"--path {source}: no such folder; give the folder that holds the two emoji tarballs "
+                          "(or an unpacked copy), or leave --path out to fetch them with npm")
     if source is not None and is_unpacked(Path(source)):
         return Path(source)
     target = cache_root()
@@ -126,7 +129,7 @@ def read_emoji(path: Path | None = None, *, skip_bad: bool = False) -> Dataset:
         for r in records
     ]
     return Dataset("emoji", items, label_names=categories, extra_label_names={"subcategory": subcategories},
-                   source=str(root), skipped=report.count)
+                   source=str(root), skipped=report.messages())
 
 
 def _load_json(path: Path):

@@ -52,7 +52,7 @@ def read_karpathy(path: Path, *, image_root: Path | None = None, skip_bad: bool 
 def _load_json(path: Path) -> dict:
     """The file's top-level object; invalid JSON is an error naming the line."""
     try:
-        content = json.loads(read_utf8(path))
+        content = json.loads(read_utf8(path, whole_list=True))
     except json.JSONDecodeError as error:
         raise DataError(
             path,

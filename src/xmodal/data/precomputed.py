@@ -91,7 +91,7 @@ def read_feature_arrays(path: Path, *, skip_bad: bool = False) -> Dataset:
     }
     label_names = [str(index) for index in range(n_classes)]
     return Dataset(
-        "precomputed", items, label_names=label_names, arrays=arrays, source=str(path), skipped=report.count
+        "precomputed", items, label_names=label_names, arrays=arrays, source=str(path), skipped=report.messages()
     )
 
 
@@ -339,7 +339,7 @@ def read_scan_precomputed(path: Path, *, skip_bad: bool = False) -> Dataset:
     if not items:
         raise DataError(folder, "no usable items", "every image or caption was bad; check the files")
     arrays = {"image": np.concatenate(blocks)}
-    return Dataset("scan-precomputed", items, arrays=arrays, source=str(folder), skipped=report.count)
+    return Dataset("scan-precomputed", items, arrays=arrays, source=str(folder), skipped=report.messages())
 
 
 def _scan_sources(folder: Path) -> list[tuple[Split, Path, Path]]:
@@ -387,7 +387,7 @@ def _check_scan_images(images: _Array, reference: _Array | None) -> None:
 
 def _scan_caption_lines(captions_file: Path) -> list[str]:
     """The file's lines (UTF-8), without trailing blank lines."""
-    lines = read_utf8(captions_file).splitlines()
+    lines = read_utf8(captions_file, whole_list=True).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     return lines

@@ -58,7 +58,7 @@ class Dataset:
     extra_label_names: dict[str, list[str]] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     source: str = ""
-    skipped: int = 0
+    skipped: list[str] = field(default_factory=list)  # records skipped under --skip-bad: where, and what was wrong
 
     def __len__(self) -> int:
         return len(self.items)

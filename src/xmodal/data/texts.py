@@ -10,20 +10,24 @@ from pathlib import Path
 from xmodal.errors import DataError
 
 
-def read_utf8(path: Path) -> str:
-    """The whole file as text; a file that is not UTF-8 gets an error naming the byte offset."""
+def read_utf8(path: Path, *, whole_list: bool = False) -> str:
+    """The whole file as text; a file that is not UTF-8 gets an error naming the line and byte.
+
+    ``whole_list``: the file lists the whole dataset (a CSV, a JSONL, a list file), so skipping
+    bad records cannot help and the error does not suggest ``--skip-bad``.
+    """
+    skip = "" if whole_list else ", or pass --skip-bad to skip it"
     try:
         return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise DataError(path, "file not found", "check the path, or pass --skip-bad to skip it") from None
+        raise DataError(path, "file not found", f"check the path{skip}") from None
     except UnicodeDecodeError as error:
-        line = path.read_bytes()[: error.start].count(b"\n") + 1
-        raise DataError(
-            path,
-            f"not valid UTF-8 (byte {error.start})",
-            "re-save the file as UTF-8, or pass --skip-bad to skip it",
-            line=line,
-        ) from None
+        data = path.read_bytes()
+        line = data[: error.start].count(b"\n") + 1
+        fix = ("re-save the file as UTF-8 (for instance iconv -f latin1 -t utf-8 FILE > NEW), then read NEW"
+               if whole_list else "re-save the file as UTF-8, or pass --skip-bad to skip it")
+        raise DataError(path, f"not valid UTF-8 (byte {error.start}: 0x{data[error.start]:02x})", fix,
+                        line=line) from None
 
 
 def read_document(path: Path) -> str:

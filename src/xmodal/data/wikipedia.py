@@ -37,7 +37,7 @@ class ListEntry:
 
 def read_categories(root: Path) -> list[str]:
     path = root / "categories.list"
-    names = [line.strip() for line in read_utf8(path).splitlines() if line.strip()]
+    names = [line.strip() for line in read_utf8(path, whole_list=True).splitlines() if line.strip()]
     if not names:
         raise DataError(path, "no category names", "write one category name per line")
     return names
@@ -47,7 +47,7 @@ def read_list(root: Path, split: Split, n_categories: int, report: SkipReport) -
     """Parse one list file; malformed lines raise, or are counted with ``--skip-bad``."""
     path = root / LIST_FILES[split]
     entries = []
-    for number, line in enumerate(read_utf8(path).splitlines(), start=1):
+    for number, line in enumerate(read_utf8(path, whole_list=True).splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.split()
@@ -127,7 +127,7 @@ def read_wikipedia_features(path: Path, *, texts: bool = False, skip_bad: bool =
         if not items:
             raise DataError(root / "texts", "no usable articles", "every article was missing or empty")
     name = "wikipedia-texts" if texts else "wikipedia-features"
-    return Dataset(name, items, label_names=categories, arrays=arrays, source=str(root), skipped=report.count)
+    return Dataset(name, items, label_names=categories, arrays=arrays, source=str(root), skipped=report.messages())
 
 
 def read_wikipedia_texts(path: Path, *, skip_bad: bool = False) -> Dataset:
@@ -151,7 +151,7 @@ def read_wikipedia(path: Path, *, skip_bad: bool = False) -> Dataset:
                 items.append(_raw_item(root, list_path, entry, categories))
             except DataError as error:
                 report.handle(error)
-    return Dataset("wikipedia", items, label_names=categories, source=str(root), skipped=report.count)
+    return Dataset("wikipedia", items, label_names=categories, source=str(root), skipped=report.messages())
 
 
 def _raw_item(root: Path, list_path: Path, entry: ListEntry, categories: list[str]) -> Item:

@@ -107,11 +107,11 @@ def train_run(run: Run, out: Path, *, resume: bool = False, world: World | None 
 
 
 def _write_skipped(run: Run, out: Path) -> None:
-    """``skipped.txt``: every image left out under --skip-bad, by id, and the count of bad records."""
+    """``skipped.txt``: every record and image left out under --skip-bad, each with what was wrong."""
     bad = sorted(run.data.bad_items)
     if run.dataset.skipped or bad:
-        lines = [f"# {run.dataset.skipped} bad record(s) skipped while reading {run.dataset.name}",
-                 f"# {len(bad)} unreadable image(s), by item id:", *bad]
+        lines = [f"# {len(run.dataset.skipped)} bad record(s) skipped while reading {run.dataset.name}:",
+                 *run.dataset.skipped, f"# {len(bad)} unreadable image(s), by item id:", *bad]
         atomic_write_bytes(out / "skipped.txt", ("\n".join(lines) + "\n").encode())
 
 
