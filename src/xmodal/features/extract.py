@@ -1,19 +1,23 @@
 """Running the frozen encoders over a dataset once and caching what they produce.
 
-Three extractors, each cached on its own (``xmodal extract --encoders``):
+Four extractors, each cached on its own (``xmodal extract --encoders``):
 
 - ``effnet``: EfficientNet-Lite0 grid (float16, ``[items, regions, 1280]``) and pooled vector
   (float32, ``[items, 1280]``), one row per item in dataset order;
 - ``minilm``: MiniLM-L6 token states (float16, ``[texts, T, 384]``), lengths and the sentence
   vector, one row per text in :func:`xmodal.data.records.all_texts` order;
 - ``words``: a vocabulary built from the training texts, padded word ids and lengths, GloVe
-  50-d vectors for the vocabulary, and bag-of-words counts (sparse), rows as for ``minilm``.
+  50-d vectors for the vocabulary, and bag-of-words counts (sparse), rows as for ``minilm``;
+- ``graph``: SCANet's word graph (:mod:`xmodal.encoders.graph`): the most frequent training
+  words GloVe knows, their k-nearest-neighbour adjacency and normalised Laplacian (sparse), and
+  each text's counts on the vertices (sparse), rows as for ``minilm``.
 
 ``effnet`` and ``minilm`` features are stored item by item under what produced them (the image
 file's content hash, the text string; see :mod:`xmodal.features.store`): a call encodes only
 the items the store lacks, in chunks committed one by one (so a killed run resumes where it
-stopped), then gathers the dataset's view in row order. ``words`` depends on the whole
-collection (its vocabulary) and takes well under a second, so it is cached per collection.
+stopped), then gathers the dataset's view in row order. ``words`` and ``graph``
+depend on the whole collection (a vocabulary fitted on its training texts) and take seconds, so
+each is cached per collection.
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ from xmodal.progress import progress
 
 logger = logging.getLogger(__name__)
 
-EXTRACTORS = ("effnet", "minilm", "words")
+EXTRACTORS = ("effnet", "minilm", "words", "graph")
+COLLECTION_EXTRACTORS = ("words", "graph")  # cached per collection, not item by item
 DEFAULT_EXTRACTORS = EXTRACTORS
 
 
@@ -64,6 +69,8 @@ class ExtractOptions:
     max_image_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused (0: no limit); see load_rgb
     chunk_images: int = 128  # images per committed shard: what a kill can cost (about 4 s at 224 px on 2 cores)
     chunk_texts: int = 1024  # texts per committed shard
+    graph_vertices: int = 2000  # word-graph vertices (the paper's vary by dataset: 598 to 10,055)
+    graph_neighbours: int = 8  # k of the word graph's nearest neighbours (the paper's k)
 
 
 @dataclass
@@ -82,6 +89,9 @@ def extractor_settings(name: str, options: ExtractOptions) -> dict[str, Any]:
         return {"encoder": "all-MiniLM-L6-v2", "max_tokens": options.max_text_tokens}
     if name == "words":
         return {"tokenizer": "lower-word-v1", "vectors": "glove-6B-50d", "vocabulary": "train"}
+    if name == "graph":
+        return {"tokenizer": "lower-word-v1", "vectors": "glove-6B-50d", "vocabulary": "train",
+                "vertices": options.graph_vertices, "neighbours": options.graph_neighbours, "edges": "knn-cosine-sym"}
     raise XmodalError(f"unknown extractor {name!r}; choose from {', '.join(EXTRACTORS)}")
 
 
@@ -95,8 +105,8 @@ def extract(dataset: Dataset, name: str, options: ExtractOptions, force: bool = 
     _check_applicable(dataset, name)
     started = time.perf_counter()
     clean_features_folder()
-    if name == "words":
-        return _extract_words(dataset, settings, force, started)
+    if name in COLLECTION_EXTRACTORS:
+        return _extract_collection(dataset, name, settings, options, force, started)
     store = ContentStore(name, settings)
     if name == "effnet":
         keys = file_keys([item.image for item in dataset.items])  # type: ignore[misc]
@@ -129,7 +139,7 @@ def _check_applicable(dataset: Dataset, name: str) -> None:
     if name == "effnet" and dataset.image_kind != "file":
         raise XmodalError(f"dataset {dataset.name!r} ships image features, not image files: nothing to extract "
                           "with effnet (its features are used as they are)")
-    if name in ("minilm", "words") and dataset.text_kind != "raw":
+    if name in ("minilm", *COLLECTION_EXTRACTORS) and dataset.text_kind != "raw":
         raise XmodalError(f"dataset {dataset.name!r} ships text features, not texts: nothing to extract with {name}")
 
 
@@ -262,21 +272,28 @@ def _fill_minilm(texts: list[str], options: ExtractOptions, writer: FeatureWrite
     return {"texts": len(texts), "max_tokens": width}
 
 
-def _extract_words(dataset: Dataset, settings: dict[str, Any], force: bool, started: float) -> ExtractResult:
-    """Words features are collection-dependent (the vocabulary) and cheap: keyed by the collection's texts."""
+def _extract_collection(dataset: Dataset, name: str, settings: dict[str, Any], options: ExtractOptions,
+                        force: bool, started: float) -> ExtractResult:
+    """Collection-dependent features (a vocabulary from the training texts): keyed by the collection's texts."""
     content = [[text, item.split == "train"] for item in dataset.items for text in item.texts]
-    final = features_root() / dataset.name / f"words-{collection_key('words', settings, content)}"
+    final = features_root() / dataset.name / f"{name}-{collection_key(name, settings, content)}"
     if not force and (cached := open_cached(final)) is not None:
         return ExtractResult(cached, True, time.perf_counter() - started)
+    fillers = {"words": _fill_words, "graph": partial(_fill_graph, options=options)}
 
     def fill(writer: FeatureWriter) -> dict[str, Any]:
-        manifest = _fill_words(dataset, writer)
-        return {"dataset": dataset.name, "source": dataset.source, "extractor": "words", "settings": settings,
+        manifest = fillers[name](dataset, writer)
+        return {"dataset": dataset.name, "source": dataset.source, "extractor": name, "settings": settings,
                 "items": len(dataset), "seconds": round(time.perf_counter() - started, 3), **manifest}
 
     features = write_feature_set(final, fill)
     prune_superseded(features)
     return ExtractResult(features, False, time.perf_counter() - started)
+
+
+def _train_texts(dataset: Dataset) -> list[str]:
+    """The texts a vocabulary is fitted on: the training split's (every text when there is none)."""
+    return [text for item in dataset.split("train") for text in item.texts] or _raw_texts(dataset)  # type: ignore[misc]
 
 
 def _fill_words(dataset: Dataset, writer: FeatureWriter) -> dict[str, Any]:
@@ -285,8 +302,7 @@ def _fill_words(dataset: Dataset, writer: FeatureWriter) -> dict[str, Any]:
     from xmodal.encoders.tokenize import Vocabulary
 
     texts = _raw_texts(dataset)
-    train_texts = [text for item in dataset.split("train") for text in item.texts]
-    vocabulary = Vocabulary.build(train_texts or texts)  # type: ignore[arg-type]
+    vocabulary = Vocabulary.build(_train_texts(dataset))
     vocabulary.save(writer.staging / "vocabulary.json")
     ids, lengths = vocabulary.encode_padded(texts)
     vectors, found = vectors_for(vocabulary)
@@ -296,3 +312,25 @@ def _fill_words(dataset: Dataset, writer: FeatureWriter) -> dict[str, Any]:
     writer.save("glove_found", found)
     writer.save_sparse("bow", bow_counts(texts, vocabulary))
     return {"texts": len(texts), "vocabulary": len(vocabulary), "glove_coverage": round(float(found[2:].mean()), 4)}
+
+
+def _fill_graph(dataset: Dataset, writer: FeatureWriter, options: ExtractOptions) -> dict[str, Any]:
+    from xmodal.encoders.graph import build_word_graph, save_vertices, vertex_counts
+
+    graph = build_word_graph(_train_texts(dataset), dataset.name, options.graph_vertices, options.graph_neighbours)
+    texts = _raw_texts(dataset)
+    counts = vertex_counts(texts, graph.vertices)
+    save_vertices(writer.staging / "vertices.json", graph.vertices)
+    writer.save_sparse("adjacency", graph.adjacency)
+    writer.save_sparse("laplacian", graph.laplacian)
+    writer.save_sparse("bow", counts)
+    empty = int((counts.getnnz(axis=1) == 0).sum())
+    if empty:
+        logger.warning("dataset %r: %d of %d texts have no word on the %d-word graph (their counts are all zero); "
+                       "a larger graph.vertices or the tfidf input covers more words", dataset.name, empty,
+                       len(texts), len(graph.vertices))
+    logger.info("word graph of %s: %d vertices, %d edges, built in %.2f s", dataset.name, len(graph.vertices),
+                graph.edges, graph.seconds)
+    return {"texts": len(texts), "vertices": len(graph.vertices), "edges": graph.edges,
+            "lambda_max": round(graph.lambda_max, 6), "build_seconds": round(graph.seconds, 3),
+            "texts_without_vertex_words": empty}
