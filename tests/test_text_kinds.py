@@ -1,4 +1,4 @@
-"""The text input kind ``bow``: counts on SCANet's word graph."""
+"""The text input kinds ``bow`` (counts on SCANet's word graph) and ``tfidf`` (word + character n-grams)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 
 from test_feature_store import home, toy_dataset  # noqa: F401  (the fixture: a private home, fake encoders)
 from xmodal.encoders.graph import build_graph, build_word_graph, knn_adjacency, normalized_laplacian, vertex_counts
+from xmodal.encoders.tfidf import TfidfEncoder, _vectorizer
 from xmodal.errors import XmodalError
 from xmodal.features.extract import ExtractOptions, extract
 from xmodal.features.inputs import ModelData
@@ -80,7 +81,7 @@ def test_graph_extraction_caches_and_records_the_graph(home, tmp_path):  # noqa:
     assert not smaller.cached and smaller.features.manifest["vertices"] == 3
 
 
-def test_bow_input_reads_and_encodes_new_texts_the_same_way(home, tmp_path):  # noqa: F811
+def test_bow_and_tfidf_inputs_read_and_encode_new_texts_the_same_way(home, tmp_path):  # noqa: F811
     dataset = toy_dataset(tmp_path / "imgs")
     data = ModelData(dataset, "global", ["bow"])
     part = data.spec.parts["text.bow"]
@@ -93,16 +94,51 @@ def test_bow_input_reads_and_encodes_new_texts_the_same_way(home, tmp_path):  # 
     with pytest.raises(XmodalError, match="dataset 'toy'.*no word of the 7-word graph"):
         data.encode_new_texts(["zzqxvw"])
 
+    data = ModelData(dataset, "global", "tfidf")
+    rows = data.split("train").texts()["features"]
+    assert rows.dtype == torch.float32 and rows.shape[1] == data.spec.text_dim
+    torch.testing.assert_close(rows.norm(dim=1), torch.ones(len(rows)))
+    texts = [text for item in dataset.items for text in item.texts]
+    torch.testing.assert_close(data.encode_new_texts(texts[:2])["features"], rows[:2])
+
 
 def test_text_kinds_need_raw_texts(tmp_path):
     from xmodal.data.records import Dataset, FeatureRow, Item
 
     items = [Item(str(i), FeatureRow("image", i), (FeatureRow("text", i),), (0,), "train") for i in range(2)]
     dataset = Dataset("vectors", items, ["a"], arrays={"image": np.zeros((2, 3)), "text": np.zeros((2, 3))})
-    for name in ("bow",):
+    for name in ("bow", "tfidf"):
         assert not get_kind("text", name).feeds(dataset)
     with pytest.raises(XmodalError, match="dataset 'vectors' ships text features"):
-        extract(dataset, "graph", ExtractOptions())
+        extract(dataset, "tfidf", ExtractOptions())
+
+
+# -- tf-idf ----------------------------------------------------------------------------------------
+
+
+def test_tfidf_equals_scikit_learn_part_by_part():
+    texts = ["a red apple", "a green apple tree", "the red car", "汽车 很 快", "红色 的 苹果"]
+    encoder = TfidfEncoder.fit(texts, max_features=40)
+    rows = encoder.transform(texts).toarray()
+    start = 0
+    for part, words in encoder.vocabularies.items():
+        expected = _vectorizer(part, max_features=20).fit_transform(texts).toarray()
+        np.testing.assert_allclose(rows[:, start : start + len(words)] * np.sqrt(2), expected, atol=1e-6)
+        start += len(words)
+    assert encoder.dim == rows.shape[1] <= 40
+    # Unit length when both parts find a term; the Chinese words are not among the 20 kept word n-grams.
+    np.testing.assert_allclose(np.linalg.norm(rows, axis=1), [1, 1, 1, 2**-0.5, 2**-0.5], atol=1e-6)
+    assert (rows[3:] > 0).any(axis=1).all()  # Chinese texts get character n-grams
+
+
+def test_tfidf_state_round_trips_without_pickle(tmp_path):
+    texts = ["one small step", "a giant leap", "small steps"]
+    encoder = TfidfEncoder.fit(texts)
+    encoder.save(tmp_path)
+    assert not list(tmp_path.glob("*.pkl")) and not list(tmp_path.glob("*.pickle"))
+    loaded = TfidfEncoder.load(tmp_path)
+    np.testing.assert_array_equal(loaded.transform(["a small leap"]).toarray(),
+                                  encoder.transform(["a small leap"]).toarray())
 
 
 # -- the bow kind (no model reads it yet: its own example and spec) --------------------------------

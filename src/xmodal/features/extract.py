@@ -1,6 +1,6 @@
 """Running the frozen encoders over a dataset once and caching what they produce.
 
-Four extractors, each cached on its own (``xmodal extract --encoders``):
+Five extractors, each cached on its own (``xmodal extract --encoders``):
 
 - ``effnet``: EfficientNet-Lite0 grid (float16, ``[items, regions, 1280]``) and pooled vector
   (float32, ``[items, 1280]``), one row per item in dataset order;
@@ -10,12 +10,14 @@ Four extractors, each cached on its own (``xmodal extract --encoders``):
   50-d vectors for the vocabulary, and bag-of-words counts (sparse), rows as for ``minilm``;
 - ``graph``: SCANet's word graph (:mod:`xmodal.encoders.graph`): the most frequent training
   words GloVe knows, their k-nearest-neighbour adjacency and normalised Laplacian (sparse), and
-  each text's counts on the vertices (sparse), rows as for ``minilm``.
+  each text's counts on the vertices (sparse), rows as for ``minilm``;
+- ``tfidf``: word and character n-gram TF-IDF fitted on the training texts
+  (:mod:`xmodal.encoders.tfidf`; vocabularies and idf weights, rows sparse).
 
 ``effnet`` and ``minilm`` features are stored item by item under what produced them (the image
 file's content hash, the text string; see :mod:`xmodal.features.store`): a call encodes only
 the items the store lacks, in chunks committed one by one (so a killed run resumes where it
-stopped), then gathers the dataset's view in row order. ``words`` and ``graph``
+stopped), then gathers the dataset's view in row order. ``words``, ``graph`` and ``tfidf``
 depend on the whole collection (a vocabulary fitted on its training texts) and take seconds, so
 each is cached per collection.
 """
@@ -54,8 +56,8 @@ from xmodal.progress import progress
 
 logger = logging.getLogger(__name__)
 
-EXTRACTORS = ("effnet", "minilm", "words", "graph")
-COLLECTION_EXTRACTORS = ("words", "graph")  # cached per collection, not item by item
+EXTRACTORS = ("effnet", "minilm", "words", "graph", "tfidf")
+COLLECTION_EXTRACTORS = ("words", "graph", "tfidf")  # cached per collection, not item by item
 DEFAULT_EXTRACTORS = EXTRACTORS
 
 
@@ -71,6 +73,7 @@ class ExtractOptions:
     chunk_texts: int = 1024  # texts per committed shard
     graph_vertices: int = 2000  # word-graph vertices (the paper's vary by dataset: 598 to 10,055)
     graph_neighbours: int = 8  # k of the word graph's nearest neighbours (the paper's k)
+    tfidf_max_features: int = 4096  # tf-idf columns, half word n-grams, half character n-grams
 
 
 @dataclass
@@ -92,6 +95,9 @@ def extractor_settings(name: str, options: ExtractOptions) -> dict[str, Any]:
     if name == "graph":
         return {"tokenizer": "lower-word-v1", "vectors": "glove-6B-50d", "vocabulary": "train",
                 "vertices": options.graph_vertices, "neighbours": options.graph_neighbours, "edges": "knn-cosine-sym"}
+    if name == "tfidf":
+        return {"parts": "word-1-2+char_wb-2-4", "tf": "sublinear", "vocabulary": "train",
+                "max_features": options.tfidf_max_features}
     raise XmodalError(f"unknown extractor {name!r}; choose from {', '.join(EXTRACTORS)}")
 
 
@@ -279,7 +285,8 @@ def _extract_collection(dataset: Dataset, name: str, settings: dict[str, Any], o
     final = features_root() / dataset.name / f"{name}-{collection_key(name, settings, content)}"
     if not force and (cached := open_cached(final)) is not None:
         return ExtractResult(cached, True, time.perf_counter() - started)
-    fillers = {"words": _fill_words, "graph": partial(_fill_graph, options=options)}
+    fillers = {"words": _fill_words, "graph": partial(_fill_graph, options=options),
+               "tfidf": partial(_fill_tfidf, options=options)}
 
     def fill(writer: FeatureWriter) -> dict[str, Any]:
         manifest = fillers[name](dataset, writer)
@@ -334,3 +341,17 @@ def _fill_graph(dataset: Dataset, writer: FeatureWriter, options: ExtractOptions
     return {"texts": len(texts), "vertices": len(graph.vertices), "edges": graph.edges,
             "lambda_max": round(graph.lambda_max, 6), "build_seconds": round(graph.seconds, 3),
             "texts_without_vertex_words": empty}
+
+
+def _fill_tfidf(dataset: Dataset, writer: FeatureWriter, options: ExtractOptions) -> dict[str, Any]:
+    from xmodal.encoders.tfidf import TfidfEncoder
+
+    encoder = TfidfEncoder.fit(_train_texts(dataset), options.tfidf_max_features)
+    if encoder.dim == 0:
+        raise XmodalError(f"dataset {dataset.name!r}: the training texts have no word or character n-gram to fit "
+                          "tf-idf on; check that the texts are not empty")
+    encoder.save(writer.staging)
+    texts = _raw_texts(dataset)
+    writer.save_sparse("tfidf", encoder.transform(texts))
+    return {"texts": len(texts), "dim": encoder.dim,
+            "parts": {part: len(words) for part, words in encoder.vocabularies.items()}}

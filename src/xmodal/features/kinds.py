@@ -2,7 +2,8 @@
 
 An input kind is one part of what a model reads from one side: an image's ``global`` vector or
 its ``regions``; a text's ``global`` vector, its ``words`` (ids into a GloVe-initialised
-vocabulary), its ``tokens`` (MiniLM states) or its ``bow`` (counts on SCANet's word graph). Each :class:`InputKind` says
+vocabulary), its ``tokens`` (MiniLM states), its ``bow`` (counts on SCANet's word graph) or its
+``tfidf`` vector (word and character n-grams, any language). Each :class:`InputKind` says
 
 - which side it belongs to and a one-line description (error messages, ``xmodal models``);
 - which datasets can feed it (image files or raw texts, or feature arrays of a given shape);
@@ -312,7 +313,7 @@ register_kind(InputKind(
     extractor="minilm"))
 
 
-# -- texts on the word graph (SCANet) ---------------------------------------------------------
+# -- texts on the word graph (SCANet) and tf-idf -------------------------------------------------
 
 def _sparse_rows(matrix, key: str) -> RowReader:
     """Dense float32 rows of a sparse (CSR) matrix, one batch at a time."""
@@ -382,3 +383,31 @@ register_kind(InputKind(
     example_spec=_example_graph_spec,
     encode_new=_new_bow,
     extractor="graph"))
+
+
+def _tfidf_features(data: "ModelData"):
+    from xmodal.features.extract import extract
+
+    return extract(data.dataset, "tfidf", data.options).features
+
+
+def _tfidf_source(data: "ModelData") -> KindSource:
+    matrix = _tfidf_features(data).sparse("tfidf")
+    return KindSource(_sparse_rows(matrix, "features"), {"dim": matrix.shape[1]})
+
+
+def _new_tfidf(data: "ModelData", texts: Sequence[str]) -> Rep:
+    from xmodal.encoders.tfidf import TfidfEncoder
+
+    encoder = data.encoder("tfidf", lambda: TfidfEncoder.load(_tfidf_features(data).path))
+    return {"features": torch.from_numpy(encoder.transform(_checked_texts(data, texts)).toarray())}
+
+
+register_kind(InputKind(
+    "tfidf", "text", "tf-idf vectors (word and character n-grams)", ("features",),
+    feeds=_has_raw_texts,
+    source=_tfidf_source,
+    example=lambda n, g, dims: {"features": torch.rand(n, dims.text_dim, generator=g)},
+    example_spec=lambda dims, g: {"dim": dims.text_dim},
+    encode_new=_new_tfidf,
+    extractor="tfidf"))
