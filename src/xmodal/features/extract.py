@@ -334,8 +334,8 @@ def _fill_graph(dataset: Dataset, writer: FeatureWriter, options: ExtractOptions
     empty = int((counts.getnnz(axis=1) == 0).sum())
     if empty:
         logger.warning("dataset %r: %d of %d texts have no word on the %d-word graph (their counts are all zero); "
-                       "a larger graph.vertices or the tfidf input covers more words", dataset.name, empty,
-                       len(texts), len(graph.vertices))
+                       "more vertices (ExtractOptions.graph_vertices) or the tfidf input cover more words",
+                       dataset.name, empty, len(texts), len(graph.vertices))
     logger.info("word graph of %s: %d vertices, %d edges, built in %.2f s", dataset.name, len(graph.vertices),
                 graph.edges, graph.seconds)
     return {"texts": len(texts), "vertices": len(graph.vertices), "edges": graph.edges,
