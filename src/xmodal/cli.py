@@ -122,9 +122,12 @@ def cmd_data_fetch(args: argparse.Namespace) -> None:
 
 def cmd_data_info(args: argparse.Namespace) -> int:
     from xmodal.data.registry import load_dataset
+    from xmodal.encoders.coverage import dataset_coverage
 
     dataset = load_dataset(args.name, args.path, skip_bad=args.skip_bad)
     print(describe_dataset(dataset))
+    if dataset.text_kind == "raw":  # what the English text encoders know of the texts
+        print("\n".join(["text coverage:", *dataset_coverage(dataset)]))
     if args.check:
         import time
 
@@ -178,7 +181,8 @@ def cmd_extract(args: argparse.Namespace) -> None:
     options = ExtractOptions(image_resolution=args.resolution, batch_size=args.batch_size,
                              device=resolve_device(args.device), skip_bad=args.skip_bad,
                              max_image_pixels=args.max_image_pixels)
-    for name in [n.strip() for n in args.encoders.split(",") if n.strip()]:
+    names = [n.strip() for n in args.encoders.split(",") if n.strip()]
+    for name in names:
         result = extract(dataset, name, options, force=args.force)
         manifest = result.features.manifest
         encoded = manifest.get("encoded", 0)
@@ -193,6 +197,10 @@ def cmd_extract(args: argparse.Namespace) -> None:
         if result.features.bad_items:
             print(f"        skipped {len(result.features.bad_items)} unreadable image(s): rows left at zero, "
                   "excluded from training and evaluation")
+    if dataset.text_kind == "raw" and {"minilm", "words", "graph", "tfidf"} & set(names):
+        from xmodal.encoders.coverage import dataset_coverage
+
+        print("\n".join(["text coverage:", *dataset_coverage(dataset, options.max_text_tokens)]))
 
 
 def cmd_models(args: argparse.Namespace) -> None:

