@@ -142,3 +142,29 @@ def test_configs_ship_inside_the_package():
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     assert 'xmodal = ["configs/*/*.yaml"]' in pyproject
     assert CONFIG_ROOT.parent.name == "xmodal" and (CONFIG_ROOT / "cca" / "emoji.yaml").is_file()
+
+
+def test_image_root_from_the_command_line_and_recorded_absolute(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    images = tmp_path / "pictures"
+    images.mkdir()
+    rows = ["image,caption,split"]
+    for i in range(8):
+        Image.new("RGB", (16, 16), (30 * i, 0, 0)).save(images / f"{i}.png")
+        rows.append(f"{i}.png,red {i},{'train' if i < 5 else 'val' if i < 6 else 'test'}")
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "c.csv").write_text("\n".join(rows) + "\n")
+    assert main(["data", "info", "csv", "--path", str(lists / "c.csv")]) == 2  # images are not beside the list
+    assert "image not found" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "info", "csv", "--path", "lists/c.csv", "--image-root", "pictures"]) == 0
+    assert "items 8" in capsys.readouterr().out
+    config = tmp_path / "dual.yaml"
+    config.write_text(yaml.safe_dump({"model": {"name": "dual", "params": {"dim": 8, "hidden": 0}},
+                                      "data": {"dataset": "csv"}, "train": {"epochs": 1, "batch_size": 4}}))
+    assert main(["train", "--config", "dual.yaml", "--path", "lists/c.csv", "--image-root", "pictures",
+                 "--out", "run"]) == 0
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]
+    assert saved["image_root"] == str(images.resolve()) and saved["path"] == str((lists / "c.csv").resolve())

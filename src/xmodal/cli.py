@@ -18,6 +18,9 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="dataset name (see `xmodal data info --help` for the list)")
     parser.add_argument("--path", type=Path, default=None, help="where the dataset lives (file or folder)")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad records, count and report them")
+    parser.add_argument("--image-root", type=Path, default=None,
+                        help="folder that relative image paths resolve against (csv, karpathy; default: the list "
+                             "file's folder)")
 
 
 def _verbosity_parser() -> argparse.ArgumentParser:
@@ -75,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log, curves)")
     train.add_argument("--path", type=Path, default=None,
                        help="where the dataset lives (same as --set data.path=...; or $XMODAL_DATA_<DATASET>)")
+    train.add_argument("--image-root", type=Path, default=None,
+                       help="folder relative image paths resolve against (same as --set data.image_root=...)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set optim.lr=1e-3 (repeatable)")
     train.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
@@ -120,11 +125,17 @@ def cmd_data_fetch(args: argparse.Namespace) -> None:
     print(f"emoji data ready in {fetch_emoji(args.path)}")
 
 
-def cmd_data_info(args: argparse.Namespace) -> int:
+def _load_dataset(args: argparse.Namespace):
     from xmodal.data.registry import load_dataset
+
+    options = {"image_root": args.image_root} if args.image_root else {}
+    return load_dataset(args.name, args.path, skip_bad=args.skip_bad, **options)
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
     from xmodal.encoders.coverage import dataset_coverage
 
-    dataset = load_dataset(args.name, args.path, skip_bad=args.skip_bad)
+    dataset = _load_dataset(args)
     print(describe_dataset(dataset))
     if dataset.text_kind == "raw":  # what the English text encoders know of the texts
         print("\n".join(["text coverage:", *dataset_coverage(dataset)]))
@@ -169,7 +180,6 @@ def describe_dataset(dataset) -> str:
 
 
 def cmd_extract(args: argparse.Namespace) -> None:
-    from xmodal.data.registry import load_dataset
     from xmodal.device import resolve_device
     from xmodal.encoders.image import check_resolution
     from xmodal.features.extract import ExtractOptions, extract
@@ -177,7 +187,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
     check_resolution(args.resolution, "--resolution")
     if args.batch_size < 1:
         raise XmodalError(f"--batch-size {args.batch_size}: give at least 1 (images encoded per step)")
-    dataset = load_dataset(args.name, args.path, skip_bad=args.skip_bad)
+    dataset = _load_dataset(args)
     options = ExtractOptions(image_resolution=args.resolution, batch_size=args.batch_size,
                              device=resolve_device(args.device), skip_bad=args.skip_bad,
                              max_image_pixels=args.max_image_pixels)
@@ -227,6 +237,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from xmodal.training.trainer import train
 
     overrides = [*([f"data.path={args.path}"] if args.path else []),
+                 *([f"data.image_root={args.image_root}"] if args.image_root else []),
                  *(["data.skip_bad=true"] if args.skip_bad else []), *args.overrides]
     config = load_config(args.config, overrides)
     result = train(config, args.out, resume=args.resume)

@@ -74,7 +74,8 @@ def resolve_data_path(config: RunConfig) -> Path | None:
 
 def dataset_of(config: RunConfig) -> Dataset:
     """The dataset a config names, read from its data path (see :func:`resolve_data_path`)."""
-    return load_dataset(config.data.dataset, resolve_data_path(config), skip_bad=config.data.skip_bad)
+    options = {"image_root": Path(config.data.image_root)} if config.data.image_root else {}
+    return load_dataset(config.data.dataset, resolve_data_path(config), skip_bad=config.data.skip_bad, **options)
 
 
 def choose_inputs(model_cls: type[RetrievalModel], config: RunConfig,
@@ -149,6 +150,8 @@ def build_run(config: RunConfig, device: torch.device) -> Run:
     config = config.model_copy(deep=True)
     path = resolve_data_path(config)
     config.data.path = str(path) if path is not None else None
+    if config.data.image_root:  # recorded absolute, as the data path, so the run works from any folder
+        config.data.image_root = str(Path(config.data.image_root).expanduser().resolve())
     data = build_data(config, device)
     # Seed here, after the data: extracting features builds encoders, which draws random numbers,
     # so a first run (extracting) and a cached run would otherwise start from different weights.
