@@ -34,3 +34,14 @@ def write_dual_config(path: Path, data: Path, **train) -> Path:
     }
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def write_caption_csv(path: Path, rows: list[dict]) -> Path:
+    """A CSV collection file with the columns ``image``, ``caption``, ``split`` (one row per caption)."""
+    import csv
+
+    with path.open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=["image", "caption", "split"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -1,6 +1,5 @@
 """Bad input gets one clear line (exit 2, no traceback), or a counted and named skip when asked."""
 
-import csv
 import io
 import re
 
@@ -9,7 +8,7 @@ import torch
 import yaml
 from PIL import Image
 
-from engine_helpers import write_dual_config, write_feature_dataset
+from engine_helpers import write_caption_csv, write_dual_config, write_feature_dataset
 from xmodal.cli import main
 from xmodal.config import load_config
 from xmodal.features.extract import ExtractOptions
@@ -91,11 +90,7 @@ def _collection(folder, n: int = 12, shade: int = 128):
         split = "train" if i < 8 else ("val" if i < 10 else "test")
         rows += [{"image": f"im{i}.png", "caption": f"a colour patch number {i}", "split": split}]
     (folder / "im3.png").write_bytes((folder / "im3.png").read_bytes()[:50])
-    with (folder / "c.csv").open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=["image", "caption", "split"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return folder / "c.csv"
+    return write_caption_csv(folder / "c.csv", rows)
 
 
 @pytest.mark.slow

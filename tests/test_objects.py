@@ -1,6 +1,5 @@
 """The `objects` input kind: ten fixed-box proxies for detector proposals, or a dataset's own object arrays."""
 
-import csv
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ import torch
 import yaml
 from PIL import Image
 
-from engine_helpers import write_feature_dataset
+from engine_helpers import write_caption_csv, write_feature_dataset
 from xmodal.config import load_config
 from xmodal.encoders.objects import BOXES, CROP_RESOLUTION, crops
 from xmodal.errors import XmodalError
@@ -38,11 +37,7 @@ def _photos(folder, n=6):
     for i in range(n):
         Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
         rows.append({"image": f"p{i}.png", "caption": f"photo {i}", "split": ["train", "val", "test"][i % 3]})
-    with (folder / "c.csv").open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=["image", "caption", "split"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return folder / "c.csv"
+    return write_caption_csv(folder / "c.csv", rows)
 
 
 @pytest.mark.slow
