@@ -195,8 +195,9 @@ def load_config(name: str | Path | None, overrides: list[str] | None = None,
 
     Errors name where the bad value came from: the file, or ``--set`` when an override set it.
     """
-    raw: dict[str, Any] = read_config(name) if name is not None else dict(base or {})
-    where = str(find_config(name)) if name is not None else "config"
+    path = find_config(name) if name is not None else None
+    raw: dict[str, Any] = read_config(path) if path is not None else dict(base or {})
+    where = str(path) if path is not None else "config"
     raw = apply_overrides(raw, overrides or [])
     overridden = {".".join(parse_override(text)[0]) for text in overrides or []}
     return validate_config(raw, where, overridden)

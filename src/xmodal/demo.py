@@ -23,7 +23,7 @@ from xmodal.data.emoji import fetch_emoji
 from xmodal.errors import XmodalError
 from xmodal.eval.protocol import GroundTruth, encode_split, eval_settings, evaluate, score_matrix
 from xmodal.eval.report import format_table
-from xmodal.factory import Run, dataset_of, load_trained, resolve_data_path
+from xmodal.factory import Run, dataset_of, load_trained, with_resolved_paths
 from xmodal.features.inputs import SplitData
 from xmodal.paths import atomic_write_bytes
 from xmodal.report_html import ImageQuery, TextQuery, item_label, render_report, write_report
@@ -70,10 +70,7 @@ def demo_run_config(config_path: Path, source: Path | None, overrides: list[str]
         paths = [f"data.path={fetch_emoji(source)}"]
     elif source is not None:
         paths = [f"data.path={source}"]
-    config = load_config(config_path, [*paths, *overrides])
-    path = resolve_data_path(config)
-    config.data.path = str(path) if path is not None else None
-    return config
+    return with_resolved_paths(load_config(config_path, [*paths, *overrides]))
 
 
 def run_demo(out: Path, source: Path | None = None, config_path: Path | None = None,

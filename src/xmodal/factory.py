@@ -72,6 +72,16 @@ def resolve_data_path(config: RunConfig) -> Path | None:
     return data_path(config.data.dataset, config.data.path)
 
 
+def with_resolved_paths(config: RunConfig) -> RunConfig:
+    """A copy of ``config`` with its data path and image root made absolute, as a run records them."""
+    config = config.model_copy(deep=True)
+    path = resolve_data_path(config)
+    config.data.path = str(path) if path is not None else None
+    if config.data.image_root:  # recorded absolute, as the data path, so the run works from any folder
+        config.data.image_root = str(Path(config.data.image_root).expanduser().resolve())
+    return config
+
+
 def dataset_of(config: RunConfig) -> Dataset:
     """The dataset a config names, read from its data path (see :func:`resolve_data_path`)."""
     options = {"image_root": Path(config.data.image_root)} if config.data.image_root else {}
@@ -147,11 +157,7 @@ def make_run(config: RunConfig, data: ModelData, model: RetrievalModel, device: 
 
 def build_run(config: RunConfig, device: torch.device) -> Run:
     """Dataset, inputs and a freshly initialised model for ``config``; ``data.path`` made absolute."""
-    config = config.model_copy(deep=True)
-    path = resolve_data_path(config)
-    config.data.path = str(path) if path is not None else None
-    if config.data.image_root:  # recorded absolute, as the data path, so the run works from any folder
-        config.data.image_root = str(Path(config.data.image_root).expanduser().resolve())
+    config = with_resolved_paths(config)
     data = build_data(config, device)
     # Seed here, after the data: extracting features builds encoders, which draws random numbers,
     # so a first run (extracting) and a cached run would otherwise start from different weights.

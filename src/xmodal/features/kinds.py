@@ -142,6 +142,12 @@ def _image_array(dataset: Dataset) -> np.ndarray | None:
     return dataset.arrays.get("image") if dataset.image_kind == "features" else None
 
 
+def _has_image_sets(dataset: Dataset) -> bool:
+    """Image files, or an image array of vector sets ``[n, P, d]`` (regions or objects) per item."""
+    array = _image_array(dataset)
+    return _has_image_files(dataset) or (array is not None and array.ndim == 3)
+
+
 def _effnet(data: "ModelData"):
     from xmodal.features.extract import extract
 
@@ -169,7 +175,8 @@ def _region_source(data: "ModelData") -> KindSource:
                       {"dim": grid.shape[2], "regions": grid.shape[1], "grid_side": features.manifest["grid_side"]})
 
 
-def _new_image_features(data: "ModelData", images: Sequence[str | Path | Image.Image]):
+def _new_pictures(data: "ModelData", images: Sequence[str | Path | Image.Image], size: int) -> list[Image.Image]:
+    """New images (files or PIL images) as extraction decodes them: RGB, ``size x size``."""
     from xmodal.data.images import load_rgb, to_rgb
 
     if data.dataset.image_kind == "features":
@@ -178,11 +185,14 @@ def _new_image_features(data: "ModelData", images: Sequence[str | Path | Image.I
     images = list(images)
     if not images:
         raise XmodalError("encode_new_images: give at least one image (a file path or a PIL image)")
+    return [to_rgb(image).resize((size, size), Image.Resampling.BICUBIC) if isinstance(image, Image.Image)
+            else load_rgb(Path(image), size) for image in images]
+
+
+def _new_image_features(data: "ModelData", images: Sequence[str | Path | Image.Image]):
     resolution = data.options.image_resolution
-    pictures = [to_rgb(image).resize((resolution, resolution), Image.Resampling.BICUBIC)
-                if isinstance(image, Image.Image) else load_rgb(Path(image), resolution) for image in images]
     encoder = data.encoder("effnet", lambda: _load_effnet(resolution, data.options.device))
-    return encoder.encode(pictures)
+    return encoder.encode(_new_pictures(data, images, resolution))
 
 
 def _load_effnet(resolution: int, device: torch.device):
@@ -202,7 +212,7 @@ register_kind(InputKind(
 
 register_kind(InputKind(
     "regions", "image", "regions", ("regions",),
-    feeds=lambda dataset: _has_image_files(dataset) or _image_array(dataset).ndim == 3,
+    feeds=_has_image_sets,
     source=_region_source,
     example=lambda n, g, dims: {"regions": torch.randn(n, dims.regions, dims.image_dim, generator=g)},
     example_spec=lambda dims, g: {"dim": dims.image_dim, "regions": dims.regions, "grid_side": dims.grid_side},
@@ -223,22 +233,15 @@ def _object_source(data: "ModelData") -> KindSource:
 
 
 def _new_objects(data: "ModelData", images: Sequence[str | Path | Image.Image]) -> Rep:
-    from xmodal.data.images import load_rgb, to_rgb
     from xmodal.encoders.objects import CROP_RESOLUTION, ObjectProxies
 
-    if data.dataset.image_kind == "features":
-        raise XmodalError(f"dataset {data.dataset.name!r} ships object features: new images cannot be encoded "
-                          "the same way")
-    size = 2 * CROP_RESOLUTION
-    pictures = [to_rgb(image).resize((size, size), Image.Resampling.BICUBIC) if isinstance(image, Image.Image)
-                else load_rgb(Path(image), size) for image in images]
+    pictures = _new_pictures(data, images, 2 * CROP_RESOLUTION)
     return {"objects": data.encoder("objects", lambda: ObjectProxies(data.options.device)).encode(pictures).cpu()}
 
 
 register_kind(InputKind(
     "objects", "image", "object features", ("objects",),
-    feeds=lambda dataset: _has_image_files(dataset) or (_image_array(dataset) is not None
-                                                        and _image_array(dataset).ndim == 3),
+    feeds=_has_image_sets,
     source=_object_source,
     example=lambda n, g, dims: {"objects": torch.randn(n, dims.regions + 1, dims.image_dim, generator=g)},
     example_spec=lambda dims, g: {"dim": dims.image_dim, "count": dims.regions + 1},
