@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
 
 from xmodal.data.images import DEFAULT_MAX_PIXELS
 from xmodal.errors import XmodalError
@@ -58,6 +58,9 @@ class OptimizerConfig(Section):
 class OptimConfig(OptimizerConfig):
     lr_decay_epochs: int = Field(0, ge=0)  # every this many epochs, lr *= lr_decay (0: never)
     lr_decay: float = Field(0.1, gt=0)
+    # Learning rates of parts of the model, by parameter-name prefix (a module path such as
+    # "image_head.classifier"); every other parameter takes ``lr``. Decay scales each alike.
+    group_lr: dict[str, PositiveFloat] = Field(default_factory=dict)
     # Optimisers of a model's adversarial parts, by loss term (see RetrievalModel.auxiliary).
     auxiliary: dict[str, OptimizerConfig] = Field(default_factory=dict)
 

@@ -12,7 +12,7 @@ from xmodal.models.base import InputSpec, RetrievalModel
 
 _MODELS: dict[str, type[RetrievalModel]] = {}
 # Modules that define models; imported on first use so `import xmodal` stays light.
-MODEL_MODULES = ("xmodal.models.baselines", "xmodal.models.gpldan", "xmodal.models.jgcar")
+MODEL_MODULES = ("xmodal.models.acln", "xmodal.models.baselines", "xmodal.models.gpldan", "xmodal.models.jgcar")
 
 
 def register(cls: type[RetrievalModel]) -> type[RetrievalModel]:
@@ -62,6 +62,17 @@ def parse_params(cls: type[RetrievalModel], params: dict[str, Any]) -> Any:
 
 
 def create_model(name: str, spec: InputSpec, params: dict[str, Any] | None = None) -> RetrievalModel:
-    """A new model; ``params`` override a variant's preset (``jgcar-grl`` sets mode=global)."""
+    """A new model; ``params`` add to a variant's preset (``jgcar-grl`` sets mode=global).
+
+    A parameter that contradicts the variant's preset is an error, not silently either one: a
+    config that says ``acln-baseline`` and ``attention: shared`` would otherwise train a model its
+    name does not describe.
+    """
     cls, preset = resolve(name)
-    return cls(spec, parse_params(cls, preset | (params or {})))
+    params = params or {}
+    clashes = [f"{key}={params[key]!r}" for key in preset if key in params and params[key] != preset[key]]
+    if clashes:
+        given = ", ".join(f"{key}={value!r}" for key, value in preset.items())
+        raise XmodalError(f"model {name!r} is the preset {given}, but model.params sets {', '.join(clashes)}; "
+                          f"remove the parameter, or name the base model {cls.name!r}")
+    return cls(spec, parse_params(cls, preset | params))

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xmodal.config import OptimizerConfig, RunConfig, dump_config
+from xmodal.config import OptimConfig, OptimizerConfig, RunConfig, dump_config
 from xmodal.device import resolve_device
 from xmodal.errors import XmodalError
 from xmodal.eval.protocol import eval_settings, evaluate_split, headline
@@ -48,7 +48,8 @@ class TrainResult:
     stopped_early: bool
 
 
-def make_optimizer(params: list[nn.Parameter], optim: OptimizerConfig) -> torch.optim.Optimizer:
+def make_optimizer(params: list[nn.Parameter] | list[dict], optim: OptimizerConfig) -> torch.optim.Optimizer:
+    """An optimiser over ``params`` (tensors, or param-group dicts with their own ``lr``)."""
     if optim.name == "sgd":
         return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
     if optim.name == "rmsprop":
@@ -67,8 +68,28 @@ def make_optimizers(model: RetrievalModel, config: RunConfig) -> dict[str, torch
         params = [p for p in getattr(model, module_name).parameters() if p.requires_grad]
         auxiliary_ids |= {id(p) for p in params}
         optimizers[term] = make_optimizer(params, config.optim.auxiliary.get(term, config.optim))
-    main = [p for p in model.parameters() if p.requires_grad and id(p) not in auxiliary_ids]
-    return {"total": make_optimizer(main, config.optim), **optimizers}
+    main = [(name, p) for name, p in model.named_parameters() if p.requires_grad and id(p) not in auxiliary_ids]
+    return {"total": make_optimizer(lr_groups(main, config.optim), config.optim), **optimizers}
+
+
+def lr_groups(named: list[tuple[str, nn.Parameter]], optim: OptimConfig) -> list[dict]:
+    """Param groups: one per ``optim.group_lr`` prefix (its own lr), then every other parameter (``optim.lr``).
+
+    Each group keeps its configured lr as ``base_lr``, which the epoch decay scales.
+    """
+    groups = {prefix: [] for prefix in optim.group_lr}
+    rest = []
+    for name, parameter in named:
+        prefix = next((prefix for prefix in optim.group_lr if name == prefix or name.startswith(prefix + ".")), None)
+        (groups[prefix] if prefix is not None else rest).append(parameter)
+    empty = [prefix for prefix, params in groups.items() if not params]
+    if empty:
+        modules = sorted({name.split(".")[0] for name, _ in named})
+        raise XmodalError(f"optim.group_lr: no trainable parameter under {', '.join(map(repr, empty))}; "
+                          f"the model's modules are {', '.join(modules)}")
+    return ([{"params": params, "lr": optim.group_lr[prefix], "base_lr": optim.group_lr[prefix]}
+             for prefix, params in groups.items()] + ([{"params": rest, "lr": optim.lr, "base_lr": optim.lr}]
+                                                      if rest else []))
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -298,4 +319,4 @@ def _set_lr(optimizer: torch.optim.Optimizer, config: RunConfig, epoch: int) -> 
     decay_every = config.optim.lr_decay_epochs
     factor = config.optim.lr_decay ** (epoch // decay_every) if decay_every else 1.0
     for group in optimizer.param_groups:
-        group["lr"] = config.optim.lr * factor
+        group["lr"] = group.get("base_lr", config.optim.lr) * factor

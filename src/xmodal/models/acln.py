@@ -1,0 +1,166 @@
+"""ACLN (Huang, Ye, Peng, ICONIP 2017): attention-sharing correlation learning.
+
+- Local features (section 3.1). Images: the EfficientNet-Lite0 grid (7 x 7 x 1280 at 224 px)
+  stands in for AlexNet pool5 (6 x 6 x 256); each cell goes through FC1i with tanh (eq. 3) and
+  FC2i with tanh. Texts: words through a learned embedding with tanh (eqs. 1-2; GloVe-initialised,
+  or random as in the paper with ``word_init="random"``), or MiniLM token states through one FC
+  with tanh (the ``tokens`` kind, in the place of eq. 1-2's embedding, as FC1i does for images);
+  then FC1t with tanh. Eqs. 5-6 print the layer names swapped (W_fc2i on words, W_fc1t on image
+  regions); here FC2i is an image layer and FC1t a text layer, as Fig. 1 and the prose name them.
+  Every local feature ends ``d_a``-wide (``dim``, 512).
+- Attention sharing (section 3.2, eqs. 7-9): :class:`~xmodal.nn.attention_pool.AttentionPool`,
+  one vector ``W_a`` for both modalities (``attention="shared"``); Table 2's ablations are
+  ``"separate"`` (one vector per modality) and ``"mean"`` (the "baseline": plain average).
+- Correlation loss (eqs. 10-11): ``lambda (1 - cos)`` of the paired global features
+  (:func:`~xmodal.losses.semantic.correlation_loss`: CosineEmbeddingCriterion, margin 0).
+- Common representation (section 3.3, eqs. 12-13): per modality FC3 (tanh) and FC4 to the
+  categories, softmax cross entropy. The paper names FC3i / FC4i for images and gives the image
+  pair its own learning rate, so each modality has its own pair (``shared_classifier=True``
+  shares them). The width of FC3 is not given (``hidden``, 256).
+- Retrieval: cosine between the predicted probability vectors (section 3.3, "testing stage");
+  ``retrieve_with="logits"`` uses the pre-softmax layer and ``"global"`` the attended global
+  features (eq. 9), which keep instance-level detail that the category probabilities lose.
+- Dropout 0.5 after each layer (section 4.1).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from xmodal.errors import XmodalError
+from xmodal.losses.semantic import correlation_loss, label_cross_entropy
+from xmodal.models.base import Attention, AttentionMap, Batch, EmbeddingModel, InputSpec, Params, Rep
+from xmodal.models.registry import register
+from xmodal.nn.attention_pool import AttentionPool, uniform_weights
+from xmodal.nn.pooling import length_mask
+
+
+class ACLNParams(Params):
+    dim: int = Field(512, ge=1)  # d_a (section 4.1)
+    attention: Literal["shared", "separate", "mean"] = "shared"  # Table 2: ACLN, separate, baseline
+    # Multiplies eq. 7's tanh-bounded logits (1: as printed; see xmodal.nn.attention_pool).
+    attention_scale: float = Field(1.0, gt=0.0)
+    hidden: int = Field(256, ge=1)  # width of FC3 (not given in the paper)
+    shared_classifier: bool = False  # FC3 / FC4 shared by both modalities (the paper names FC3i, FC4i)
+    retrieve_with: Literal["probabilities", "logits", "global"] = "probabilities"
+    correlation_weight: float = Field(1.0, ge=0.0)  # lambda of eq. 11
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)  # "dropout with probability 0.5 on each layer"
+    word_init: Literal["glove", "random"] = "glove"  # eq. 1's W_e: GloVe vectors, or random d_a-wide
+    finetune_words: bool = True
+
+
+def _layer(in_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
+    """FC with tanh, then dropout: every layer of ACLN's local and common parts."""
+    return nn.Sequential(nn.Linear(in_dim, out_dim), nn.Tanh(), nn.Dropout(dropout))
+
+
+class WordFeatures(nn.Module):
+    """Text local features ``[B, T, d]`` before FC1t: tanh(W_e w) (eqs. 1-2), or tanh(FC(token states))."""
+
+    def __init__(self, spec: InputSpec, params: ACLNParams):
+        super().__init__()
+        self.embedding: nn.Embedding | None = None
+        self.tokens: nn.Sequential | None = None
+        if spec.text == "words":
+            width = spec.text_dim if params.word_init == "glove" else params.dim
+            self.embedding = nn.Embedding(spec.vocab_size, width, padding_idx=0)
+            if params.word_init == "glove" and spec.word_vectors is not None:
+                self.embedding.weight.data.copy_(spec.word_vectors)
+            self.embedding.weight.requires_grad_(params.finetune_words)
+            self.dim = width
+            self.dropout = nn.Dropout(params.dropout)
+        else:
+            self.tokens = _layer(spec.text_dim, params.dim, params.dropout)
+            self.dim = params.dim
+
+    def forward(self, texts: Rep) -> Tensor:
+        if self.embedding is not None:
+            return self.dropout(torch.tanh(self.embedding(texts["ids"])))  # eqs. 1-2
+        return self.tokens(texts["tokens"])
+
+
+@register
+class ACLN(EmbeddingModel):
+    """Local features -> (shared) attention pooling -> two FC layers and softmax per modality."""
+
+    name = "acln"
+    description = "ACLN: region and word features, one attention vector shared by both, correlation + label loss"
+    image_inputs = ("regions",)
+    text_inputs = ("words", "tokens")
+    needs_labels = True
+    Params = ACLNParams
+    variants = {"baseline": {"attention": "mean"}, "separate": {"attention": "separate"},
+                "shared": {"attention": "shared"}}  # Table 2
+
+    def __init__(self, spec: InputSpec, params: ACLNParams):
+        super().__init__(spec, params)
+        if spec.text == "words" and spec.vocab_size is None:
+            raise XmodalError("acln reads word sequences: text input 'words' (with a vocabulary) or 'tokens'")
+        if spec.n_classes < 1:
+            raise XmodalError("acln trains on category labels (eq. 12), and this data has none")
+        self.image_local = nn.Sequential(_layer(spec.image_dim, params.dim, params.dropout),  # FC1i, eq. 3
+                                         _layer(params.dim, params.dim, params.dropout))  # FC2i
+        self.word_features = WordFeatures(spec, params)
+        self.text_local = _layer(self.word_features.dim, params.dim, params.dropout)  # FC1t
+        self.attention: AttentionPool | None = None
+        self.image_attention: AttentionPool | None = None
+        self.text_attention: AttentionPool | None = None
+        if params.attention == "shared":
+            self.attention = AttentionPool(params.dim, params.attention_scale)
+        elif params.attention == "separate":
+            self.image_attention = AttentionPool(params.dim, params.attention_scale)
+            self.text_attention = AttentionPool(params.dim, params.attention_scale)
+        self.image_head = self._classifier(spec.n_classes)  # FC3i, FC4i
+        self.text_head = self.image_head if params.shared_classifier else self._classifier(spec.n_classes)
+
+    def _classifier(self, n_classes: int) -> nn.Sequential:
+        return nn.Sequential(_layer(self.params.dim, self.params.hidden, self.params.dropout),
+                             nn.Linear(self.params.hidden, n_classes))
+
+    def _pool(self, side: str, local: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Eqs. 7-9 with this variant's attention vector; the plain mean for the baseline."""
+        attention = self.attention or (self.image_attention if side == "image" else self.text_attention)
+        if attention is None:
+            weights = uniform_weights(local, mask)
+            return torch.einsum("bt,btd->bd", weights, local), weights
+        return attention(local, mask)
+
+    def _rep(self, pooled: Tensor, logits: Tensor, weights: Tensor) -> Rep:
+        embedding = {"probabilities": lambda: torch.softmax(logits, -1), "logits": lambda: logits,
+                     "global": lambda: pooled}[self.params.retrieve_with]()
+        return {"embedding": embedding, "global": pooled, "logits": logits, "attention": weights}
+
+    def encode_images(self, images: Rep) -> Rep:
+        pooled, weights = self._pool("image", self.image_local(images["regions"]), None)
+        return self._rep(pooled, self.image_head(pooled), weights)
+
+    def encode_texts(self, texts: Rep) -> Rep:
+        local = self.text_local(self.word_features(texts))
+        pooled, weights = self._pool("text", local, length_mask(texts["lengths"], local.shape[1]))
+        return self._rep(pooled, self.text_head(pooled), weights) | {"lengths": texts["lengths"]}
+
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        """Eq. 11 (correlation) + eq. 12 (semantic: both modalities' softmax losses)."""
+        if batch.labels is None:
+            raise XmodalError("acln trains on category labels (eq. 12), and this batch has none")
+        images, texts = self.encode_images(batch.images), self.encode_texts(batch.texts)
+        correlation = self.params.correlation_weight * correlation_loss(images["global"], texts["global"])
+        semantic = label_cross_entropy(images["logits"], batch.labels) + label_cross_entropy(texts["logits"],
+                                                                                              batch.labels)
+        return {"total": correlation + semantic, "correlation": correlation, "semantic": semantic}
+
+    def explain(self, images: Rep, texts: Rep) -> Attention | None:
+        """The attention (eq. 8) of the first image over its regions and of the first text over its words."""
+        if self.params.attention == "mean":
+            return None
+        side = self.spec.grid_side
+        grids = {"region": (side, side)} if side else {}
+        length = int(texts["lengths"][0])
+        shared = "one attention vector shared by both" if self.attention is not None else "one vector per modality"
+        return Attention({"image": AttentionMap(images["attention"][0], ("region",), grids),
+                          "text": AttentionMap(texts["attention"][0, :length], ("word",))},
+                         note=f"ACLN attention (eq. 8) over regions and over words, {shared}")
