@@ -22,7 +22,7 @@ def test_public_api_is_importable_and_light():
     code = "import sys, xmodal; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"  # `import xmodal` alone loads no torch
-    assert xmodal.list_models()[:2] == ["cca", "dual"] and "emoji" in xmodal.list_datasets()
+    assert {"acln", "cca", "dual"} <= set(xmodal.list_models()) and "emoji" in xmodal.list_datasets()
     assert "gpldan/emoji-search" in xmodal.list_configs()
     for name in xmodal.__all__:
         assert getattr(xmodal, name).__doc__ or name == "__version__", f"xmodal.{name} has no docstring"
