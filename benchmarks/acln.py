@@ -12,18 +12,13 @@ attention is from uniform (mean entropy over log(n), 1 = uniform; mean largest w
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
-import time
 from pathlib import Path
 
 import torch
-from common import REPO, mean_std, metric_row
+from common import REPO, mean_std, metric_row, train_and_measure
 
-from xmodal.config import load_config
 from xmodal.eval.protocol import GroundTruth, encode_split, evaluate
 from xmodal.factory import load_trained
-from xmodal.training.trainer import train
 
 EMOJI = REPO.parent / "shared" / "data" / "emoji"
 MAP_KEYS = [("i2t", "map"), ("t2i", "map"), ("", "map_avg")]
@@ -66,19 +61,6 @@ def _with_avg(metrics: dict) -> dict:
     return metrics | {"map_avg": (metrics["i2t"]["map"] + metrics["t2i"]["map"]) / 2}
 
 
-def train_and_measure(config: str, run_dir: Path, overrides: list[str]) -> dict:
-    done = run_dir / "test.json"
-    if done.exists():
-        return json.loads(done.read_text())
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    started = time.perf_counter()
-    trained = train(load_config(config, overrides), run_dir)
-    result = test_metrics(run_dir) | {"train_seconds": time.perf_counter() - started, "epochs": trained.epochs_run,
-                                      "best_epoch": trained.best_epoch}
-    done.write_text(json.dumps(result, indent=1))
-    return result
-
 
 def arms(scales: list[float]) -> dict[str, tuple[str, list[str]]]:
     """Row name -> (config, overrides) for each text input."""
@@ -90,7 +72,6 @@ def arms(scales: list[float]) -> dict[str, tuple[str, list[str]]]:
             table[f"ACLN shared, logits x{scale:g} (deviation), {label}"] = (
                 "acln/emoji", [f"data.text_input={text}", f"model.params.attention_scale={scale}"])
         table[f"dual (regions, {label})"] = ("dual/emoji", ["data.image_input=regions", f"data.text_input={text}"])
-    table["dual (global vectors: pooled grid, MiniLM sentence)"] = ("dual/emoji", [])
     table["cca (global vectors, closed form)"] = ("cca/emoji", [])
     return table
 
@@ -139,8 +120,8 @@ def main() -> None:
                 continue  # closed form: deterministic
             slug = "".join(c if c.isalnum() else "-" for c in name.lower())
             run_dir = args.out / f"{slug}-s{seed}"
-            results[name].append(train_and_measure(config, run_dir, [f"data.path={EMOJI}", f"train.seed={seed}",
-                                                                      *overrides]))
+            overrides = [f"data.path={EMOJI}", f"train.seed={seed}", *overrides]
+            results[name].append(train_and_measure(config, run_dir, overrides, test_metrics))
             print(f"{name} seed {seed}:", metric_row(name, [results[name][-1]["test"]], MAP_KEYS + RECALL_KEYS),
                   flush=True)
             lines = tables({key: runs for key, runs in results.items() if runs}, ", ".join(map(str, args.seeds)))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
+import time
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from xmodal.config import load_config
 from xmodal.eval.protocol import evaluate_split
@@ -22,6 +24,26 @@ def train_and_test(config: str | Path, out: Path, overrides: Iterable[str] = ())
     train(load_config(config, list(overrides)), out)
     run = load_trained(out)
     return evaluate_split(run.model, run.data.split("test"), run.device, map_at=run.config.eval.map_at)
+
+
+def train_and_measure(config: str | Path, run_dir: Path, overrides: list[str],
+                      measure: Callable[[Path], dict]) -> dict:
+    """Train into ``run_dir`` and return ``measure(run_dir)`` plus timings, kept in ``run_dir/test.json``.
+
+    A run whose ``test.json`` exists is not trained again, so an interrupted benchmark resumes.
+    """
+    done = run_dir / "test.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    started = time.perf_counter()
+    trained = train(load_config(config, overrides), run_dir)
+    seconds = time.perf_counter() - started
+    result = measure(run_dir) | {"train_seconds": seconds, "epochs": trained.epochs_run,
+                                 "best_epoch": trained.best_epoch}
+    done.write_text(json.dumps(result, indent=1))
+    return result
 
 
 def mean_std(values: list[float], scale: float = 1.0, digits: int = 3) -> str:

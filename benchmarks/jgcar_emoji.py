@@ -15,20 +15,15 @@ every pair. ``dual`` trains with configs/dual/emoji.yaml. Per-run metrics are ke
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
-import time
 from pathlib import Path
 
 import torch
-from common import REPO, mean_std, metric_row
+from common import REPO, mean_std, metric_row, train_and_measure
 
-from xmodal.config import load_config
 from xmodal.eval.metrics import direction_metrics
 from xmodal.eval.protocol import encode_split, score_matrix
 from xmodal.factory import load_trained
 from xmodal.search import two_stage_scores
-from xmodal.training.trainer import train
 
 EMOJI = REPO.parent / "shared" / "data" / "emoji"
 VARIANTS = {  # Tables 1-2 rows as --set overrides of the JGCAR config
@@ -64,21 +59,6 @@ def test_metrics(run_dir: Path) -> dict:
         result["two_stage"] = result["exhaustive"]
     return result
 
-
-def train_and_measure(config: Path, run_dir: Path, overrides: list[str]) -> dict:
-    """Train (unless ``run_dir/test.json`` exists) and return the run's test metrics + timings."""
-    done = run_dir / "test.json"
-    if done.exists():
-        return json.loads(done.read_text())
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    started = time.perf_counter()
-    trained = train(load_config(config, overrides), run_dir)
-    seconds = time.perf_counter() - started
-    result = test_metrics(run_dir) | {"train_seconds": seconds, "epochs": trained.epochs_run,
-                                      "best_epoch": trained.best_epoch}
-    done.write_text(json.dumps(result, indent=1))
-    return result
 
 
 def row(name: str, runs: list[dict], which: str) -> str:
@@ -116,7 +96,7 @@ def main() -> None:
             overrides = [f"data.path={EMOJI}", f"train.seed={seed}", *extra, *VARIANTS.get(name, [])]
             config = REPO / "configs" / "dual" / "emoji.yaml" if name == "dual" else args.config
             slug = name.lower().replace(" ", "").replace("=", "")
-            results[name].append(train_and_measure(config, args.out / f"{slug}-s{seed}", overrides))
+            results[name].append(train_and_measure(config, args.out / f"{slug}-s{seed}", overrides, test_metrics))
             print(f"{name} seed {seed}:", row(name, results[name][-1:], "two_stage"), flush=True)
             lines = tables({key: runs for key, runs in results.items() if runs}, ", ".join(map(str, args.seeds)))
             (args.out / "jgcar_emoji.md").write_text("\n".join(lines) + "\n")
