@@ -37,11 +37,14 @@ def write_dual_config(path: Path, data: Path, **train) -> Path:
 
 
 def write_caption_csv(path: Path, rows: list[dict]) -> Path:
-    """A CSV collection file with the columns ``image``, ``caption``, ``split`` (one row per caption)."""
+    """A CSV collection file with the columns ``image``, ``caption``, ``split`` and any other the rows
+    have (``label``), one row per caption."""
     import csv
 
+    columns = ["image", "caption", "split"]
+    columns += [key for key in dict.fromkeys(key for row in rows for key in row) if key not in columns]
     with path.open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=["image", "caption", "split"])
+        writer = csv.DictWriter(stream, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     return path

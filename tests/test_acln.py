@@ -4,6 +4,7 @@ explain, per-group learning rates, and a toy task where only one region carries 
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -217,3 +218,29 @@ def test_a_variant_name_and_a_contradicting_parameter_are_an_error():
     with pytest.raises(XmodalError, match="'acln-baseline' is the preset attention='mean', but model.params sets "
                                           "attention='shared'"):
         create_model("acln-baseline", model.spec, {"attention": "shared"})
+
+
+def test_trains_and_evaluates_on_a_labelled_csv_collection(tmp_path, capsys):
+    """Real encoders end to end: EfficientNet-Lite0 regions, GloVe words, CSV labels (one row multi-label)."""
+    colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+    rows = []
+    for c, (colour, rgb) in enumerate(colours.items()):
+        for i in range(6):
+            name = f"{colour}{i}.png"
+            image = Image.new("RGB", (64, 64), "white")
+            image.paste(rgb, (8 + 4 * i, 8, 40 + 4 * i, 48))
+            image.save(tmp_path / name)
+            split = "train" if i < 4 else ("val" if i == 4 else "test")
+            label = f"{colour};bright" if (c, i) == (0, 0) else colour
+            rows.append({"image": name, "caption": f"a {colour} square on white", "split": split, "label": label})
+    csv = write_caption_csv(tmp_path / "shapes.csv", rows)
+    run = tmp_path / "run"
+    args = ["--config", "acln/emoji", "--out", str(run), "--path", str(csv), "--set", "data.dataset=csv",
+            "--set", "train.epochs=2", "--set", "train.batch_size=4", "--set", "model.params.dim=32"]
+    assert main(["train", *args]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert main(["eval", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("acln on csv (test split, best checkpoint)")
+    i2t_map = float(re.search(r"^i2t\s+([0-9.]+)", out, re.M).group(1))
+    assert 0.0 < i2t_map <= 1.0  # 3 test images, 3 texts, one of each colour
