@@ -185,6 +185,8 @@ class SCANet(RetrievalModel):
     def encode_texts(self, texts: Rep) -> Rep:
         features = self.text_features(texts)
         rep = {"embedding": features}
+        if self.graph is not None:  # the counts, so explain can name the text's words
+            rep["bow"] = texts["bow"]
         if self.coattention:  # p_T of the first layer (eq. 4) reads the text alone
             rep["attention"] = self._attention(self.coattention[0].text, features)
         return rep
@@ -203,7 +205,8 @@ class SCANet(RetrievalModel):
         weights: list[tuple[Tensor, Tensor]] = []
         if not self.coattention:
             return image, text, weights
-        image_attention, text_attention = image_attention.expand_as(image), text_attention.expand_as(text)
+        shape = torch.broadcast_shapes(image.shape, text.shape)  # the pairs' shape (views, no copies)
+        image_attention, text_attention = image_attention.expand(shape), text_attention.expand(shape)
         weights.append((image_attention, text_attention))
         attended_text, attended_image = image_attention * text, text_attention * image  # eq. 6
         for layer in self.coattention[1:]:
