@@ -137,6 +137,7 @@ def make_batch(n: int = 10, seed: int = 0) -> Batch:
 
 def reference_score(model, image_features: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """One pair, eqs. 2-9 and section 3.4 written out step by step (1-d vectors, no batching)."""
+    image_features = image_features / image_features.pow(2).mean().sqrt()  # image_norm="rms"
     f_i = model.image_fc.weight @ image_features + model.image_fc.bias  # eq. 3
     signal = torch.log1p(counts)
     laplacian = model.graph.laplacian.to_dense()
@@ -263,7 +264,8 @@ def test_embed_is_the_layer0_projection_for_two_stage_search():
     batch = make_batch(4)
     with torch.no_grad():
         images = model.encode_images(batch.images)
-        torch.testing.assert_close(model.embed(images), model.image_fc(batch.images["features"]))
+        features = batch.images["features"]
+        torch.testing.assert_close(model.embed(images), model.image_fc(features / features.pow(2).mean(1, True).sqrt()))
 
 
 def test_explain_names_words_of_the_text_and_layers():

@@ -82,6 +82,9 @@ class SCANetParams(Params):
     # "frequency" = count / the text's words on the graph. Long articles have counts in the hundreds.
     bow_scale: Literal["counts", "log", "frequency"] = "log"
     attention_scale: Literal["dimension", "none"] = "dimension"  # N * softmax, or the literal softmax
+    # "rms": each image vector divided by its root mean square (entries of RMS 1, as ReLU CNN features
+    # roughly have); Wikipedia's SIFT histograms sum to 1, entries ~0.008, too small for the FC to read.
+    image_norm: Literal["rms", "none"] = "rms"
     margin: float = Field(MARGIN, ge=0.0)  # m of eq. 10
     weight: float = Field(WEIGHT, ge=0.0)  # lambda of eq. 10
     pairs: int = Field(256, ge=1)  # matching and (as many) non-matching pairs drawn per batch
@@ -168,7 +171,10 @@ class SCANet(RetrievalModel):
 
     def image_features(self, images: Rep) -> Tensor:
         """f_I (eq. 3), ``[B, N]``."""
-        return self.image_fc(images["features"])
+        features = images["features"]
+        if self.params.image_norm == "rms":
+            features = features * features.pow(2).mean(-1, keepdim=True).clamp_min(1e-12).rsqrt()
+        return self.image_fc(features)
 
     def _attention(self, layer: nn.Linear, features: Tensor) -> Tensor:
         """``p = softmax(relu(W f + b))`` (eqs. 4-5, 7-8), scaled by N unless ``attention_scale="none"``."""
