@@ -234,11 +234,15 @@ class SCANet(RetrievalModel):
 
     def similarity(self, images: Rep, texts: Rep) -> Tensor:
         """``[I, J]`` scores of every image x text pair of two blocks (section 3.4), without dropout."""
-        if self.params.layers <= 1:  # bilinear: (w o p_I o f_I) . (p_T o f_T) + c, one matrix product
+        if self.params.layers <= 1:  # bilinear: (w o p_I o f_I) . (p_T o f_T) + c, a matrix product per chunk
             image, text = images["embedding"], texts["embedding"]
             if self.params.layers == 1:
                 image, text = image * images["attention"], text * texts["attention"]
-            return torch.sigmoid((image * self.score.weight[0]) @ text.T + self.score.bias)
+
+            def bilinear(image_chunk: Tensor) -> tuple[Tensor]:
+                return (torch.sigmoid((image_chunk * self.score.weight[0]) @ text.T + self.score.bias),)
+
+            return all_pairs(bilinear, (image,), len(text), self.pair_cost())[0]
         text_rep = {"embedding": texts["embedding"][None], "attention": texts["attention"][None]}
 
         def block(embedding: Tensor, attention: Tensor) -> tuple[Tensor]:
