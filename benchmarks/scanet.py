@@ -155,7 +155,8 @@ def write(out: Path, seeds: list[int], extra: list[str]) -> None:
              "runs; `runs` counts the seeds actually run). Test split; MAP@all over the whole test set; i2t = "
              "image query, t2i = text query. `gcn-kK` is SCANet (`scanet/<dataset>` config) with K co-attention "
              "layers (`scanet-kK`); `lstm-k2` / `cnn-k2` swap the text model (`scanet-lstm`, `scanet-cnn`, words "
-             "input; cut to a CPU budget: first 100 words, 128 LSTM units / CNN filters per window, at most 10 epochs). dual and cca run their own configs with the same "
+             "input; cut to a CPU budget: first 100 words, 128 LSTM units / CNN filters per window, at most 10 "
+             "epochs). dual and cca run their own configs with the same "
              "image features, on their default MiniLM sentence vector and on tf-idf (the bag-of-words input "
              "closest to SCANet's counts; neither accepts `bow`).", ""]
     lines += ["## wikipedia-texts (SIFT BoW 128-d images, real articles; official 2,173 / 693 split)", ""]
