@@ -29,6 +29,18 @@ PAPER_TABLE3 = {
     "GCN": ([0.75, 0.76, 0.81, 0.72], [0.43, 0.45, 0.46, 0.46], [0.59, 0.61, 0.63, 0.59]),
 }
 
+NOTES = [
+    "- SCANet's average on wikipedia-texts (0.259 at k = 2) stays below JFSSL's published 0.267 on the same image "
+    "features; the issue asked for it to be above. Not tuned further: the graph has 2,000 words (10,055 builds in "
+    "seconds, see above, but was not trained on), N = 256, and validation MAP peaks within ~10-20 epochs while the "
+    "training gap keeps widening (over-fitting of the 2,000 x N text FC layer).",
+    "- Speed figures move with the load on the 2 shared cores (another engineer trained at the same time): an "
+    "earlier runs of the same script measured 54x (3.8 s for the matrix) and 31x (3.9 s) at k = 2.",
+    "- The `-paper` configs (N = 1,024, lr 1e-4, L2 0.005, 80 epochs) were not run.",
+    "- cca is closed form and deterministic: one run. LSTM / CNN rows are cut to a CPU budget (see above), so they "
+    "say less about the paper's LSTM and CNN rows than the GCN rows do about its GCN row.",
+]
+
 
 def run(name: str, config: str, dataset: str, seed: int, out: Path, extra: list[str], fresh: bool) -> dict:
     folder = out / f"{dataset}-{name}-{seed}"
@@ -166,11 +178,11 @@ def write(out: Path, seeds: list[int], extra: list[str]) -> None:
               "The paper's Table 3 (Eng-Wiki with VGG-19 fc7 image features, 10,055-word graph), MAP per k = 0..3:", "",
               "| text model | text query k=0..3 | image query k=0..3 | average k=0..3 |", "| --- | --- | --- | --- |"]
     for model, (text, image, average) in PAPER_TABLE3.items():
-        lines.append(f"| {model} | {' / '.join(map(str, text))} | {' / '.join(map(str, image))} | "
-                     f"{' / '.join(map(str, average))} |")
+        lines.append("| " + " | ".join([model] + [" / ".join(f"{v:.2f}" for v in values)
+                                                  for values in (text, image, average)]) + " |")
     lines += ["", "## emoji (EfficientNet-Lite0 pooled 1280-d images, emoji names + keywords; 9 categories)", ""]
     lines += table(out, "emoji", names)
-    lines += ["", "## Speed", ""] + extra
+    lines += ["", "## Speed", ""] + extra + ["", "## Notes", ""] + NOTES
     (REPO / "benchmarks" / "results" / "scanet.md").write_text("\n".join(lines) + "\n")
 
 
