@@ -16,7 +16,7 @@ import torch
 from xmodal.features.inputs import make_spec
 from xmodal.features.kinds import ExampleDims, get_kind, kind_names
 from xmodal.models.base import Attention, Batch, RetrievalModel, take
-from xmodal.models.registry import create_model, list_models
+from xmodal.models.registry import create_model, list_models, parse_params
 
 N_ITEMS, N_CLASSES = 12, 3
 
@@ -25,8 +25,9 @@ def make_case(cls: type[RetrievalModel], image_kinds: tuple[str, ...] | None = N
               text_kinds: tuple[str, ...] | None = None, variant: str | None = None) -> tuple[RetrievalModel, Batch]:
     """A model and a batch built from the input kinds' own synthetic examples (xmodal.features.kinds)."""
     generator = torch.Generator().manual_seed(0)
-    image_kinds = image_kinds or tuple(part[0] for part in cls.input_parts("image"))
-    text_kinds = text_kinds or tuple(part[0] for part in cls.input_parts("text"))
+    params = variant_params(cls, variant)
+    image_kinds = image_kinds or tuple(part[0] for part in cls.input_parts("image", params))
+    text_kinds = text_kinds or tuple(part[0] for part in cls.input_parts("text", params))
     dims = ExampleDims()
     sides = {}
     for side, names in (("image", image_kinds), ("text", text_kinds)):
@@ -44,15 +45,22 @@ def make_case(cls: type[RetrievalModel], image_kinds: tuple[str, ...] | None = N
 MODELS = list(list_models().values())
 
 
-def combinations(cls: type[RetrievalModel]) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-    """Every input combination a model accepts: one alternative per part, per side."""
-    return list(itertools.product(itertools.product(*cls.input_parts("image")),
-                                  itertools.product(*cls.input_parts("text"))))
+def variant_params(cls: type[RetrievalModel], variant: str | None):
+    """The parsed parameters of a model or one of its named variants (they may narrow its inputs)."""
+    return parse_params(cls, dict(cls.variants[variant]) if variant else {})
 
 
-# Every registered model x every input combination it accepts x its named variants (and itself).
-CASES = [(cls, image_kinds, text_kinds, variant) for cls in MODELS for image_kinds, text_kinds in combinations(cls)
-         for variant in (None, *cls.variants)]
+def combinations(cls: type[RetrievalModel],
+                 variant: str | None = None) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Every input combination a model (or variant) accepts: one alternative per part, per side."""
+    params = variant_params(cls, variant)
+    return list(itertools.product(itertools.product(*cls.input_parts("image", params)),
+                                  itertools.product(*cls.input_parts("text", params))))
+
+
+# Every registered model x its named variants (and itself) x every input combination each accepts.
+CASES = [(cls, image_kinds, text_kinds, variant) for cls in MODELS for variant in (None, *cls.variants)
+         for image_kinds, text_kinds in combinations(cls, variant)]
 
 
 def case_id(case) -> str:
@@ -104,7 +112,7 @@ def _check_explain(model: RetrievalModel, attention: Attention | None) -> None:
     assert attention.maps, "explain returned no maps"
     for attention_map in attention.maps.values():
         assert torch.isfinite(attention_map.weights).all() and (attention_map.weights >= 0).all()
-        assert set(attention_map.axes) <= {"region", "word", "object", "chunk", "token"}
+        assert set(attention_map.axes) <= {"region", "word", "object", "chunk", "token", "dimension"}
         if "region" in attention_map.axes and model.spec.grid_side:
             assert attention_map.grids["region"] == (model.spec.grid_side, model.spec.grid_side)
 
@@ -145,7 +153,7 @@ def test_a_few_steps_lower_the_loss(cls: type[RetrievalModel]):
 
 
 def test_the_contract_covers_every_model_input_and_variant():
-    assert len(CASES) == sum(len(combinations(cls)) * (1 + len(cls.variants)) for cls in MODELS)
+    assert len(CASES) == sum(len(combinations(cls, variant)) for cls in MODELS for variant in (None, *cls.variants))
     assert {case[0].name for case in CASES} == set(list_models())
 
 

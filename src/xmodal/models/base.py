@@ -163,8 +163,13 @@ class RetrievalModel(nn.Module, ABC):
         self.params = params
 
     @classmethod
-    def input_parts(cls, side: str) -> tuple[tuple[str, ...], ...]:
-        """The parts a model reads from ``side``, each a tuple of accepted kinds (preferred first)."""
+    def input_parts(cls, side: str, params: Params | None = None) -> tuple[tuple[str, ...], ...]:
+        """The parts a model reads from ``side``, each a tuple of accepted kinds (preferred first).
+
+        ``params`` (a model's parsed parameters, a variant's preset included) narrows the kinds
+        for models whose settings read different inputs (SCANet's LSTM text model reads words,
+        its graph convolution word counts); None gives every kind some setting accepts.
+        """
         declared = cls.image_parts if side == "image" else cls.text_parts
         return declared or ((cls.image_inputs if side == "image" else cls.text_inputs),)
 
