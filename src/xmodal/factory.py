@@ -24,7 +24,7 @@ from xmodal.features.extract import ExtractOptions
 from xmodal.features.inputs import ModelData
 from xmodal.features.kinds import describe, get_kind, kind_names
 from xmodal.models.base import RetrievalModel
-from xmodal.models.registry import create_model, get_model_class, parse_params, resolve
+from xmodal.models.registry import create_model, get_model_class, model_params
 from xmodal.paths import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -93,8 +93,7 @@ def choose_inputs(model_cls: type[RetrievalModel], config: RunConfig,
     """Per side, one kind per part the model reads: the configured one, or the model's preferred
     alternative the dataset can feed (:mod:`xmodal.features.kinds`). Mismatches are named."""
     chosen = []
-    _, preset = resolve(config.model.name)
-    params = parse_params(model_cls, preset | config.model.params)  # a variant may read other kinds
+    _, params = model_params(config.model.name, config.model.params)  # a variant may read other kinds
     for side, wanted in (("image", config.data.image_input), ("text", config.data.text_input)):
         parts = model_cls.input_parts(side, params)
         wanted_parts = [wanted] if isinstance(wanted, str) else list(wanted or [])

@@ -62,12 +62,12 @@ def parse_params(cls: type[RetrievalModel], params: dict[str, Any]) -> Any:
         raise XmodalError(f"bad parameters for model {cls.name!r}: {problems}") from None
 
 
-def create_model(name: str, spec: InputSpec, params: dict[str, Any] | None = None) -> RetrievalModel:
-    """A new model; ``params`` add to a variant's preset (``jgcar-grl`` sets mode=global).
+def model_params(name: str, params: dict[str, Any] | None = None) -> tuple[type[RetrievalModel], Any]:
+    """The class and parsed parameters of a model or variant name; ``params`` add to a variant's preset.
 
-    A parameter that contradicts the variant's preset is an error, not silently either one: a
-    config that says ``acln-baseline`` and ``attention: shared`` would otherwise train a model its
-    name does not describe.
+    A parameter that contradicts the variant's preset (``jgcar-grl`` sets mode=global) is an
+    error, not silently either one: a config that says ``acln-baseline`` and ``attention: shared``
+    would otherwise train a model its name does not describe.
     """
     cls, preset = resolve(name)
     params = params or {}
@@ -76,4 +76,10 @@ def create_model(name: str, spec: InputSpec, params: dict[str, Any] | None = Non
         given = ", ".join(f"{key}={value!r}" for key, value in preset.items())
         raise XmodalError(f"model {name!r} is the preset {given}, but model.params sets {', '.join(clashes)}; "
                           f"remove the parameter, or name the base model {cls.name!r}")
-    return cls(spec, parse_params(cls, preset | params))
+    return cls, parse_params(cls, preset | params)
+
+
+def create_model(name: str, spec: InputSpec, params: dict[str, Any] | None = None) -> RetrievalModel:
+    """A new model of a registered name or variant (see :func:`model_params`)."""
+    cls, parsed = model_params(name, params)
+    return cls(spec, parsed)
