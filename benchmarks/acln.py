@@ -68,7 +68,7 @@ def arms(scales: list[float]) -> dict[str, tuple[str, list[str]]]:
     for text, label in (("words", "GloVe words"), ("tokens", "MiniLM tokens")):
         for name, model in VARIANTS.items():
             table[f"{name}, {label}"] = ("acln/emoji", [f"model.name={model}", f"data.text_input={text}"])
-        for scale in scales if text == "words" else []:
+        for scale in scales:
             table[f"ACLN shared, logits x{scale:g} (deviation), {label}"] = (
                 "acln/emoji", [f"data.text_input={text}", f"model.params.attention_scale={scale}"])
         table[f"dual (regions, {label})"] = ("dual/emoji", ["data.image_input=regions", f"data.text_input={text}"])

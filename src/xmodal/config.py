@@ -36,6 +36,7 @@ class DataConfig(Section):
     image_root: str | None = None  # folder relative image paths resolve against (csv, karpathy readers)
     skip_bad: bool = False  # skip unreadable records and images (counted, listed in RUN/skipped.txt)
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=0)  # larger images are refused as unreadable (0: no limit)
+    graph_vertices: int = Field(2000, ge=2)  # vertices of the word graph (text input 'bow', SCANet 3.1)
 
     @field_validator("resolution")
     @classmethod

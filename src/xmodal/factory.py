@@ -130,7 +130,8 @@ def build_data(config: RunConfig, device: torch.device, dataset: Dataset | None 
     data = ModelData(dataset, image_input, text_input, resolution=config.data.resolution,
                      val_fraction=config.data.val_fraction,
                      extract_options=ExtractOptions(device=device, skip_bad=config.data.skip_bad,
-                                                    max_image_pixels=config.data.max_image_pixels))
+                                                    max_image_pixels=config.data.max_image_pixels,
+                                                    graph_vertices=config.data.graph_vertices))
     if dataset.skipped or data.bad_items:
         bad = sorted(data.bad_items)
         shown = f": {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}" if bad else ""
