@@ -1,7 +1,7 @@
 """ACLN on emoji: Table 2's variants (baseline / separate / shared) with GloVe words and MiniLM
 tokens, beside `dual` on the same features and `cca`, test split, several seeds.
 
-    .venv/bin/python benchmarks/acln.py [--seeds 0 1 2] [--out /tmp/acln-bench] [--scales 5]
+    .venv/bin/python benchmarks/acln.py [--seeds 0 1 2] [--out /tmp/acln-bench]
 
 Every run's figures are kept in ``OUT/<run>/test.json`` (an interrupted benchmark resumes);
 writes benchmarks/results/acln.md. Per ACLN run it also measures, on the test split, retrieval
@@ -62,15 +62,12 @@ def _with_avg(metrics: dict) -> dict:
 
 
 
-def arms(scales: list[float]) -> dict[str, tuple[str, list[str]]]:
+def arms() -> dict[str, tuple[str, list[str]]]:
     """Row name -> (config, overrides) for each text input."""
     table: dict[str, tuple[str, list[str]]] = {}
     for text, label in (("words", "GloVe words"), ("tokens", "MiniLM tokens")):
         for name, model in VARIANTS.items():
             table[f"{name}, {label}"] = ("acln/emoji", [f"model.name={model}", f"data.text_input={text}"])
-        for scale in scales:
-            table[f"ACLN shared, logits x{scale:g} (deviation), {label}"] = (
-                "acln/emoji", [f"data.text_input={text}", f"model.params.attention_scale={scale}"])
         table[f"dual (regions, {label})"] = ("dual/emoji", ["data.image_input=regions", f"data.text_input={text}"])
     table["cca (global vectors, closed form)"] = ("cca/emoji", [])
     return table
@@ -105,12 +102,11 @@ def tables(results: dict[str, list[dict]], seeds: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--scales", type=float, nargs="*", default=[], help="extra shared-attention arms, logits x S")
     parser.add_argument("--only", nargs="*", default=None, help="run only rows whose name contains one of these")
     parser.add_argument("--out", type=Path, default=Path("/tmp/acln-bench"))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    table = arms(args.scales)
+    table = arms()
     if args.only:
         table = {name: arm for name, arm in table.items() if any(part in name for part in args.only)}
     results: dict[str, list[dict]] = {name: [] for name in table}

@@ -42,8 +42,6 @@ from xmodal.nn.pooling import length_mask
 class ACLNParams(Params):
     dim: int = Field(512, ge=1)  # d_a (section 4.1)
     attention: Literal["shared", "separate", "mean"] = "shared"  # Table 2: ACLN, separate, baseline
-    # Multiplies eq. 7's tanh-bounded logits (1: as printed; see xmodal.nn.attention_pool).
-    attention_scale: float = Field(1.0, gt=0.0)
     hidden: int = Field(256, ge=1)  # width of FC3 (not given in the paper)
     shared_classifier: bool = False  # FC3 / FC4 shared by both modalities (the paper names FC3i, FC4i)
     retrieve_with: Literal["probabilities", "logits", "global"] = "probabilities"
@@ -110,10 +108,10 @@ class ACLN(EmbeddingModel):
         self.image_attention: AttentionPool | None = None
         self.text_attention: AttentionPool | None = None
         if params.attention == "shared":
-            self.attention = AttentionPool(params.dim, params.attention_scale)
+            self.attention = AttentionPool(params.dim)
         elif params.attention == "separate":
-            self.image_attention = AttentionPool(params.dim, params.attention_scale)
-            self.text_attention = AttentionPool(params.dim, params.attention_scale)
+            self.image_attention = AttentionPool(params.dim)
+            self.text_attention = AttentionPool(params.dim)
         self.image_head = self._classifier(spec.n_classes)  # FC3i, FC4i
         self.text_head = self.image_head if params.shared_classifier else self._classifier(spec.n_classes)
 

@@ -3,8 +3,9 @@
 ACLN (Huang, Ye, Peng, 2017, section 3.2, eqs. 7-9): ``h_i = tanh(W_a x_i)``, ``a = softmax(h)``
 over the item's local features, ``X_hat = sum_i a_i x_i``. The tanh bounds each logit to
 [-1, 1], so two weights of one item differ by at most a factor e^2 ~ 7.4: with 49 image regions
-the largest possible weight is about 0.13 (uniform: 0.02). ``scale`` multiplies the bounded logits
-(``scale * tanh(W_a x)``), widening that range; 1 is the paper's form.
+the largest possible weight is about 0.13 (uniform: 0.02). Multiplying the bounded logits by 5
+(a wider range) was measured on emoji and did not help (benchmarks/results/acln.md), so the
+paper's form is the only one.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ class AttentionPool(nn.Module):
     ``W_a`` has no bias: a constant added to every logit cancels in the softmax (eq. 8).
     """
 
-    def __init__(self, dim: int, scale: float = 1.0):
+    def __init__(self, dim: int):
         super().__init__()
         self.vector = nn.Linear(dim, 1, bias=False)  # W_a in R^{1 x d_a}
         nn.init.normal_(self.vector.weight, std=1.0 / math.sqrt(dim))
-        self.scale = scale
 
     def weights(self, local: Tensor, mask: Tensor | None = None) -> Tensor:
-        logits = self.scale * torch.tanh(self.vector(local).squeeze(-1))  # eq. 7
+        logits = torch.tanh(self.vector(local).squeeze(-1))  # eq. 7
         if mask is not None:
             logits = logits.masked_fill(~mask, float("-inf"))
         return torch.softmax(logits, dim=-1)  # eq. 8
