@@ -168,3 +168,28 @@ def test_image_root_from_the_command_line_and_recorded_absolute(tmp_path, monkey
                  "--out", "run"]) == 0
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]
     assert saved["image_root"] == str(images.resolve()) and saved["path"] == str((lists / "c.csv").resolve())
+
+
+def test_data_settings_reach_the_feature_extractor(tmp_path, monkeypatch):
+    """data.graph_vertices (and the other extraction settings) are what ModelData is built with."""
+    import torch
+
+    import xmodal.factory as factory
+
+    seen = {}
+
+    class Recorder:
+        bad_items: list = []
+
+        def __init__(self, dataset, image_input, text_input, **options):
+            seen.update(options)
+
+    monkeypatch.setattr(factory, "ModelData", Recorder)
+    data = write_feature_dataset(tmp_path / "features")
+    config = load_config(write_dual_config(tmp_path / "c.yaml", data),
+                         ["data.graph_vertices=10055", "data.max_image_pixels=1000", "data.skip_bad=true"])
+    factory.build_data(config, torch.device("cpu"))
+    options = seen["extract_options"]
+    assert (options.graph_vertices, options.max_image_pixels, options.skip_bad) == (10055, 1000, True)
+    with pytest.raises(XmodalError, match="data.graph_vertices"):
+        load_config(write_dual_config(tmp_path / "c.yaml", data), ["data.graph_vertices=1"])
