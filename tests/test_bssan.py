@@ -144,9 +144,9 @@ def spy_on_w2r(model, monkeypatch) -> list:
     """Record (uniform flags, alpha) of every W2R call."""
     seen, original = [], model.w2r_scores
 
-    def spy(*args):
-        scores, alpha = original(*args)
-        seen.append((args[-1], alpha))
+    def spy(*args, **kwargs):
+        scores, alpha = original(*args, **kwargs)
+        seen.append((args[5], alpha))
         return scores, alpha
 
     monkeypatch.setattr(model, "w2r_scores", spy)
@@ -159,9 +159,9 @@ def test_training_uses_uniform_attention_for_negatives_only(monkeypatch):
     model.train()
     model.loss(batch)
     uniform, alpha = seen[0]
-    assert uniform.tolist() == [False] * 6 + [True] * 6  # positives first, then their sampled negatives
-    torch.testing.assert_close(alpha[6:], torch.full_like(alpha[6:], 1 / REGIONS))
-    assert not torch.allclose(alpha[:6], torch.full_like(alpha[:6], 1 / REGIONS))
+    assert uniform.tolist() == [[False, True]] * 6  # each positive pair, then its sampled negative
+    torch.testing.assert_close(alpha[:, 1], torch.full_like(alpha[:, 1], 1 / REGIONS))
+    assert not torch.allclose(alpha[:, 0], torch.full_like(alpha[:, 0], 1 / REGIONS))
     softmax_model, _ = make_model(negative_attention="softmax")
     seen = spy_on_w2r(softmax_model, monkeypatch)
     softmax_model.train()

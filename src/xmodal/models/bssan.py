@@ -143,18 +143,26 @@ class BSSAN(RetrievalModel):
             vectors = texts["tokens"][:, :limit]
         return vectors * length_mask(lengths, vectors.shape[1]).unsqueeze(-1), lengths
 
-    def encode_images(self, images: Rep) -> Rep:
+    def encode_images(self, images: Rep, gates: bool = True) -> Rep:
+        """Per-image parts; ``gates=False`` keeps the regions instead of ``W_ih^u r_j`` (training, where
+        each image meets two texts, so projecting the attended u_k is cheaper than every region)."""
         regions, objects = images["regions"], images["objects"]
         rep = {"embedding": self.global_image(regions.mean(1))}
         if self.use_w2r:
-            w_input = self.w2r_lstm.weight_ih_l0[:, : self.region_dim]  # the u_k half of W_ih
-            rep |= {"region_keys": self.w2r_attention.keys(regions),  # W r_j, [B, D, E]
-                    "region_gates": regions @ w_input.T}  # W_ih^u r_j, [B, D, 4H]
+            rep["region_keys"] = self.w2r_attention.keys(regions)  # W r_j, [B, D, E]
+            if gates:
+                rep["region_gates"] = regions @ self._input_weight().T  # W_ih^u r_j, [B, D, 4H]
+            else:
+                rep["regions"] = regions
         if self.use_o2w:
             first = self.o2w_mlp[0]
             rep |= {"object_queries": self.o2w_attention.queries(objects),  # o_j^T W', [B, P, B_lstm]
                     "object_first": objects @ first.weight[:, : self.object_dim].T + first.bias}  # [B, P, h1]
         return rep
+
+    def _input_weight(self) -> Tensor:
+        """W_ih^u: the u_k half of the W2R LSTM's input weights (its input is [u_k; t_k])."""
+        return self.w2r_lstm.weight_ih_l0[:, : self.region_dim]
 
     def encode_texts(self, texts: Rep) -> Rep:
         words, lengths = self._word_vectors(texts)
@@ -173,16 +181,21 @@ class BSSAN(RetrievalModel):
         return rep["embedding"]
 
     # -- pair parts (any broadcast pair dimensions "...") ----------------------------------------
-    def w2r_scores(self, region_keys: Tensor, region_gates: Tensor, words: Tensor, word_gates: Tensor,
-                   lengths: Tensor, uniform: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def w2r_scores(self, region_keys: Tensor, region_gates: Tensor | None, words: Tensor, word_gates: Tensor,
+                   lengths: Tensor, uniform: Tensor | None = None, regions: Tensor | None = None
+                   ) -> tuple[Tensor, Tensor]:
         """Y (eqs. 1-6) and alpha ``[..., L, D]`` of the pairs the leading dimensions broadcast to.
 
         ``uniform [...]`` True: alpha = 1/D for that pair (eq. 8, sampled negatives in training).
+        ``region_gates`` None: the ``regions`` themselves are attended (see :meth:`encode_images`).
         """
         alpha = self.w2r_attention.weights(self.w2r_attention.logits(words, region_keys))  # eqs. 1-2
         if uniform is not None:
             alpha = torch.where(uniform[..., None, None], torch.full_like(alpha, 1 / alpha.shape[-1]), alpha)
-        gates = torch.einsum("...ld,...dg->...lg", alpha, region_gates) + word_gates  # W_ih [u_k; t_k] + b (eq. 3)
+        if region_gates is not None:  # W_ih [u_k; t_k] + b with W_ih^u u_k = sum_j alpha_j^k W_ih^u r_j (eq. 3)
+            gates = torch.einsum("...ld,...dg->...lg", alpha, region_gates) + word_gates
+        else:  # u_k itself (eq. 3), then W_ih^u u_k
+            gates = torch.einsum("...ld,...dm->...lm", alpha, regions) @ self._input_weight().T + word_gates
         pairs = gates.shape[:-2]
         flat = gates.reshape(-1, *gates.shape[-2:])
         last = lstm_last_states(flat, lengths.expand(pairs).reshape(-1), self.w2r_lstm)
@@ -285,25 +298,25 @@ class BSSAN(RetrievalModel):
         """Eq. 18 (terms L1, L2, reg, bssan) on (image, text) and (image, sampled negative text) pairs,
         plus the first-stage head's triplet loss (``global``)."""
         params = self.params
-        images, texts = self.encode_images(batch.images), self.encode_texts(batch.texts)
-        count = len(batch)
-        negatives = sample_negatives(batch.items)
-        rows = torch.arange(count, device=negatives.device)
-        image_index, text_index = torch.cat([rows, rows]), torch.cat([rows, negatives])
-        uniform = torch.cat([torch.zeros_like(rows, dtype=torch.bool),
-                             torch.full_like(rows, params.negative_attention == "uniform", dtype=torch.bool)])
-        pair_images = take({k: v for k, v in images.items() if k != "embedding"}, image_index)
-        pair_texts = self._cut(take({k: v for k, v in texts.items() if k != "embedding"}, text_index))
+        images, texts = self.encode_images(batch.images, gates=False), self.encode_texts(batch.texts)
+        # Pairs [B, 2]: (image i, text i) and (image i, sampled negative text), so the image side
+        # broadcasts ([B, 1, ...]) instead of being copied per pair; positives and negatives go
+        # through the networks (and their batch norm) as one batch.
+        rows = torch.arange(len(batch), device=batch.items.device)
+        text_index = torch.stack([rows, sample_negatives(batch.items)], dim=1)
+        uniform = torch.tensor([False, params.negative_attention == "uniform"], device=rows.device).expand(len(rows), 2)
+        pair_images = {key: value.unsqueeze(1) for key, value in images.items() if key != "embedding"}
+        pair_texts = take({k: v for k, v in self._cut(texts).items() if k != "embedding"}, text_index)
         lengths = pair_texts["lengths"]
         w2r = o2w = None
         if self.use_w2r:
-            scores = self.w2r_scores(pair_images["region_keys"], pair_images["region_gates"], pair_texts["words"],
-                                     pair_texts["word_gates"], lengths, uniform)[0]
-            w2r = (scores[:count], scores[count:])
+            scores = self.w2r_scores(pair_images["region_keys"], None, pair_texts["words"], pair_texts["word_gates"],
+                                     lengths, uniform, regions=pair_images["regions"])[0]
+            w2r = (scores[:, 0], scores[:, 1])
         if self.use_o2w:
             scores = self.o2w_scores(pair_images["object_queries"], pair_images["object_first"],
                                      pair_texts["states"], pair_texts["state_first"], lengths, uniform)[0]
-            o2w = (scores[:count], scores[count:])
+            o2w = (scores[:, 0], scores[:, 1])
         if not self.use_w2r:  # BSSAN_o2w: its loss is L2 alone, unweighted
             o2w_lam = 1.0
         else:
