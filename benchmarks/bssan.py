@@ -83,16 +83,17 @@ def pair_speed(run_dir: Path, block_images: int = 10, single_pairs: int = 300) -
 
 
 def train_and_measure(config: str, run_dir: Path, overrides: list[str]) -> dict:
-    done = run_dir / "test.json"
+    done, trained_file = run_dir / "test.json", run_dir / "trained.json"
     if done.exists():
         return json.loads(done.read_text())
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    started = time.perf_counter()
-    trained = train(load_config(config, overrides), run_dir)
-    seconds = time.perf_counter() - started
-    result = test_metrics(run_dir) | {"train_seconds": seconds, "epochs": trained.epochs_run,
-                                      "best_epoch": trained.best_epoch}
+    if not trained_file.exists():  # a run trained before an interrupted test is only re-tested
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        started = time.perf_counter()
+        trained = train(load_config(config, overrides), run_dir)
+        trained_file.write_text(json.dumps({"train_seconds": time.perf_counter() - started,
+                                            "epochs": trained.epochs_run, "best_epoch": trained.best_epoch}))
+    result = test_metrics(run_dir) | json.loads(trained_file.read_text())
     done.write_text(json.dumps(result, indent=1))
     return result
 

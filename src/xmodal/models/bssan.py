@@ -18,6 +18,10 @@ a dataset's own object features); texts ``words`` (GloVe 50-d; the paper: GloVe 
   loss ``L1 + lambda L2 + delta L_reg`` (:mod:`xmodal.losses.sampled_hinge`); test score
   ``MS = f_w2r + lambda f_o2w`` (eq. 19).
 
+Variants (section V-A) are presets: ``bssan-w2r`` (W2R alone: L1 + delta L_reg, score f_w2r),
+``bssan-o2w`` (O2W alone: L2 unweighted + delta L_reg, score f_o2w: lambda only weighs O2W beside
+W2R), ``bssan-no_reg`` (both, no L_reg) and ``bssan-full`` (both with L_reg, the default).
+
 Readings and choices where the paper is open (each tested in tests/test_bssan.py):
 
 - Eq. 8 at test time: the pairs are unknown, so eq. 1's attention is used for every pair (the
