@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--text", default="words", choices=["words", "tokens"])
     parser.add_argument("--no-dual", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("/tmp/bssan-bench"))
+    parser.add_argument("--report-only", action="store_true", help="tabulate the finished runs only, train nothing")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra config override for every BSSAN variant (not dual)")
     args = parser.parse_args()
@@ -156,14 +157,18 @@ def main() -> None:
                 overrides = [*common, f"model.name=bssan-{name}", f"data.text_input={args.text}", *args.overrides]
                 label = f"bssan-{name}" + ("" if args.text == "words" else f" ({args.text})")
             slug = f"{args.dataset}-{label.replace(' ', '').replace('(', '-').replace(')', '')}-s{seed}"
+            if args.report_only and not (args.out / slug / "test.json").exists():
+                continue
             results.setdefault(label, []).append(train_and_measure(config, args.out / slug, overrides))
             print(f"{label} seed {seed}:", row(label, results[label][-1:], "exhaustive"), flush=True)
-            if name == "full" and speed is None:
+            if name == "full" and speed is None and not args.report_only:
                 speed = json.loads(speed_file.read_text()) if speed_file.exists() else pair_speed(args.out / slug)
                 speed_file.write_text(json.dumps(speed, indent=1))
             lines = tables(args.dataset, results, ", ".join(map(str, args.seeds)), speed)
             (args.out / f"bssan-{args.dataset}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    if args.report_only and speed_file.exists():
+        speed = json.loads(speed_file.read_text())
+    print("\n".join(tables(args.dataset, results, ", ".join(map(str, args.seeds)), speed)))
 
 
 if __name__ == "__main__":
