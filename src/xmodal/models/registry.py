@@ -12,8 +12,8 @@ from xmodal.models.base import InputSpec, RetrievalModel
 
 _MODELS: dict[str, type[RetrievalModel]] = {}
 # Modules that define models; imported on first use so `import xmodal` stays light.
-MODEL_MODULES = ("xmodal.models.acln", "xmodal.models.baselines", "xmodal.models.gpldan", "xmodal.models.jgcar",
-                 "xmodal.models.scanet")
+MODEL_MODULES = ("xmodal.models.acln", "xmodal.models.baselines", "xmodal.models.bssan", "xmodal.models.gpldan",
+                 "xmodal.models.jgcar", "xmodal.models.scanet")
 
 
 def register(cls: type[RetrievalModel]) -> type[RetrievalModel]:

@@ -137,3 +137,34 @@ class KimCNN(nn.Module):
             valid = (starts[None, :] + window <= lengths[:, None].clamp_min(window)).unsqueeze(1)
             pooled.append(features.masked_fill(~valid, 0.0).amax(2))
         return torch.cat(pooled, dim=1)
+
+
+class AveragedBiLSTM(nn.Module):
+    """Bi-directional LSTM whose two directions are averaged (BSSAN section IV-B, merge mode "average").
+
+    ``vectors [B, T, in_dim]`` with ``lengths [B]`` -> ``[B, T, dim]``, zero at padding; runs on
+    packed sequences, so the backward direction starts at each text's last real word.
+    """
+
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.lstm = nn.LSTM(in_dim, dim, batch_first=True, bidirectional=True)
+        self.dim = dim
+
+    def forward(self, vectors: Tensor, lengths: Tensor) -> Tensor:
+        packed = pack_padded_sequence(vectors, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
+        states, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=vectors.shape[1])
+        forward, backward = states.split(self.dim, dim=-1)
+        return (forward + backward) / 2 * length_mask(lengths, vectors.shape[1]).unsqueeze(-1)
+
+
+class LastStateGRU(nn.Module):
+    """A GRU's state after each sequence's last real step, ``[B, dim]`` (a light sentence vector)."""
+
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.gru = nn.GRU(in_dim, dim, batch_first=True)
+
+    def forward(self, vectors: Tensor, lengths: Tensor) -> Tensor:
+        packed = pack_padded_sequence(vectors, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
+        return self.gru(packed)[1][0]
