@@ -68,6 +68,9 @@ def arms() -> dict[str, tuple[str, list[str]]]:
     for text, label in (("words", "GloVe words"), ("tokens", "MiniLM tokens")):
         for name, model in VARIANTS.items():
             table[f"{name}, {label}"] = ("acln/emoji", [f"model.name={model}", f"data.text_input={text}"])
+        if text == "words":  # eq. 1 as printed: a d_a-wide embedding learned from random
+            table["ACLN shared attention, random word embedding (eq. 1 as printed), words"] = (
+                "acln/emoji", [f"data.text_input={text}", "model.params.word_init=random"])
         table[f"dual (regions, {label})"] = ("dual/emoji", ["data.image_input=regions", f"data.text_input={text}"])
     table["cca (global vectors, closed form)"] = ("cca/emoji", [])
     return table
