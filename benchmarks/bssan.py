@@ -17,20 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
 import torch
-from common import REPO, mean_std, metric_row
+from common import REPO, mean_std, metric_row, train_and_measure
 
-from xmodal.config import load_config
 from xmodal.eval.metrics import direction_metrics
 from xmodal.eval.protocol import encode_split, score_matrix
 from xmodal.factory import load_trained
 from xmodal.models.base import take
 from xmodal.search import two_stage_scores
-from xmodal.training.trainer import train
 
 DATA = {"flickr8k": REPO.parent / "shared" / "data" / "flickr8k-1k", "emoji": REPO.parent / "shared" / "data" / "emoji"}
 SHORTLISTS = (10, 50, 100)
@@ -80,22 +77,6 @@ def pair_speed(run_dir: Path, block_images: int = 10, single_pairs: int = 300) -
     single = single_pairs / (time.perf_counter() - started)
     return {"batched_pairs_per_s": batched, "single_pairs_per_s": single, "ratio": batched / single,
             "block": f"{block_images} x {len(texts['lengths'])}", "single_pairs": single_pairs}
-
-
-def train_and_measure(config: str, run_dir: Path, overrides: list[str]) -> dict:
-    done, trained_file = run_dir / "test.json", run_dir / "trained.json"
-    if done.exists():
-        return json.loads(done.read_text())
-    if not trained_file.exists():  # a run trained before an interrupted test is only re-tested
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        started = time.perf_counter()
-        trained = train(load_config(config, overrides), run_dir)
-        trained_file.write_text(json.dumps({"train_seconds": time.perf_counter() - started,
-                                            "epochs": trained.epochs_run, "best_epoch": trained.best_epoch}))
-    result = test_metrics(run_dir) | json.loads(trained_file.read_text())
-    done.write_text(json.dumps(result, indent=1))
-    return result
 
 
 def row(name: str, runs: list[dict], which: str) -> str:
@@ -159,7 +140,7 @@ def main() -> None:
             slug = f"{args.dataset}-{label.replace(' ', '').replace('(', '-').replace(')', '')}-s{seed}"
             if args.report_only and not (args.out / slug / "test.json").exists():
                 continue
-            results.setdefault(label, []).append(train_and_measure(config, args.out / slug, overrides))
+            results.setdefault(label, []).append(train_and_measure(config, args.out / slug, overrides, test_metrics))
             print(f"{label} seed {seed}:", row(label, results[label][-1:], "exhaustive"), flush=True)
             if name == "full" and speed is None and not args.report_only:
                 speed = json.loads(speed_file.read_text()) if speed_file.exists() else pair_speed(args.out / slug)

@@ -30,18 +30,20 @@ def train_and_measure(config: str | Path, run_dir: Path, overrides: list[str],
                       measure: Callable[[Path], dict]) -> dict:
     """Train into ``run_dir`` and return ``measure(run_dir)`` plus timings, kept in ``run_dir/test.json``.
 
-    A run whose ``test.json`` exists is not trained again, so an interrupted benchmark resumes.
+    A run whose ``test.json`` exists is not trained again, so an interrupted benchmark resumes; a
+    run whose training finished (``trained.json``) before an interrupted measurement is only measured.
     """
-    done = run_dir / "test.json"
+    done, trained_file = run_dir / "test.json", run_dir / "trained.json"
     if done.exists():
         return json.loads(done.read_text())
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    started = time.perf_counter()
-    trained = train(load_config(config, overrides), run_dir)
-    seconds = time.perf_counter() - started
-    result = measure(run_dir) | {"train_seconds": seconds, "epochs": trained.epochs_run,
-                                 "best_epoch": trained.best_epoch}
+    if not trained_file.exists():
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        started = time.perf_counter()
+        trained = train(load_config(config, overrides), run_dir)
+        trained_file.write_text(json.dumps({"train_seconds": time.perf_counter() - started,
+                                            "epochs": trained.epochs_run, "best_epoch": trained.best_epoch}))
+    result = measure(run_dir) | json.loads(trained_file.read_text())
     done.write_text(json.dumps(result, indent=1))
     return result
 
