@@ -35,7 +35,7 @@ from xmodal.errors import XmodalError
 from xmodal.losses.semantic import correlation_loss, label_cross_entropy
 from xmodal.models.base import Attention, AttentionMap, Batch, EmbeddingModel, InputSpec, Params, Rep
 from xmodal.models.registry import register
-from xmodal.nn.attention_pool import AttentionPool, uniform_weights
+from xmodal.nn.attention_pool import AttentionPool, uniform_weights, weighted_sum
 from xmodal.nn.pooling import length_mask
 
 
@@ -122,10 +122,8 @@ class ACLN(EmbeddingModel):
     def _pool(self, side: str, local: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
         """Eqs. 7-9 with this variant's attention vector; the plain mean for the baseline."""
         attention = self.attention or (self.image_attention if side == "image" else self.text_attention)
-        if attention is None:
-            weights = uniform_weights(local, mask)
-            return torch.einsum("bt,btd->bd", weights, local), weights
-        return attention(local, mask)
+        weights = uniform_weights(local, mask) if attention is None else attention.weights(local, mask)
+        return weighted_sum(weights, local), weights
 
     def _rep(self, pooled: Tensor, logits: Tensor, weights: Tensor) -> Rep:
         embedding = {"probabilities": lambda: torch.softmax(logits, -1), "logits": lambda: logits,

@@ -35,7 +35,12 @@ class AttentionPool(nn.Module):
 
     def forward(self, local: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         weights = self.weights(local, mask)
-        return torch.einsum("bt,btd->bd", weights, local), weights  # eq. 9
+        return weighted_sum(weights, local), weights
+
+
+def weighted_sum(weights: Tensor, local: Tensor) -> Tensor:
+    """``sum_i a_i x_i`` per item (eq. 9): weights ``[B, T]``, local features ``[B, T, D]`` -> ``[B, D]``."""
+    return torch.einsum("bt,btd->bd", weights, local)
 
 
 def uniform_weights(local: Tensor, mask: Tensor | None = None) -> Tensor:
