@@ -62,6 +62,12 @@ def test_word_graph_takes_the_most_frequent_glove_words():
     assert counts.tolist() == [[2, 1, 0, 0, 0], [0, 0, 0, 0, 0]]
 
 
+def test_word_graph_can_leave_stop_words_off_its_vertices():
+    texts = ["the cat and the dog", "the car of the dog", "the bus"]
+    assert build_word_graph(texts, "toy", n_vertices=3, k=1).vertices == ["the", "dog", "and"]
+    assert build_word_graph(texts, "toy", n_vertices=3, k=1, drop_stop_words=True).vertices == ["dog", "bus", "car"]
+
+
 def test_a_graph_without_glove_words_is_an_error_naming_the_dataset():
     with pytest.raises(XmodalError, match="dataset 'toy'.*no vertices.*tfidf"):
         build_word_graph(["我们 今天 很 高兴"], "toy")
@@ -79,6 +85,10 @@ def test_graph_extraction_caches_and_records_the_graph(home, tmp_path):  # noqa:
     assert counts.shape == (8, 7) and counts.toarray().sum() == 8 * 3 - 2  # the test item's "3" is no vertex
     smaller = extract(dataset, "graph", ExtractOptions(graph_vertices=3))
     assert not smaller.cached and smaller.features.manifest["vertices"] == 3
+    # "a" is an English stop word: without it the graph has six vertices, cached apart from the first.
+    no_stop_words = extract(dataset, "graph", ExtractOptions(graph_stop_words=True))
+    assert not no_stop_words.cached and no_stop_words.features.manifest["vertices"] == 6
+    assert extract(dataset, "graph", ExtractOptions()).features.path == first.features.path
 
 
 def test_bow_and_tfidf_inputs_read_and_encode_new_texts_the_same_way(home, tmp_path):  # noqa: F811

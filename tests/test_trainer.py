@@ -81,6 +81,20 @@ def test_early_stopping_stops_and_keeps_the_best(features, tmp_path):
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["epoch"] == result.best_epoch
 
 
+def test_without_a_validation_split_trains_every_epoch_and_keeps_the_last(features, tmp_path, capsys):
+    for path in features.glob("val_*.npy"):
+        path.unlink()
+    config = write_dual_config(tmp_path / "c.yaml", features, epochs=3, early_stopping={"patience": 1})
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--set", "data.val_fraction=0"]) == 0
+    assert "finished after 3 epoch(s); no validation split" in capsys.readouterr().out
+    run = tmp_path / "run"
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["val"]) for r in log] == [(1, {}), (2, {}), (3, {})]
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["epoch"] == 3
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert _eval_json(run, capsys)["i2t"]["map"] > 0.5
+
+
 def test_killed_and_resumed_run_matches_an_uninterrupted_one(features, tmp_path, capsys):
     """SIGKILL in the middle of epoch 3; --resume restarts from epoch 2's checkpoint."""
     config = write_dual_config(tmp_path / "c.yaml", features, epochs=4)

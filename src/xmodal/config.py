@@ -37,6 +37,8 @@ class DataConfig(Section):
     skip_bad: bool = False  # skip unreadable records and images (counted, listed in RUN/skipped.txt)
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=0)  # larger images are refused as unreadable (0: no limit)
     graph_vertices: int = Field(2000, ge=2)  # vertices of the word graph (text input 'bow', SCANet 3.1)
+    # English stop words ("the", "of") left off the word graph's vertices (False: the most frequent words as they come)
+    graph_stop_words: bool = False
 
     @field_validator("resolution")
     @classmethod

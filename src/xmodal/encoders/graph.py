@@ -41,16 +41,27 @@ class WordGraph:
         return int(self.adjacency.nnz // 2)
 
 
-def common_glove_words(texts: Sequence[str], n_vertices: int, dataset: str) -> list[str]:
-    """The ``n_vertices`` most frequent words of ``texts`` that GloVe knows (ties alphabetical)."""
+def common_glove_words(texts: Sequence[str], n_vertices: int, dataset: str, drop_stop_words: bool = False) -> list[str]:
+    """The ``n_vertices`` most frequent words of ``texts`` that GloVe knows (ties alphabetical).
+
+    ``drop_stop_words`` leaves out scikit-learn's English stop-word list: in long texts the most
+    frequent words are "the", "of", "and", which carry no topic and would take the first vertices.
+    """
     from xmodal.encoders.glove import glove_index
 
     index = glove_index()
-    counts = Counter(token for text in texts for token in tokenize(text) if token in index)
+    excluded = _english_stop_words() if drop_stop_words else frozenset()
+    counts = Counter(token for text in texts for token in tokenize(text) if token in index and token not in excluded)
     if not counts:
         raise XmodalError(f"dataset {dataset!r}: no training word has a GloVe vector, so the word graph has no "
                           "vertices; use an input kind that needs no English vocabulary (tfidf)")
     return sorted(counts, key=lambda word: (-counts[word], word))[:n_vertices]
+
+
+def _english_stop_words() -> frozenset[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS)
 
 
 def knn_adjacency(vectors: np.ndarray, k: int = DEFAULT_NEIGHBOURS) -> scipy.sparse.csr_matrix:
@@ -99,12 +110,12 @@ def build_graph(vertices: list[str], vectors: np.ndarray, k: int = DEFAULT_NEIGH
 
 
 def build_word_graph(train_texts: Sequence[str], dataset: str, n_vertices: int = DEFAULT_VERTICES,
-                     k: int = DEFAULT_NEIGHBOURS) -> WordGraph:
+                     k: int = DEFAULT_NEIGHBOURS, drop_stop_words: bool = False) -> WordGraph:
     """SCANet's graph over the training texts' most frequent GloVe words."""
     from xmodal.encoders.glove import glove_index, glove_matrix
 
     started = time.perf_counter()
-    vertices = common_glove_words(train_texts, n_vertices, dataset)
+    vertices = common_glove_words(train_texts, n_vertices, dataset, drop_stop_words)
     index, matrix = glove_index(), glove_matrix()
     vectors = np.stack([np.asarray(matrix[index[word]], dtype=np.float32) for word in vertices])
     graph = build_graph(vertices, vectors, k)

@@ -77,6 +77,7 @@ class ExtractOptions:
     chunk_texts: int = 1024  # texts per committed shard
     graph_vertices: int = 2000  # word-graph vertices (the paper's vary by dataset: 598 to 10,055)
     graph_neighbours: int = 8  # k of the word graph's nearest neighbours (the paper's k)
+    graph_stop_words: bool = False  # leave English stop words off the word graph's vertices
     tfidf_max_features: int = 4096  # tf-idf columns, half word n-grams, half character n-grams
 
 
@@ -103,8 +104,12 @@ def extractor_settings(name: str, options: ExtractOptions) -> dict[str, Any]:
     if name == "words":
         return {"tokenizer": "lower-word-v2", "vectors": "glove-6B-50d", "vocabulary": "train"}
     if name == "graph":
-        return {"tokenizer": "lower-word-v2", "vectors": "glove-6B-50d", "vocabulary": "train",
-                "vertices": options.graph_vertices, "neighbours": options.graph_neighbours, "edges": "knn-cosine-sym"}
+        settings = {"tokenizer": "lower-word-v2", "vectors": "glove-6B-50d", "vocabulary": "train",
+                    "vertices": options.graph_vertices, "neighbours": options.graph_neighbours,
+                    "edges": "knn-cosine-sym"}
+        if options.graph_stop_words:  # only when set, so the caches of graphs built before the option stay valid
+            settings["stop_words"] = "sklearn-english"
+        return settings
     if name == "tfidf":
         return {"parts": "word-1-2+char_wb-2-4", "tf": "sublinear", "vocabulary": "train",
                 "max_features": options.tfidf_max_features}
@@ -406,7 +411,8 @@ def _fill_words(dataset: Dataset, writer: FeatureWriter) -> dict[str, Any]:
 def _fill_graph(dataset: Dataset, writer: FeatureWriter, options: ExtractOptions) -> dict[str, Any]:
     from xmodal.encoders.graph import build_word_graph, save_vertices, vertex_counts
 
-    graph = build_word_graph(_train_texts(dataset), dataset.name, options.graph_vertices, options.graph_neighbours)
+    graph = build_word_graph(_train_texts(dataset), dataset.name, options.graph_vertices, options.graph_neighbours,
+                             drop_stop_words=options.graph_stop_words)
     texts = _raw_texts(dataset)
     counts = vertex_counts(texts, graph.vertices)
     save_vertices(writer.staging / "vertices.json", graph.vertices)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ def plot_curves(records: list[dict[str, Any]], path: Path, metric: str) -> None:
         loss_axis.plot(epochs, [r["loss"].get(key) for r in records], label=key, marker=".")
     loss_axis.set(xlabel="epoch", ylabel="training loss", title="loss terms")
     loss_axis.legend(fontsize=8)
-    metric_axis.plot(epochs, [r["val"][metric] for r in records], marker="o", color="tab:green")
+    metric_axis.plot(epochs, [r["val"].get(metric, math.nan) for r in records], marker="o", color="tab:green")
     metric_axis.set(xlabel="epoch", ylabel=f"validation {metric}", title=f"validation {metric}")
     figure.tight_layout()
     staging = path.with_suffix(".tmp.png")

@@ -220,7 +220,11 @@ def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.d
         network = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if train_cfg.amp and device.type == "cuda"
                 else nullcontext())
-    train_split, val_split = run.data.split("train"), run.data.split("val")
+    train_split = run.data.split("train")
+    # Without a validation split (data.val_fraction 0 on a dataset that ships none) the run trains
+    # for train.epochs on every training item and keeps the last epoch: the usual way to refit on
+    # the whole train split once an epoch count has been chosen on a held-out part.
+    val_split = run.data.split("val") if run.data.has_split("val") else None
     per_rank_batch = max(2, train_cfg.batch_size // world.size)
     stopped_early = bad_epochs >= train_cfg.early_stopping.patience
     epochs_run = start_epoch
@@ -240,13 +244,17 @@ def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.d
             for key, value in terms.items():
                 sums[key] += float(value.detach())
             steps += 1
-        metrics = evaluate_split(model, val_split, device, **eval_settings(config.eval))
-        score = headline(metrics, run.metric)
-        improved = score > best
-        if improved:
-            best, best_epoch, bad_epochs = score, epoch + 1, 0
+        if val_split is None:
+            metrics, score, improved = {}, math.nan, True
+            best, best_epoch = score, epoch + 1
         else:
-            bad_epochs += 1
+            metrics = evaluate_split(model, val_split, device, **eval_settings(config.eval))
+            score = headline(metrics, run.metric)
+            improved = score > best
+            if improved:
+                best, best_epoch, bad_epochs = score, epoch + 1, 0
+            else:
+                bad_epochs += 1
         stopped_early = bad_epochs >= train_cfg.early_stopping.patience
         if world.is_main:
             state = _state(run, optimizers, epoch=epoch + 1, best=best, best_epoch=best_epoch, bad_epochs=bad_epochs)
@@ -255,7 +263,8 @@ def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.d
                 shutil.copyfile(last_path, best_path.with_suffix(".tmp"))
                 best_path.with_suffix(".tmp").replace(best_path)
             record = {"epoch": epoch + 1, "loss": {k: v / max(steps, 1) for k, v in sums.items()},
-                      "val": {run.metric: score}, "metrics": metrics, "lr": optimizers["total"].param_groups[0]["lr"],
+                      "val": {run.metric: score} if val_split is not None else {}, "metrics": metrics,
+                      "lr": optimizers["total"].param_groups[0]["lr"],
                       "seconds": round(time.perf_counter() - started, 3), "best_epoch": best_epoch,
                       "steps": steps, "world_size": world.size}
             append_log(out / "log.jsonl", record)
@@ -271,6 +280,8 @@ def epoch_line(record: dict, epochs: int, metric: str, best: float) -> str:
     """One line per epoch: loss terms, validation metrics, best so far, seconds."""
     losses = " ".join(f"{key} {value:.4f}" for key, value in record["loss"].items())
     metrics = record["metrics"]
+    if not metrics:
+        return f"epoch {record['epoch']}/{epochs}  loss: {losses}  (no validation split)  {record['seconds']:.1f} s"
     shown = [f"rsum {metrics['rsum']:.1f}"]
     if "map" in metrics["i2t"]:
         shown.append(f"map {metrics['i2t']['map']:.4f}/{metrics['t2i']['map']:.4f}")
