@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     from xmodal.data.images import DEFAULT_MAX_PIXELS
     from xmodal.data.registry import dataset_names
     from xmodal.features.extract import DEFAULT_EXTRACTORS, EXTRACTORS
+    from xmodal.search.commands import add_search_verbs
 
     parser = argparse.ArgumentParser(prog="xmodal", description="Attention-based image-text cross-modal retrieval.")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "(0: score every pair; default: the run's eval.shortlist)")
     evaluate.add_argument("--allow-changed", action="store_true",
                           help="evaluate even if the data changed since training, on the items the run recorded")
+
+    add_search_verbs(add_verb, common)
 
     demo = add_verb("demo", help="the main job: fetch emoji, extract, train, evaluate, report")
     demo.add_argument("--path", type=Path, default=None,
@@ -281,13 +284,19 @@ COMMANDS = {("data", "fetch"): cmd_data_fetch, ("data", "info"): cmd_data_info, 
             ("demo", None): cmd_demo}
 
 
+def _commands() -> dict:
+    from xmodal.search.commands import COMMANDS as SEARCH_COMMANDS
+
+    return COMMANDS | SEARCH_COMMANDS
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from xmodal.logs import configure_logging
 
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbosity)
-    command = COMMANDS[(args.verb, getattr(args, f"{args.verb}_verb", None))]
+    command = _commands()[(args.verb, getattr(args, f"{args.verb}_verb", None))]
     try:
         code = command(args)  # a command may return a status (1: it ran and found problems)
     except XmodalError as error:

@@ -63,7 +63,7 @@ def read_folder(path: Path, *, skip_bad: bool = False) -> Dataset:
     """
     root = require_dir(path).absolute()
     report = SkipReport(skip_bad)
-    images = _find_images(root)
+    images = find_images(root)
     if not images:
         raise DataError(
             root,
@@ -80,7 +80,7 @@ def read_folder(path: Path, *, skip_bad: bool = False) -> Dataset:
     return build_dataset("folder", path, records, report)
 
 
-def _find_images(root: Path) -> list[Path]:
+def find_images(root: Path) -> list[Path]:
     """Image files under ``root``, skipping hidden ones, sorted by relative path.
 
     Symlinked folders are followed (collections are often assembled from links), each real

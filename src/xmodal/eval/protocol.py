@@ -64,6 +64,11 @@ def _encode(encoder: Callable[[Rep], Rep], reader: Callable[[np.ndarray], Rep], 
     parts: list[Rep] = []
     for start in range(0, n, batch_size):
         parts.append(encoder(rep_to(reader(np.arange(start, min(start + batch_size, n))), device)))
+    return concat_rows(parts)
+
+
+def concat_rows(parts: list[Rep]) -> Rep:
+    """Representations of consecutive blocks of items as one (ragged sequence lengths zero-padded)."""
     return {key: _concat([part[key] for part in parts]) for key in parts[0]}
 
 

@@ -1,0 +1,145 @@
+"""The search verbs of the command line: ``xmodal index build|add|remove|info``, ``search``, ``serve``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from xmodal.errors import XmodalError
+
+
+def add_search_verbs(add_verb: Callable[..., argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    from xmodal.search.engine import DEFAULT_SHORTLIST
+    from xmodal.search.vector_index import BACKENDS, FAISS_KINDS
+
+    index = add_verb("index", help="encode a collection with a trained run into a search index")
+    index_verbs = index.add_subparsers(dest="index_verb", required=True)
+    build = index_verbs.add_parser("build", parents=[common], help="encode a collection into a new index")
+    build.add_argument("run", type=Path, help="a trained run folder (xmodal train --out)")
+    build.add_argument("--collection", required=True, metavar="SPEC",
+                       help="split:test (the run's own dataset split), a folder of images, a .csv/.jsonl collection "
+                            "file or a .txt file of texts")
+    build.add_argument("--out", type=Path, required=True, help="the index folder")
+    build.add_argument("--backend", default="exact", choices=BACKENDS,
+                       help="first-stage vectors: exact (matrix product), faiss, milvus")
+    build.add_argument("--faiss-kind", default="flat", choices=FAISS_KINDS, help="with --backend faiss")
+    build.add_argument("--milvus-uri", default=None,
+                       help="with --backend milvus: a server URI (http://host:19530); default Milvus Lite in INDEX")
+    build.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    build.add_argument("--overwrite", action="store_true", help="replace an existing index at --out")
+    build.add_argument("--skip-bad", action="store_true", help="skip bad records of a .csv/.jsonl collection")
+    add = index_verbs.add_parser("add", parents=[common], help="encode and add new items, keep the rest")
+    add.add_argument("index", type=Path)
+    add.add_argument("paths", nargs="+", help="image files, folders of images, or .csv/.jsonl/.txt collections")
+    remove = index_verbs.add_parser("remove", parents=[common], help="remove items by id")
+    remove.add_argument("index", type=Path)
+    remove.add_argument("ids", nargs="+")
+    info = index_verbs.add_parser("info", parents=[common], help="what an index holds and what built it")
+    info.add_argument("index", type=Path)
+
+    search = add_verb("search", help="query an index with a text (finds images) or an image (finds texts)")
+    search.add_argument("index", type=Path)
+    query = search.add_mutually_exclusive_group(required=True)
+    query.add_argument("--text", help="a text query")
+    query.add_argument("--image", type=Path, help="an image file query")
+    search.add_argument("-k", "--top", dest="k", type=int, default=10, help="results to show (default 10)")
+    search.add_argument("--shortlist", type=int, default=DEFAULT_SHORTLIST, metavar="K",
+                        help="pairwise models: rerank the first stage's top K (default %(default)s)")
+    search.add_argument("--min-score", type=float, default=None, help="drop results scoring below this")
+    search.add_argument("--run", type=Path, default=None, help="the run folder, if it moved since the index was built")
+    search.add_argument("--device", default=None, help="auto, cpu or cuda")
+    search.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def cmd_index_build(args: argparse.Namespace) -> None:
+    from xmodal.api import load_run
+    from xmodal.search.collection import read_collection
+    from xmodal.search.index import SearchIndex
+
+    run = load_run(args.run, args.checkpoint, allow_changed=True)
+    collection = read_collection(args.collection, run.dataset, skip_bad=args.skip_bad)
+    options = _backend_options(args)
+    index = SearchIndex.build(run, args.run, collection, args.out, args.backend, options, overwrite=args.overwrite)
+    print(_summary(index))
+
+
+def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.backend == "faiss":
+        return {"kind": args.faiss_kind}
+    if args.backend == "milvus":
+        return {"uri": args.milvus_uri} if args.milvus_uri else {}
+    return {}
+
+
+def cmd_index_add(args: argparse.Namespace) -> None:
+    from xmodal.api import load_run
+    from xmodal.search.collection import Collection, read_collection, single_image
+    from xmodal.search.index import SearchIndex, run_identity
+
+    index = SearchIndex.open(args.index)
+    run = load_run(index.run_folder, index.manifest["run"]["checkpoint"], allow_changed=True)
+    index.check_run(run_identity(index.run_folder, run, index.manifest["run"]["checkpoint"]))
+    merged = Collection(index.manifest["collection"], [], [])
+    for path in args.paths:
+        part = single_image(Path(path)) if Path(path).is_file() and _is_image(Path(path)) else read_collection(path)
+        merged.images += part.images
+        merged.texts += part.texts
+    counts = index.add(run, merged)
+    print(f"added {counts['images']} image(s) and {counts['texts']} text(s)"
+          + (f"; {counts['already_indexed']} were indexed already" if counts["already_indexed"] else ""))
+    print(_summary(index))
+
+
+def _is_image(path: Path) -> bool:
+    from xmodal.data.collection import IMAGE_SUFFIXES
+
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def cmd_index_remove(args: argparse.Namespace) -> None:
+    from xmodal.search.index import SearchIndex
+
+    index = SearchIndex.open(args.index)
+    print(f"removed {index.remove(args.ids)} item(s)")
+    print(_summary(index))
+
+
+def cmd_index_info(args: argparse.Namespace) -> None:
+    from xmodal.search.index import SearchIndex
+
+    print(_summary(SearchIndex.open(args.index)))
+
+
+def _summary(index) -> str:
+    manifest = index.manifest
+    run = manifest["run"]
+    sides = ", ".join(f"{len(side)} {name}" for name, side in index.sides.items())
+    return (f"index {index.folder}: {sides}; backend {manifest['backend']}"
+            f"{' ' + json.dumps(manifest['options']) if manifest['options'] else ''}\n"
+            f"built from {manifest['collection']} with {run['model']} ({run['folder']}, {run['checkpoint']} "
+            f"checkpoint, sha256 {run['sha256'][:12]})")
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from xmodal.search.engine import SearchEngine, hits_table
+
+    engine = SearchEngine.open(args.index, args.run, args.device, args.shortlist)
+    if args.text is not None:
+        hits = engine.search_text(args.text, args.k, min_score=args.min_score)
+    else:
+        if not args.image.is_file():
+            raise XmodalError(f"{args.image}: no such image file")
+        hits = engine.search_image(args.image, args.k, min_score=args.min_score)
+    if args.json:
+        query = {"text": args.text} if args.text is not None else {"image": str(args.image)}
+        print(json.dumps({"query": query, "model": engine.run.config.model.name, "two_stage": engine.pairwise,
+                          "shortlist": args.shortlist if engine.pairwise else None,
+                          "hits": [hit.as_dict() for hit in hits]}, ensure_ascii=False))
+    else:
+        print(hits_table(hits))
+
+
+COMMANDS = {("index", "build"): cmd_index_build, ("index", "add"): cmd_index_add,
+            ("index", "remove"): cmd_index_remove, ("index", "info"): cmd_index_info, ("search", None): cmd_search}

@@ -1,0 +1,152 @@
+"""Search an index with its run: text queries find images, image queries find texts.
+
+A model whose score is the cosine of two global vectors (:class:`~xmodal.models.base.EmbeddingModel`)
+is searched in one stage: the backend's top k is the answer. Every other model is searched in two
+stages (JGCAR section 2.4, :mod:`xmodal.search.two_stage`): the backend's top ``shortlist`` by
+first-stage cosine, then the model's own ``similarity`` of the query with each shortlisted item,
+sorted. With the ``exact`` backend this is the ranking that ``xmodal eval --shortlist K`` scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from xmodal.errors import XmodalError
+from xmodal.models.base import Attention, EmbeddingModel, Rep
+from xmodal.search.index import SearchIndex, SideName, rep_rows, run_identity
+from xmodal.search.vector_index import unit_rows
+
+DEFAULT_SHORTLIST = 100
+MAX_K = 1000
+
+
+@dataclass
+class Hit:
+    rank: int
+    id: str
+    score: float  # the model's score (stage 2 for pairwise models)
+    side: SideName
+    source: str | None  # the image file, or the text itself
+    first_stage: float  # the cosine the backend ranked by
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SearchEngine:
+    """An opened index and the trained run that built it (the run is checked against the index)."""
+
+    def __init__(self, index: SearchIndex, run, run_folder: Path | None = None, shortlist: int = DEFAULT_SHORTLIST):
+        index.check_run(run_identity(run_folder or index.run_folder, run, index.manifest["run"]["checkpoint"]))
+        self.index = index
+        self.run = run
+        self.shortlist = shortlist
+        self.pairwise = not isinstance(run.model, EmbeddingModel)
+
+    @classmethod
+    def open(cls, index_folder: str | Path, run_folder: str | Path | None = None, device: str | None = None,
+             shortlist: int = DEFAULT_SHORTLIST) -> "SearchEngine":
+        from xmodal.api import load_run
+
+        index = SearchIndex.open(index_folder)
+        folder = Path(run_folder) if run_folder is not None else index.run_folder
+        run = load_run(folder, index.manifest["run"]["checkpoint"], device, allow_changed=True)
+        return cls(index, run, folder, shortlist)
+
+    # -- queries -----------------------------------------------------------------------------
+    def encode_text(self, text: str) -> Rep:
+        if not text or not text.strip():
+            raise XmodalError("the query text is empty; type some words")
+        return self.run.encode_texts([text])
+
+    def encode_image(self, image: str | Path | Image.Image) -> Rep:
+        return self.run.encode_images([image])
+
+    def search_text(self, text: str, k: int = 10, shortlist: int | None = None,
+                    min_score: float | None = None) -> list[Hit]:
+        """The images that best match ``text``."""
+        return self._search(self.encode_text(text), "images", k, shortlist, min_score)
+
+    def search_image(self, image: str | Path | Image.Image, k: int = 10, shortlist: int | None = None,
+                     min_score: float | None = None) -> list[Hit]:
+        """The texts that best match ``image``."""
+        return self._search(self.encode_image(image), "texts", k, shortlist, min_score)
+
+    @torch.no_grad()
+    def _search(self, query: Rep, target: SideName, k: int, shortlist: int | None,
+                min_score: float | None) -> list[Hit]:
+        if not 1 <= k <= MAX_K:
+            raise XmodalError(f"k must be between 1 and {MAX_K} (got {k})")
+        side = self.index.sides[target]
+        if side.vectors is None or not len(side):
+            raise XmodalError(f"index {self.index.folder} holds no {target} to search; "
+                              f"{'a text query finds images' if target == 'images' else 'an image query finds texts'}")
+        model = self.run.model
+        query_vector = unit_rows(model.embed(query))
+        depth = max(k, shortlist or self.shortlist) if self.pairwise else k
+        cosines, keys = side.vectors.search(query_vector, depth)
+        found = keys[0] >= 0  # faiss pads with -1 when it finds fewer
+        cosines, keys = cosines[0][found], keys[0][found]
+        rows = _rows_of(side.keys, keys)
+        if self.pairwise:
+            candidates = rep_rows(side, rows)
+            query_on = {key: value.to(self.run.run.device) for key, value in query.items()}
+            candidates = {key: value.to(self.run.run.device) for key, value in candidates.items()}
+            scores = (model.similarity(candidates, query_on)[:, 0] if target == "images"
+                      else model.similarity(query_on, candidates)[0]).float().cpu().numpy()
+            order = np.argsort(-scores, kind="stable")
+        else:
+            scores, order = cosines, np.arange(len(rows))
+        hits = []
+        for position in order[:k]:
+            score = float(scores[position])
+            if min_score is not None and score < min_score:
+                break
+            entry = side.entries[rows[position]]
+            hits.append(Hit(len(hits) + 1, entry.id, score, target, entry.source, float(cosines[position]),
+                            entry.meta))
+        return hits
+
+    # -- attention ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def explain(self, item_id: str, text: str | None = None, image: str | Path | Image.Image | None = None
+                ) -> Attention | None:
+        """The attention behind the score of a query (``text`` or ``image``) with an indexed item."""
+        if (text is None) == (image is None):
+            raise XmodalError("explain needs exactly one query: a text or an image")
+        name, row = self.index.entry(item_id)
+        if (name == "images") == (text is None):
+            raise XmodalError(f"item {item_id!r} is {'an image' if name == 'images' else 'a text'}: explain it "
+                              f"with {'a text' if name == 'images' else 'an image'} query")
+        item = rep_rows(self.index.sides[name], [row])
+        query = self.encode_text(text) if text is not None else self.encode_image(image)
+        images, texts = (item, query) if name == "images" else (query, item)
+        device = self.run.run.device
+        return self.run.model.explain({k: v.to(device) for k, v in images.items()},
+                                      {k: v.to(device) for k, v in texts.items()})
+
+
+def _rows_of(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Rows of ``keys`` holding each of ``wanted`` (all present)."""
+    order = np.argsort(keys)
+    positions = np.searchsorted(keys, wanted, sorter=order)
+    return order[positions]
+
+
+def hits_table(hits: Sequence[Hit]) -> str:
+    """A plain-text table of hits for the terminal."""
+    if not hits:
+        return "no results"
+    lines = [f"{'rank':>4}  {'score':>8}  id  (caption or text)"]
+    for hit in hits:
+        shown = hit.meta.get("caption", "") if hit.side == "images" else (hit.source or "")
+        shown = shown if len(shown) <= 70 else shown[:67] + "..."
+        lines.append(f"{hit.rank:>4}  {hit.score:8.4f}  {hit.id}  {shown}")
+    return "\n".join(lines)

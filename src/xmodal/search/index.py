@@ -1,0 +1,310 @@
+"""A search index: a collection encoded by one trained run, on disk, updated in place.
+
+Layout of ``INDEX/``::
+
+    CURRENT                 the name of the live version ("v000003"), replaced atomically
+    v000003/manifest.json   the run, its checkpoint's SHA-256, its inputs, the backend, the sides
+    v000003/images/items.jsonl   one line per image: key, id, source file, metadata
+    v000003/images/rep.safetensors  the model's per-image representations (for the rerank, explain)
+    v000003/images/vectors/      the first-stage backend's files
+    v000003/texts/...            the same for texts
+
+Every change (build, add, remove) writes a complete new version folder and then points
+``CURRENT`` at it, so a reader or a crash never sees a half-written index; the old version is
+deleted afterwards. Nothing is pickled: JSON, safetensors, ``.npy`` and faiss's own format.
+
+Either side may be empty (a folder of images has no texts). Text queries search the images,
+image queries the texts (:mod:`xmodal.search.engine`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from xmodal.errors import XmodalError
+from xmodal.eval.protocol import concat_rows
+from xmodal.models.base import Rep, rep_len, take
+from xmodal.paths import atomic_write_bytes
+from xmodal.progress import progress
+from xmodal.search.collection import Collection, Entry
+from xmodal.search.vector_index import VectorIndex, load_vector_index, make_vector_index, unit_rows, write_json
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+SideName = Literal["images", "texts"]
+SIDES: tuple[SideName, ...] = ("images", "texts")
+
+
+@dataclass
+class IndexSide:
+    """The items of one side, their model representations and their first-stage vectors."""
+
+    entries: list[Entry]
+    keys: np.ndarray  # [n] int64, the backend's key of each entry
+    reps: Rep  # model representation rows, CPU
+    vectors: VectorIndex | None  # None while the side is empty
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def checkpoint_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_identity(run_folder: Path, run, checkpoint: str = "best") -> dict[str, Any]:
+    """What an index must match: the checkpoint's bytes and the inputs (encoders) it reads."""
+    path = Path(run_folder) / "checkpoints" / f"{checkpoint}.pt"
+    spec = run.run.data.spec
+    data = run.config.data
+    return {"folder": str(Path(run_folder).absolute()), "checkpoint": checkpoint, "sha256": checkpoint_digest(path),
+            "model": run.config.model.name, "dataset": run.dataset.name,
+            "inputs": {"image": list(spec.image_parts), "text": list(spec.text_parts), "resolution": data.resolution,
+                       "graph_vertices": data.graph_vertices, "graph_stop_words": data.graph_stop_words}}
+
+
+class SearchIndex:
+    """An index folder opened for search or update (:meth:`build`, :meth:`open`)."""
+
+    def __init__(self, folder: Path, manifest: dict[str, Any], sides: dict[SideName, IndexSide]):
+        self.folder = folder
+        self.manifest = manifest
+        self.sides = sides
+
+    # -- reading -----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, folder: str | Path, device: torch.device | str = "cpu") -> "SearchIndex":
+        folder = Path(folder)
+        current = folder / "CURRENT"
+        if not current.is_file():
+            raise XmodalError(f"{folder} is not a search index (no CURRENT file); build one with xmodal index build")
+        version = folder / current.read_text().strip()
+        manifest_path = version / "manifest.json"
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, ValueError) as error:
+            raise XmodalError(f"{manifest_path}: cannot read the index manifest ({error}); rebuild the index") from None
+        if manifest.get("format") != FORMAT:
+            raise XmodalError(f"{manifest_path}: index format {manifest.get('format')!r}, this xmodal reads {FORMAT}; "
+                              "rebuild the index with xmodal index build")
+        sides = {name: _read_side(version / name, manifest, name, device) for name in SIDES}
+        return cls(folder, manifest, sides)
+
+    @property
+    def run_folder(self) -> Path:
+        return Path(self.manifest["run"]["folder"])
+
+    def check_run(self, identity: dict[str, Any]) -> None:
+        """Refuse a run whose checkpoint or inputs differ from the ones that built the index."""
+        built = self.manifest["run"]
+        if identity["sha256"] != built["sha256"]:
+            raise XmodalError(f"index {self.folder} was built with the checkpoint of {built['folder']} "
+                              f"(sha256 {built['sha256'][:12]}); the run given has sha256 {identity['sha256'][:12]}: "
+                              "its vectors would not match. Search with that run, or rebuild the index with this one")
+        if identity["inputs"] != built["inputs"]:
+            raise XmodalError(f"index {self.folder} was built with inputs {built['inputs']}, the run reads "
+                              f"{identity['inputs']}; rebuild the index with xmodal index build")
+
+    def entry(self, item_id: str) -> tuple[SideName, int]:
+        """The side and row of an item id; a clear error for an unknown one."""
+        for name, side in self.sides.items():
+            for row, entry in enumerate(side.entries):
+                if entry.id == item_id:
+                    return name, row
+        raise XmodalError(f"no item {item_id!r} in index {self.folder}")
+
+    # -- writing -----------------------------------------------------------------------------
+    @classmethod
+    def build(cls, run, run_folder: Path, collection: Collection, out: Path, backend: str = "exact",
+              options: dict[str, Any] | None = None, overwrite: bool = False, batch_size: int = 64) -> "SearchIndex":
+        """Encode ``collection`` with ``run`` (an :class:`xmodal.api.TrainedRun`) and write ``out``."""
+        out = Path(out)
+        if (out / "CURRENT").exists() and not overwrite:
+            raise XmodalError(f"{out} already holds an index; update it with xmodal index add/remove, "
+                              "or pass --overwrite to rebuild it")
+        if out.exists() and not (out / "CURRENT").exists() and any(out.iterdir()):
+            raise XmodalError(f"{out} exists and is not an index; choose an empty or new folder")
+        started = time.perf_counter()
+        manifest = {"format": FORMAT, "run": run_identity(run_folder, run), "collection": collection.spec,
+                    "backend": backend, "options": dict(options or {}), "next_key": 0, "created": time.time()}
+        index = cls(out, manifest, {name: IndexSide([], np.zeros(0, np.int64), {}, None) for name in SIDES})
+        index._append(run, collection.images, collection.texts, collection, batch_size)
+        index.manifest["build_seconds"] = round(time.perf_counter() - started, 3)
+        index.save()
+        return index
+
+    def add(self, run, collection: Collection, batch_size: int = 64) -> dict[str, int]:
+        """Encode and append the entries of ``collection`` whose ids are new; returns how many per side."""
+        known = {name: {entry.id for entry in side.entries} for name, side in self.sides.items()}
+        images = [entry for entry in collection.images if entry.id not in known["images"]]
+        texts = [entry for entry in collection.texts if entry.id not in known["texts"]]
+        self._append(run, images, texts, collection, batch_size)
+        self.save()
+        return {"images": len(images), "texts": len(texts),
+                "already_indexed": len(collection.images) + len(collection.texts) - len(images) - len(texts)}
+
+    def remove(self, ids: Sequence[str]) -> int:
+        """Drop the items with these ids (either side); unknown ids are an error, nothing is changed."""
+        wanted = set(ids)
+        found = {entry.id for side in self.sides.values() for entry in side.entries} & wanted
+        missing = sorted(wanted - found)
+        if missing:
+            raise XmodalError(f"no item {', '.join(repr(i) for i in missing[:5])} in index {self.folder}; "
+                              "nothing was removed")
+        for side in self.sides.values():
+            kept = np.array([entry.id not in wanted for entry in side.entries], dtype=bool)
+            if kept.all():
+                continue
+            if side.vectors is not None:
+                side.vectors.remove(side.keys[~kept])
+            side.entries = [entry for entry, keep in zip(side.entries, kept) if keep]
+            side.keys = side.keys[kept]
+            side.reps = take(side.reps, torch.from_numpy(kept)) if side.reps else {}
+        self.save()
+        return len(found)
+
+    def _append(self, run, images: list[Entry], texts: list[Entry], collection: Collection, batch_size: int) -> None:
+        for name, entries in (("images", images), ("texts", texts)):
+            if not entries:
+                continue
+            reps = _encode(run, name, entries, collection, batch_size)
+            vectors = unit_rows(run.model.embed(reps))
+            side = self.sides[name]
+            keys = np.arange(self.manifest["next_key"], self.manifest["next_key"] + len(entries), dtype=np.int64)
+            self.manifest["next_key"] += len(entries)
+            if side.vectors is None:
+                options = self.manifest["options"] | {"side": name}
+                side.vectors = make_vector_index(self.manifest["backend"], vectors.shape[1], options)
+            side.vectors.add(keys, vectors)
+            side.entries = side.entries + entries
+            side.keys = np.concatenate([side.keys, keys])
+            side.reps = concat_rows([side.reps, reps]) if side.reps else reps
+
+    def save(self) -> None:
+        """Write a complete new version, then switch ``CURRENT`` to it."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        current = self.folder / "CURRENT"
+        previous = current.read_text().strip() if current.is_file() else None
+        number = int(previous[1:]) + 1 if previous else 1
+        version = self.folder / f"v{number:06d}"
+        if version.exists():  # left by a crash before CURRENT moved: never live, safe to drop
+            shutil.rmtree(version)
+        version.mkdir()
+        self.manifest["sides"] = {}
+        for name, side in self.sides.items():
+            folder = version / name
+            (folder / "vectors").mkdir(parents=True)
+            lines = [json.dumps({"key": int(key), "id": e.id, "source": e.source, "meta": e.meta}, ensure_ascii=False)
+                     for key, e in zip(side.keys, side.entries)]
+            (folder / "items.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+            if side.reps:
+                save_file({key: value.contiguous() for key, value in side.reps.items()}, folder / "rep.safetensors")
+            if side.vectors is not None:
+                side.vectors.save(folder / "vectors")
+            self.manifest["sides"][name] = {"items": len(side),
+                                            "dim": side.vectors.dim if side.vectors is not None else None,
+                                            "options": side.vectors.options if side.vectors is not None else None}
+        write_json(version / "manifest.json", self.manifest)
+        _sync_tree(version)
+        atomic_write_bytes(current, f"{version.name}\n".encode())
+        if previous and (self.folder / previous).exists():
+            shutil.rmtree(self.folder / previous)
+
+
+def _read_side(folder: Path, manifest: dict[str, Any], name: str, device: torch.device | str) -> IndexSide:
+    lines = (folder / "items.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines if line]
+    entries = [Entry(r["id"], r["source"], r.get("meta") or {}) for r in records]
+    keys = np.array([r["key"] for r in records], dtype=np.int64)
+    reps = load_file(folder / "rep.safetensors") if (folder / "rep.safetensors").exists() else {}
+    dim, options = manifest["sides"][name]["dim"], manifest["sides"][name]["options"]
+    vectors = None if dim is None else load_vector_index(folder / "vectors", manifest["backend"], dim, options, device)
+    if vectors is not None and len(vectors) != len(entries):
+        raise XmodalError(f"{folder}: {len(entries)} items but {len(vectors)} vectors; rebuild the index")
+    return IndexSide(entries, keys, reps, vectors)
+
+
+@torch.no_grad()
+def _encode(run, side: SideName, entries: list[Entry], collection: Collection, batch_size: int) -> Rep:
+    """Model representations of ``entries``: from the run's feature cache for its own split, else encoded."""
+    model, device = run.model, run.run.device
+    if collection.split is not None:
+        split = run.run.data.split(collection.split)
+        wanted = {entry.id for entry in entries}
+        if side == "images":
+            ids = [run.dataset.items[i].id for i in split.item_indices]
+            rows = np.array([row for row, item_id in enumerate(ids) if item_id in wanted])
+            read, encode = split.images, model.encode_images
+        else:
+            counter: dict[int, int] = {}
+            ids = []
+            for position in split.text_items:
+                k = counter.get(int(position), 0)
+                counter[int(position)] = k + 1
+                ids.append(f"{run.dataset.items[split.item_indices[position]].id}#{k}")
+            rows = np.array([row for row, text_id in enumerate(ids) if text_id in wanted])
+            read, encode = split.texts, model.encode_texts
+        parts = [_cpu(encode(_to(read(rows[start : start + batch_size]), device)))
+                 for start in progress(range(0, len(rows), batch_size), desc=f"encoding {side}", unit="batch")]
+        return concat_rows(parts)
+    parts = []
+    for start in progress(range(0, len(entries), batch_size), desc=f"encoding {side}", unit="batch"):
+        chunk = entries[start : start + batch_size]
+        if side == "images":
+            missing = [entry.id for entry in chunk if entry.source is None]
+            if missing:
+                raise XmodalError(f"image {missing[0]!r} has no file to encode (a features-only dataset): "
+                                  "index such a dataset by split:NAME with the run that read it")
+            parts.append(_cpu(run.encode_images([entry.source for entry in chunk])))
+        else:
+            missing = [entry.id for entry in chunk if entry.source is None]
+            if missing:
+                raise XmodalError(f"text {missing[0]!r} has no words to encode (a features-only dataset): "
+                                  "index such a dataset by split:NAME with the run that read it")
+            parts.append(_cpu(run.encode_texts([entry.source for entry in chunk])))
+    return concat_rows(parts)
+
+
+def _to(rep: Rep, device: torch.device) -> Rep:
+    return {key: value.to(device) for key, value in rep.items()}
+
+
+def _cpu(rep: Rep) -> Rep:
+    return {key: value.detach().cpu() for key, value in rep.items()}
+
+
+def _sync_tree(folder: Path) -> None:
+    """fsync every file under ``folder`` and the folders themselves, before CURRENT points at it."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with open(Path(root) / name, "rb") as stream:
+                os.fsync(stream.fileno())
+        descriptor = os.open(root, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def rep_rows(side: IndexSide, rows: Sequence[int] | np.ndarray) -> Rep:
+    return take(side.reps, torch.as_tensor(np.asarray(rows, dtype=np.int64)))
+
+
+__all__ = ["IndexSide", "SearchIndex", "checkpoint_digest", "rep_len", "rep_rows", "run_identity"]

@@ -1,0 +1,258 @@
+"""First-stage vector indexes: one small interface, three backends.
+
+Every backend stores unit-length float32 vectors under int64 keys and answers top-k queries by
+inner product (so by cosine, the score of every model's first stage, :mod:`xmodal.search.two_stage`).
+
+* ``exact``: the vectors as one matrix; a query is a matrix product and a top-k (torch, on the
+  GPU when one is given). Right up to about a million items.
+* ``faiss`` (faiss-cpu): ``flat`` (exact, faiss's kernels), ``hnsw`` (graph search, no training)
+  or ``ivfpq`` (inverted lists of product-quantised codes: trained on the first vectors added,
+  a fraction of the memory). For large collections on one machine.
+* ``milvus`` (pymilvus, :mod:`xmodal.search.milvus_index`): Milvus Lite in one local file, or a
+  Milvus server by URI, for collections that outgrow one machine.
+
+Backends save to a folder of their own files (``.npy``, faiss's binary index format; never
+pickle) and load back identically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from xmodal.errors import XmodalError
+from xmodal.paths import atomic_write_bytes
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("exact", "faiss", "milvus")
+FAISS_KINDS = ("flat", "hnsw", "ivfpq")
+
+
+def unit_rows(vectors: np.ndarray | torch.Tensor) -> np.ndarray:
+    """float32 rows scaled to length 1 (zero rows stay zero)."""
+    array = np.asarray(vectors.detach().cpu() if isinstance(vectors, torch.Tensor) else vectors, dtype=np.float32)
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    return array / np.maximum(norms, 1e-12)
+
+
+class VectorIndex(ABC):
+    """Unit vectors under int64 keys; ``search`` returns inner products, best first."""
+
+    backend: ClassVar[str]
+
+    def __init__(self, dim: int, options: dict[str, Any] | None = None):
+        self.dim = dim
+        self.options = dict(options or {})
+
+    @abstractmethod
+    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Add rows (``vectors`` already unit length, ``[n, dim]``) under new ``keys``."""
+
+    @abstractmethod
+    def remove(self, keys: np.ndarray) -> None:
+        """Drop the rows of ``keys`` (keys not present are ignored)."""
+
+    @abstractmethod
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores [Q, k'], keys [Q, k'])``, k' = min(k, len(self)), best first."""
+
+    @abstractmethod
+    def save(self, folder: Path) -> None:
+        """Write the index's files into ``folder`` (a fresh folder of the index's next version)."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: Path, dim: int, options: dict[str, Any]) -> "VectorIndex":
+        """The index ``save`` wrote."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.backend, **self.options}
+
+
+class ExactIndex(VectorIndex):
+    """All vectors in one matrix; a query block is one matrix product and a top-k."""
+
+    backend = "exact"
+
+    def __init__(self, dim: int, options: dict[str, Any] | None = None, device: torch.device | str = "cpu"):
+        super().__init__(dim, options)
+        self.device = torch.device(device)
+        self.keys = np.zeros(0, dtype=np.int64)
+        self.vectors = torch.zeros(0, dim, device=self.device)
+
+    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        self.keys = np.concatenate([self.keys, np.asarray(keys, dtype=np.int64)])
+        self.vectors = torch.cat([self.vectors, torch.from_numpy(np.asarray(vectors, np.float32)).to(self.device)])
+
+    def remove(self, keys: np.ndarray) -> None:
+        kept = ~np.isin(self.keys, np.asarray(keys, dtype=np.int64))
+        self.keys = self.keys[kept]
+        self.vectors = self.vectors[torch.from_numpy(kept).to(self.device)]
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, len(self))
+        scores = torch.from_numpy(np.asarray(queries, np.float32)).to(self.device) @ self.vectors.T
+        top = scores.topk(k, dim=1)
+        return top.values.cpu().numpy(), self.keys[top.indices.cpu().numpy()]
+
+    def save(self, folder: Path) -> None:
+        np.save(folder / "keys.npy", self.keys)
+        np.save(folder / "vectors.npy", self.vectors.cpu().numpy())
+
+    @classmethod
+    def load(cls, folder: Path, dim: int, options: dict[str, Any], device: torch.device | str = "cpu") -> "ExactIndex":
+        index = cls(dim, options, device)
+        index.keys = np.load(folder / "keys.npy", allow_pickle=False)
+        index.vectors = torch.from_numpy(np.load(folder / "vectors.npy", allow_pickle=False)).to(index.device)
+        return index
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+class FaissIndex(VectorIndex):
+    """faiss-cpu: ``kind`` flat, hnsw or ivfpq, inner-product metric, int64 keys (``IndexIDMap2``)."""
+
+    backend = "faiss"
+    DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
+        "flat": {},
+        "hnsw": {"m": 32, "ef_construction": 80, "ef_search": 128},
+        "ivfpq": {"nlist": 0, "pq_m": 0, "nbits": 8, "nprobe": 16},  # 0: chosen from the data (see _ivfpq)
+    }
+
+    def __init__(self, dim: int, options: dict[str, Any] | None = None):
+        kind = (options or {}).get("kind", "flat")
+        if kind not in FAISS_KINDS:
+            raise XmodalError(f"unknown faiss index kind {kind!r}; choose from {', '.join(FAISS_KINDS)}")
+        super().__init__(dim, {"kind": kind, **self.DEFAULTS[kind], **(options or {})})
+        self.kind = kind
+        self.index = None  # built on the first add (ivfpq trains on those vectors)
+
+    @staticmethod
+    def _faiss():
+        try:
+            import faiss
+        except ImportError:
+            raise XmodalError("the faiss backend needs faiss-cpu: pip install faiss-cpu") from None
+        return faiss
+
+    def _build(self, vectors: np.ndarray):
+        faiss = self._faiss()
+        if self.kind == "flat":
+            return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        if self.kind == "hnsw":
+            inner = faiss.IndexHNSWFlat(self.dim, int(self.options["m"]), faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = int(self.options["ef_construction"])
+            inner.hnsw.efSearch = int(self.options["ef_search"])
+            return faiss.IndexIDMap2(inner)
+        return faiss.IndexIDMap2(self._ivfpq(vectors))
+
+    def _ivfpq(self, vectors: np.ndarray):
+        faiss = self._faiss()
+        n = len(vectors)
+        nbits = int(self.options["nbits"])
+        # faiss wants ~39 training points per list and 2^nbits per PQ centroid set.
+        needed = max(2 ** nbits, 39 * max(int(self.options["nlist"]), 1))
+        if n < needed:
+            raise XmodalError(f"the faiss ivfpq index trains on the first vectors added and needs at least {needed} "
+                              f"(got {n}); use --backend exact or --faiss-kind flat/hnsw for a collection this small")
+        nlist = int(self.options["nlist"]) or max(1, min(int(4 * math.sqrt(n)), n // 39))
+        pq_m = int(self.options["pq_m"]) or next(m for m in (32, 16, 8, 4, 2, 1) if self.dim % m == 0)
+        if self.dim % pq_m:
+            raise XmodalError(f"faiss ivfpq: pq_m {pq_m} must divide the vector size {self.dim}")
+        self.options.update(nlist=nlist, pq_m=pq_m)
+        quantizer = faiss.IndexFlatIP(self.dim)
+        inner = faiss.IndexIVFPQ(quantizer, self.dim, nlist, pq_m, nbits, faiss.METRIC_INNER_PRODUCT)
+        inner.train(np.ascontiguousarray(vectors, dtype=np.float32))
+        inner.nprobe = int(self.options["nprobe"])
+        return inner
+
+    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self.index is None:
+            self.index = self._build(vectors)
+        self.index.add_with_ids(vectors, np.ascontiguousarray(keys, dtype=np.int64))
+
+    def remove(self, keys: np.ndarray) -> None:
+        if self.index is None or not len(keys):
+            return
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        if self.kind != "hnsw":
+            self.index.remove_ids(self._faiss().IDSelectorBatch(keys))
+            return
+        # HNSW graphs cannot drop nodes: rebuild from the stored vectors that remain.
+        all_keys = self._faiss().vector_to_array(self.index.id_map).astype(np.int64)
+        kept = ~np.isin(all_keys, keys)
+        vectors = self._faiss().downcast_index(self.index.index).reconstruct_n(0, len(all_keys))[kept]
+        self.index = None
+        if kept.any():
+            self.add(all_keys[kept], vectors)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, len(self))
+        if k == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        scores, keys = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return scores, keys
+
+    def save(self, folder: Path) -> None:
+        if self.index is not None:
+            self._faiss().write_index(self.index, str(folder / "faiss.index"))
+
+    @classmethod
+    def load(cls, folder: Path, dim: int, options: dict[str, Any]) -> "FaissIndex":
+        index = cls(dim, options)
+        path = folder / "faiss.index"
+        if path.exists():
+            faiss = cls._faiss()
+            index.index = faiss.read_index(str(path))
+            inner = faiss.downcast_index(index.index.index)
+            if index.kind == "hnsw":  # search settings are not part of faiss's file
+                inner.hnsw.efSearch = int(index.options["ef_search"])
+            if index.kind == "ivfpq":
+                inner.nprobe = int(index.options["nprobe"])
+        return index
+
+    def __len__(self) -> int:
+        return 0 if self.index is None else int(self.index.ntotal)
+
+
+def make_vector_index(backend: str, dim: int, options: dict[str, Any] | None = None,
+                      device: torch.device | str = "cpu") -> VectorIndex:
+    if backend == "exact":
+        return ExactIndex(dim, options, device)
+    if backend == "faiss":
+        return FaissIndex(dim, options)
+    if backend == "milvus":
+        from xmodal.search.milvus_index import MilvusIndex
+
+        return MilvusIndex(dim, options)
+    raise XmodalError(f"unknown index backend {backend!r}; choose from {', '.join(BACKENDS)}")
+
+
+def load_vector_index(folder: Path, backend: str, dim: int, options: dict[str, Any],
+                      device: torch.device | str = "cpu") -> VectorIndex:
+    if backend == "exact":
+        return ExactIndex.load(folder, dim, options, device)
+    if backend == "faiss":
+        return FaissIndex.load(folder, dim, options)
+    if backend == "milvus":
+        from xmodal.search.milvus_index import MilvusIndex
+
+        return MilvusIndex.load(folder, dim, options)
+    raise XmodalError(f"{folder}: unknown index backend {backend!r} in the manifest; choose from {', '.join(BACKENDS)}")
+
+
+def write_json(path: Path, value: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(value, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
