@@ -268,6 +268,19 @@ def test_embed_is_the_layer0_projection_for_two_stage_search():
         torch.testing.assert_close(model.embed(images), model.image_fc(features / features.pow(2).mean(1, True).sqrt()))
 
 
+def test_image_norms_scale_the_vector_before_its_fc_layer():
+    features = torch.tensor([[4.0, -1.0, 0.0, 9.0]])
+    rooted = torch.tensor([[2.0, -1.0, 0.0, 3.0]])  # signed square root (the Hellinger map)
+    expected = {"none": features, "rms": features / features.pow(2).mean().sqrt(),
+                "sqrt-rms": rooted / rooted.pow(2).mean().sqrt()}
+    spec = InputSpec(image="global", text="bow", image_dim=4, text_dim=N_VERTICES, image_parts=("global",),
+                     text_parts=("bow",), parts=make_spec().parts)
+    for norm, scaled in expected.items():
+        torch.manual_seed(0)
+        model = create_model("scanet", spec, {"dim": DIM, "image_norm": norm})
+        torch.testing.assert_close(model.image_features({"features": features}), model.image_fc(scaled))
+
+
 def test_explain_names_words_of_the_text_and_layers():
     model = make_model(layers=2).eval()
     batch = make_batch(3)

@@ -87,7 +87,8 @@ class SCANetParams(Params):
     attention_scale: Literal["dimension", "none"] = "dimension"  # N * softmax, or the literal softmax
     # "rms": each image vector divided by its root mean square (entries of RMS 1, as ReLU CNN features
     # roughly have); Wikipedia's SIFT histograms sum to 1, entries ~0.008, too small for the FC to read.
-    image_norm: Literal["rms", "none"] = "rms"
+    # "sqrt-rms": the signed square root first (the Hellinger map of a histogram, as RootSIFT does), then "rms".
+    image_norm: Literal["rms", "sqrt-rms", "none"] = "rms"
     margin: float = Field(MARGIN, ge=0.0)  # m of eq. 10
     weight: float = Field(WEIGHT, ge=0.0)  # lambda of eq. 10
     pairs: int = Field(256, ge=1)  # matching and (as many) non-matching pairs drawn per batch
@@ -175,7 +176,9 @@ class SCANet(RetrievalModel):
     def image_features(self, images: Rep) -> Tensor:
         """f_I (eq. 3), ``[B, N]``."""
         features = images["features"]
-        if self.params.image_norm == "rms":
+        if self.params.image_norm == "sqrt-rms":
+            features = features.sign() * features.abs().sqrt()
+        if self.params.image_norm in ("rms", "sqrt-rms"):
             features = features * features.pow(2).mean(-1, keepdim=True).clamp_min(1e-12).rsqrt()
         return self.image_fc(features)
 

@@ -52,6 +52,18 @@ def add_search_verbs(add_verb: Callable[..., argparse.ArgumentParser], common: a
     search.add_argument("--device", default=None, help="auto, cpu or cuda")
     search.add_argument("--json", action="store_true", help="print one JSON object")
 
+    serve = add_verb("serve", help="serve an index: REST API and a web page with the attention maps")
+    serve.add_argument("index", type=Path)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--run", type=Path, default=None, help="the run folder, if it moved since the index was built")
+    serve.add_argument("--device", default=None, help="auto, cpu or cuda")
+    serve.add_argument("--shortlist", type=int, default=DEFAULT_SHORTLIST, metavar="K",
+                       help="pairwise models: rerank the first stage's top K (default %(default)s)")
+    serve.add_argument("--max-upload-mb", type=int, default=10, help="largest image upload (default %(default)s MB)")
+    serve.add_argument("--max-image-pixels", type=int, default=40_000_000,
+                       help="largest uploaded image in pixels (default %(default)s)")
+
 
 def cmd_index_build(args: argparse.Namespace) -> None:
     from xmodal.api import load_run
@@ -141,5 +153,16 @@ def cmd_search(args: argparse.Namespace) -> None:
         print(hits_table(hits))
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from xmodal.search.engine import SearchEngine
+    from xmodal.search.service import Limits, serve
+
+    engine = SearchEngine.open(args.index, args.run, args.device, args.shortlist)
+    print(f"serving {args.index} on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+    serve(engine, args.host, args.port, Limits(max_upload_bytes=args.max_upload_mb * 1024 * 1024,
+                                               max_image_pixels=args.max_image_pixels))
+
+
 COMMANDS = {("index", "build"): cmd_index_build, ("index", "add"): cmd_index_add,
-            ("index", "remove"): cmd_index_remove, ("index", "info"): cmd_index_info, ("search", None): cmd_search}
+            ("index", "remove"): cmd_index_remove, ("index", "info"): cmd_index_info, ("search", None): cmd_search,
+            ("serve", None): cmd_serve}

@@ -132,6 +132,37 @@ class SearchEngine:
         return self.run.model.explain({k: v.to(device) for k, v in images.items()},
                                       {k: v.to(device) for k, v in texts.items()})
 
+    def explain_labelled(self, item_id: str, text: str | None = None,
+                         image: str | Path | Image.Image | None = None) -> Attention | None:
+        """:meth:`explain`, with the text's positions named by its tokens (for a page to show words)."""
+        attention = self.explain(item_id, text=text, image=image)
+        if text is None:
+            name, row = self.index.entry(item_id)
+            text = self.index.sides[name].entries[row].source or ""
+        return label_words(attention, text)
+
+
+def text_labels(text: str) -> list[list[str]]:
+    """Ways a text's positions may be laid out by a model's word input: GloVe words, MiniLM word pieces
+    (with and without [CLS]/[SEP]). A map's word axis takes the one of its length."""
+    from xmodal.encoders.minilm import load_tokenizer
+    from xmodal.encoders.tokenize import tokenize
+
+    pieces = load_tokenizer().tokenize(text)
+    return [tokenize(text), ["[CLS]", *pieces, "[SEP]"], pieces]
+
+
+def label_words(attention: Attention | None, text: str) -> Attention | None:
+    """Name the word positions of ``attention``'s maps with the text's tokens, where the count fits."""
+    if attention is None:
+        return None
+    for attention_map in attention.maps.values():
+        if "word" in attention_map.axes and "word" not in attention_map.labels:
+            fitting = [labels for labels in text_labels(text) if len(labels) == attention_map.size("word")]
+            if fitting:
+                attention_map.labels["word"] = fitting[0]
+    return attention
+
 
 def _rows_of(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """Rows of ``keys`` holding each of ``wanted`` (all present)."""
