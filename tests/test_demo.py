@@ -35,6 +35,12 @@ def test_demo_end_to_end_on_an_emoji_subset(emoji_dataset, tmp_path, monkeypatch
     assert "Training curves" in page and "Config" in page and "checkpoint kept: epoch" in page
     assert all(item.id in page for item in small.split("test")[:1])  # query images are named
     assert (out / "checkpoints" / "best.pt").is_file()
+    assert f"xmodal search {out / 'index'} --text '{queries[0]}'" in printed.replace('"', "'")
+    assert f"xmodal serve {out / 'index'}" in printed
+    index_version = (out / "index" / "CURRENT").read_text()
+    capsys.readouterr()
+    assert main(["search", str(out / "index"), "--text", queries[0], "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["hits"]) == 10
 
     trained_at = (out / "checkpoints" / "best.pt").stat().st_mtime_ns
     assert main(args) == 0
@@ -42,6 +48,7 @@ def test_demo_end_to_end_on_an_emoji_subset(emoji_dataset, tmp_path, monkeypatch
     assert "reusing the trained run" in captured.err and "epoch 1/3" not in captured.err
     assert "(reused the trained run)" in captured.out
     assert (out / "checkpoints" / "best.pt").stat().st_mtime_ns == trained_at
+    assert (out / "index" / "CURRENT").read_text() == index_version  # the index was kept too
 
     assert main([*args, "--retrain"]) == 0
     assert "epoch 3/3" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import shutil
 import time
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ class DemoResult:
     reused: bool
     best_epoch: int
     seconds: float
+    index: Path | None = None  # the search index of the test split
+    example_text: str = ""
 
 
 def demo_config(model: str | None = None, config: str | Path | None = None) -> Path:
@@ -110,8 +113,31 @@ def run_demo(out: Path, source: Path | None = None, config_path: Path | None = N
                          config_text=dump_config(run.config))
     report = out / "report.html"
     write_report(report, page)
+    index = build_demo_index(out)
     return DemoResult(f"{title}, test split ({split.n_items} images, {split.n_texts} texts)", table, metrics,
-                      text_queries, image_queries, report, reused, best_epoch, time.perf_counter() - started)
+                      text_queries, image_queries, report, reused, best_epoch, time.perf_counter() - started,
+                      index, text_queries[0].text if text_queries else "a dog")
+
+
+def build_demo_index(out: Path) -> Path:
+    """The search index of the run's test split in ``out/index``, kept while the checkpoint is unchanged."""
+    from xmodal.api import load_run
+    from xmodal.search.collection import read_collection
+    from xmodal.search.index import SearchIndex, checkpoint_digest
+
+    folder = out / "index"
+    if (folder / "CURRENT").is_file():
+        try:
+            built = SearchIndex.open(folder).manifest["run"]["sha256"]
+        except XmodalError:
+            built = None
+        if built == checkpoint_digest(out / "checkpoints" / "best.pt"):
+            logger.info("reusing the search index in %s: same checkpoint", folder)
+            return folder
+    run = load_run(out, allow_changed=True)
+    SearchIndex.build(run, out, read_collection("split:test", run.dataset), folder, overwrite=True)
+    logger.info("built the search index of the test split in %s", folder)
+    return folder
 
 
 def format_demo(result: DemoResult) -> str:
@@ -125,6 +151,10 @@ def format_demo(result: DemoResult) -> str:
         lines.append(f"image [{item_label(query.item)}] -> {shown}")
     reused = " (reused the trained run)" if result.reused else ""
     lines.append(f"\n(* = a true match)  report: {result.report}  total {result.seconds:.1f} s{reused}")
+    if result.index is not None:
+        lines += [f"\nsearch the test split ({result.index}):",
+                  f"  xmodal search {result.index} --text {shlex.quote(result.example_text)}",
+                  f"  xmodal serve {result.index}    # then open http://127.0.0.1:8000/"]
     return "\n".join(lines)
 
 
