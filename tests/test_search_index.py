@@ -181,6 +181,35 @@ def test_min_score_and_explain(trained, tmp_path):
         engine.explain(hits[0].id, image=hits[0].source)
 
 
+@pytest.mark.parametrize("backend", ["faiss", "milvus"])
+def test_backends_rank_as_exact_does_and_reload(trained, tmp_path, backend):
+    if backend == "milvus":
+        pytest.importorskip("milvus_lite", reason="Milvus Lite (pip install milvus-lite) is not installed")
+    folders = {name: tmp_path / name for name in ("exact", backend)}
+    for name, folder in folders.items():
+        assert main(["index", "build", str(trained["dual"]), "--collection", "split:test", "--out", str(folder),
+                     "--backend", name]) == 0
+    for folder in folders.values():
+        assert main(["index", "remove", str(folder), "sq9", "sq4#1"]) == 0
+    engines = {name: SearchEngine.open(folder) for name, folder in folders.items()}
+    for query in ("colour number 9", "a swatch called 29", "colour"):
+        results = [[(h.id, round(h.score, 4)) for h in engine.search_text(query, k=5)] for engine in engines.values()]
+        assert results[0] == results[1] and "sq9" not in [hit_id for hit_id, _ in results[0]]
+    image = engines["exact"].index.sides["images"].entries[0].source
+    assert [h.id for h in engines["exact"].search_image(image, k=5)] == [h.id for h in
+                                                                        engines[backend].search_image(image, k=5)]
+    manifest = engines[backend].index.manifest
+    assert manifest["backend"] == backend and manifest["sides"]["images"]["items"] == 7
+    if backend == "milvus":  # the vectors live in Milvus Lite, in one file beside the versions
+        assert (folders["milvus"] / "milvus.db").exists()
+        old = manifest["sides"]["images"]["options"]["collection"]
+        assert main(["index", "build", str(trained["dual"]), "--collection", "split:test", "--out",
+                     str(folders["milvus"]), "--backend", "milvus", "--overwrite"]) == 0
+        rebuilt = SearchIndex.open(folders["milvus"])
+        assert rebuilt.sides["images"].vectors.options["collection"] != old
+        assert not rebuilt.sides["images"].vectors.client.has_collection(old)  # the replaced index's vectors
+
+
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
 def test_faiss_backends_find_what_exact_finds(kind, tmp_path):
     rng = np.random.default_rng(0)

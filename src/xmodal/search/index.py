@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -144,10 +145,15 @@ class SearchIndex:
         started = time.perf_counter()
         manifest = {"format": FORMAT, "run": run_identity(run_folder, run), "collection": collection.spec,
                     "backend": backend, "options": dict(options or {}), "next_key": 0, "created": time.time()}
+        replaced = SearchIndex.open(out) if (out / "CURRENT").exists() else None
         index = cls(out, manifest, {name: IndexSide([], np.zeros(0, np.int64), {}, None) for name in SIDES})
         index._append(run, collection.images, collection.texts, collection, batch_size)
         index.manifest["build_seconds"] = round(time.perf_counter() - started, 3)
         index.save()
+        if replaced is not None:  # vectors kept outside the version folders (Milvus) go with the old index
+            for side in replaced.sides.values():
+                if hasattr(side.vectors, "drop"):
+                    side.vectors.drop()
         return index
 
     def add(self, run, collection: Collection, batch_size: int = 64) -> dict[str, int]:
@@ -190,12 +196,18 @@ class SearchIndex:
             keys = np.arange(self.manifest["next_key"], self.manifest["next_key"] + len(entries), dtype=np.int64)
             self.manifest["next_key"] += len(entries)
             if side.vectors is None:
-                options = self.manifest["options"] | {"side": name}
-                side.vectors = make_vector_index(self.manifest["backend"], vectors.shape[1], options)
+                side.vectors = make_vector_index(self.manifest["backend"], vectors.shape[1], self._side_options(name))
             side.vectors.add(keys, vectors)
             side.entries = side.entries + entries
             side.keys = np.concatenate([side.keys, keys])
             side.reps = concat_rows([side.reps, reps]) if side.reps else reps
+
+    def _side_options(self, name: SideName) -> dict[str, Any]:
+        options = dict(self.manifest["options"])
+        if self.manifest["backend"] == "milvus":  # one collection per side, in a Lite file beside the versions
+            options.setdefault("uri", str(self.folder.absolute() / "milvus.db"))
+            options["collection"] = f"xmodal_{name}_{uuid.uuid4().hex[:12]}"
+        return options
 
     def save(self) -> None:
         """Write a complete new version, then switch ``CURRENT`` to it."""
