@@ -33,6 +33,8 @@ def test_demo_end_to_end_on_an_emoji_subset(emoji_dataset, tmp_path, monkeypatch
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 5 * 5 + 5 + 1  # results, query images, curves
     assert "Training curves" in page and "Config" in page and "checkpoint kept: epoch" in page
+    assert "The attention behind each text query's first result" in page
+    assert page.count("<div class='attn'>") >= 5  # GPLDAN: its chunk weights per query, as bars
     assert all(item.id in page for item in small.split("test")[:1])  # query images are named
     assert (out / "checkpoints" / "best.pt").is_file()
     assert f"xmodal search {out / 'index'} --text '{queries[0]}'" in printed.replace('"', "'")
@@ -104,3 +106,31 @@ def test_demo_refuses_both_model_and_config(capsys):
         main(["demo", "--model", "dual", "--config", "mine.yaml"])
     assert exit_info.value.code == 2
     assert "--config: not allowed with argument --model" in capsys.readouterr().err
+
+
+def test_attention_view_draws_region_heat_maps_and_weighted_words(tmp_path):
+    import base64
+    import io
+
+    import torch
+    from PIL import Image
+
+    from xmodal.data.records import Item
+    from xmodal.models.base import Attention, AttentionMap
+    from xmodal.report_html import AttentionView, attention_html
+
+    Image.new("RGB", (64, 64), (0, 0, 255)).save(tmp_path / "blue.png")
+    item = Item("blue", tmp_path / "blue.png", ("a blue square",))
+    weights = torch.zeros(2, 4)
+    weights[:, 3] = 1.0  # both words attend to the bottom-right region of a 2 x 2 grid
+    attention = Attention({"word x region": AttentionMap(weights, ("word", "region"), grids={"region": (2, 2)},
+                                                         labels={"word": ["blue", "square"]}),
+                           "chunks": AttentionMap(torch.tensor([0.2, 0.8]), ("chunk",))}, note="eq. 13")
+    page = attention_html(AttentionView("a blue square", item, attention))
+    assert page.count("<img") == 1 and "blue</span>" in page and "square</span>" in page and "eq. 13" in page
+    assert page.count('class="bar"') == 2
+    png = base64.b64decode(re.search(r'src="data:image/png;base64,([^"]+)"', page).group(1))
+    pixels = Image.open(io.BytesIO(png)).convert("RGB")
+    corner, other = pixels.getpixel((150, 150)), pixels.getpixel((10, 10))
+    assert corner[0] > 150 and other == (0, 0, 255)  # red over the attended region only
+    assert "no attention to show" in attention_html(AttentionView("q", item, None))

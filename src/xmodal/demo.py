@@ -26,8 +26,9 @@ from xmodal.eval.protocol import GroundTruth, encode_split, eval_settings, evalu
 from xmodal.eval.report import format_table
 from xmodal.factory import Run, dataset_of, load_trained, with_resolved_paths
 from xmodal.features.inputs import SplitData
+from xmodal.models.base import Rep, take
 from xmodal.paths import atomic_write_bytes
-from xmodal.report_html import ImageQuery, TextQuery, item_label, render_report, write_report
+from xmodal.report_html import AttentionView, ImageQuery, TextQuery, item_label, render_report, write_report
 from xmodal.training.trainer import train
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ def run_demo(out: Path, source: Path | None = None, config_path: Path | None = N
         scores = score_matrix(run.model, images, texts).cpu()
     table = format_table(metrics)
     text_queries, image_queries = example_queries(run, split, scores, queries)
+    attention = attention_views(run, split, images, texts, text_queries)
     title = f"xmodal demo: {config.model.name} on {dataset_name}"
     best_epoch = int(_best_epoch(out))
     curves = out / "curves.png"
@@ -110,7 +112,7 @@ def run_demo(out: Path, source: Path | None = None, config_path: Path | None = N
                          notes=f"run folder: {out}; test split: {split.n_items} images, {split.n_texts} texts; "
                                f"checkpoint kept: epoch {best_epoch} (best validation {run.metric})",
                          curves_png=curves.read_bytes() if curves.is_file() else None,
-                         config_text=dump_config(run.config))
+                         config_text=dump_config(run.config), attention=attention)
     report = out / "report.html"
     write_report(report, page)
     index = build_demo_index(out)
@@ -138,6 +140,21 @@ def build_demo_index(out: Path) -> Path:
     SearchIndex.build(run, out, read_collection("split:test", run.dataset), folder, overwrite=True)
     logger.info("built the search index of the test split in %s", folder)
     return folder
+
+
+@torch.no_grad()
+def attention_views(run: Run, split: SplitData, images: Rep, texts: Rep,
+                    text_queries: list[TextQuery]) -> list[AttentionView]:
+    """The model's attention (``explain``) behind each text query's first-ranked image."""
+    from xmodal.search.engine import label_words
+
+    rows = {run.dataset.items[index].id: row for row, index in enumerate(split.item_indices)}
+    views = []
+    for query in text_queries:
+        top, row, j = query.results[0][0], rows[query.results[0][0].id], query.row
+        attention = run.model.explain(take(images, slice(row, row + 1)), take(texts, slice(j, j + 1)))
+        views.append(AttentionView(query.text, top, label_words(attention, query.text)))
+    return views
 
 
 def format_demo(result: DemoResult) -> str:
@@ -202,7 +219,7 @@ def example_queries(run: Run, split: SplitData, scores: torch.Tensor, n: int,
         j = first_text[i]
         order = torch.argsort(scores[:, j], descending=True, stable=True)[:top]
         text_queries.append(TextQuery(texts[j], [(items[r], float(scores[r, j]), int(split.text_items[j]) == r)
-                                                 for r in order.tolist()]))
+                                                 for r in order.tolist()], row=j))
     image_queries = []
     for i in picked:
         order = torch.argsort(scores[i], descending=True, stable=True)[:top]

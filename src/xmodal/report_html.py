@@ -7,6 +7,10 @@ import html
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
 
 from xmodal.data.images import load_rgb
 from xmodal.data.records import FeatureRow, Item
@@ -16,6 +20,7 @@ from xmodal.data.records import FeatureRow, Item
 class TextQuery:
     text: str
     results: list[tuple[Item, float, bool]]  # ranked images: item, score, is a true match
+    row: int | None = None  # the text's row in its split, when it is one of the split's texts
 
 
 @dataclass
@@ -49,6 +54,66 @@ def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
+@dataclass
+class AttentionView:
+    """The attention behind one score: a text query and the image it ranked first."""
+
+    text: str
+    item: Item
+    attention: Any  # xmodal.models.base.Attention, or None when the model has none
+
+
+def _mean_along(weights: Any, axes: tuple[str, ...], axis: str) -> np.ndarray:
+    """The weights of ``axis``, averaged over every other axis."""
+    array = np.asarray(weights.detach().float().cpu(), dtype=np.float64)
+    keep = axes.index(axis)
+    return array.mean(axis=tuple(i for i in range(array.ndim) if i != keep)) if array.ndim > 1 else array
+
+
+def heat_map(item: Item, weights: np.ndarray, grid: tuple[int, int], size: int = 160) -> str:
+    """``<img>`` of the item with its region weights laid over it in red (the papers' attention figures)."""
+    image = load_rgb(item.image, size) if not isinstance(item.image, FeatureRow) else Image.new("RGB", (size, size))
+    share = (weights / max(float(weights.max()), 1e-12)).reshape(grid)
+    alpha = Image.fromarray(np.uint8(255 * 0.65 * share)).resize((size, size), Image.Resampling.BILINEAR)
+    red = Image.new("RGB", (size, size), (255, 0, 0))
+    overlay = Image.composite(red, image.convert("RGB"), alpha)
+    return f'<img src="{_data_uri(image_png(overlay))}" alt="attention over the regions of {html.escape(item.id)}">'
+
+
+def _weighted_words(words: list[str], weights: np.ndarray) -> str:
+    top = max(float(weights.max()), 1e-12)
+    return "".join(f'<span class="word" style="background: rgba(220, 40, 40, {w / top:.3f})" '
+                   f'title="{w:.4f}">{html.escape(word)}</span>' for word, w in zip(words, weights))
+
+
+def _bars(weights: np.ndarray, limit: int = 32) -> str:
+    top = max(float(weights.max()), 1e-12)
+    return "".join(f'<div class="bar" style="width: {int(160 * w / top)}px" title="{w:.4f}"></div>'
+                   for w in weights[:limit])
+
+
+def attention_html(view: AttentionView) -> str:
+    """Every map of one :class:`AttentionView`: region heat maps, weighted words, or bars."""
+    if view.attention is None:
+        return f"<p>{html.escape(view.text)}: this model's score has no attention to show.</p>"
+    blocks = []
+    for name, attention_map in view.attention.maps.items():
+        parts = [f"<div class='attn'><div class='attnname'>{html.escape(name)} "
+                 f"({' x '.join(attention_map.axes)})</div>"]
+        if "region" in attention_map.grids:
+            parts.append(heat_map(view.item, _mean_along(attention_map.weights, attention_map.axes, "region"),
+                                  attention_map.grids["region"]))
+        if "word" in attention_map.labels:
+            parts.append("<div>" + _weighted_words(attention_map.labels["word"], _mean_along(
+                attention_map.weights, attention_map.axes, "word")) + "</div>")
+        if "region" not in attention_map.grids and "word" not in attention_map.labels:
+            parts.append(_bars(np.asarray(attention_map.weights.detach().float().cpu()).reshape(-1)))
+        blocks.append("".join(parts) + "</div>")
+    note = f"<div class='caption'>{html.escape(view.attention.note)}</div>" if view.attention.note else ""
+    return (f"<div class='query'><b>&ldquo;{html.escape(view.text)}&rdquo;</b> &rarr; "
+            f"{html.escape(item_label(view.item))}<div class='results'>{''.join(blocks)}</div>{note}</div>")
+
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table.metrics td, table.metrics th { padding: 2px 10px; text-align: right; }
@@ -59,11 +124,15 @@ table.metrics td, table.metrics th { padding: 2px 10px; text-align: right; }
 .queryimage { display: flex; gap: 12px; align-items: flex-start; } .caption { font-size: 13px; }
 ol li { margin: 2px 0; } ol li.hit { border: none; color: #1a1; font-weight: 600; }
 pre.config { background: #f6f6f6; padding: 8px; font-size: 12px; }
+.attn { font-size: 12px; max-width: 340px; } .attnname { color: #555; margin-bottom: 3px; }
+span.word { padding: 1px 3px; margin: 1px; border-radius: 3px; display: inline-block; }
+div.bar { height: 8px; background: #c33; margin: 1px 0; }
 """
 
 
 def render_report(title: str, metrics_table: str, text_queries: list[TextQuery], image_queries: list[ImageQuery],
-                  notes: str = "", curves_png: bytes | None = None, config_text: str = "") -> str:
+                  notes: str = "", curves_png: bytes | None = None, config_text: str = "",
+                  attention: Sequence[AttentionView] = ()) -> str:
     parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title><style>{STYLE}</style>",
              f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(notes)}</p>" if notes else "",
              "<h2>Test metrics</h2>", f"<pre>{html.escape(metrics_table)}</pre>",
@@ -74,6 +143,9 @@ def render_report(title: str, metrics_table: str, text_queries: list[TextQuery],
             f"<br>{score:.3f}</div>" for item, score, hit in query.results)
         parts.append(f'<div class="query"><b>&ldquo;{html.escape(query.text)}&rdquo;</b>'
                      f'<div class="results">{cells}</div></div>')
+    if attention:
+        parts.append("<h2>The attention behind each text query's first result</h2>")
+        parts += [attention_html(view) for view in attention]
     parts.append("<h2>Image &rarr; texts (test images as queries, ranked over the test texts)</h2>")
     for query in image_queries:
         rows = "".join(f'<li class="{"hit" if hit else ""}">{html.escape(text)} ({score:.3f})</li>'
