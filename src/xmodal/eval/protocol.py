@@ -17,7 +17,7 @@ from torch import Tensor
 from xmodal.config import EvalConfig
 from xmodal.errors import XmodalError
 from xmodal.eval.metrics import direction_metrics, evaluate_retrieval
-from xmodal.models.base import Rep, RetrievalModel, rep_len, rep_to, take
+from xmodal.models.base import Rep, RetrievalModel, concat_rows, rep_len, rep_to, take
 from xmodal.nn.pairs import rows_per_chunk
 
 
@@ -67,17 +67,6 @@ def _encode(encoder: Callable[[Rep], Rep], reader: Callable[[np.ndarray], Rep], 
     return concat_rows(parts)
 
 
-def concat_rows(parts: list[Rep]) -> Rep:
-    """Representations of consecutive blocks of items as one (ragged sequence lengths zero-padded)."""
-    return {key: _concat([part[key] for part in parts]) for key in parts[0]}
-
-
-def _concat(tensors: list[Tensor]) -> Tensor:
-    """Concatenate along items, zero-padding ragged second dimensions (sequences of any length)."""
-    if tensors[0].dim() >= 2 and len({t.shape[1] for t in tensors}) > 1:
-        width = max(t.shape[1] for t in tensors)
-        tensors = [torch.nn.functional.pad(t, [0, 0] * (t.dim() - 2) + [0, width - t.shape[1]]) for t in tensors]
-    return torch.cat(tensors)
 
 
 @torch.no_grad()

@@ -38,6 +38,19 @@ def rep_to(rep: Rep, device: torch.device | str) -> Rep:
     return {key: value.to(device, non_blocking=True) for key, value in rep.items()}
 
 
+def concat_rows(parts: list[Rep]) -> Rep:
+    """Representations of consecutive blocks of items as one; ragged second dimensions (sequences of
+    different lengths) are zero-padded to the longest."""
+    return {key: _concat([part[key] for part in parts]) for key in parts[0]}
+
+
+def _concat(tensors: list[Tensor]) -> Tensor:
+    if tensors[0].dim() >= 2 and len({t.shape[1] for t in tensors}) > 1:
+        width = max(t.shape[1] for t in tensors)
+        tensors = [torch.nn.functional.pad(t, [0, 0] * (t.dim() - 2) + [0, width - t.shape[1]]) for t in tensors]
+    return torch.cat(tensors)
+
+
 class Params(BaseModel):
     """Base of every model's hyper-parameters: unknown keys are errors, not silently ignored."""
 

@@ -35,8 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from xmodal.errors import XmodalError
-from xmodal.eval.protocol import concat_rows
-from xmodal.models.base import Rep, rep_len, take
+from xmodal.models.base import Rep, concat_rows, take
 from xmodal.paths import atomic_write_bytes
 from xmodal.progress import progress
 from xmodal.search.collection import Collection, Entry
@@ -319,4 +318,4 @@ def rep_rows(side: IndexSide, rows: Sequence[int] | np.ndarray) -> Rep:
     return take(side.reps, torch.as_tensor(np.asarray(rows, dtype=np.int64)))
 
 
-__all__ = ["IndexSide", "SearchIndex", "checkpoint_digest", "rep_len", "rep_rows", "run_identity"]
+__all__ = ["IndexSide", "SearchIndex", "checkpoint_digest", "rep_rows", "run_identity"]
