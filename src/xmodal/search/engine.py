@@ -20,7 +20,7 @@ from PIL import Image
 from xmodal.errors import XmodalError
 from xmodal.models.base import Attention, EmbeddingModel, Rep
 from xmodal.search.index import SearchIndex, SideName, rep_rows, run_identity
-from xmodal.search.vector_index import unit_rows
+from xmodal.search.vector_index import ExactIndex, unit_rows
 
 DEFAULT_SHORTLIST = 100
 MAX_K = 1000
@@ -49,6 +49,9 @@ class SearchEngine:
         self.run = run
         self.shortlist = shortlist
         self.pairwise = not isinstance(run.model, EmbeddingModel)
+        for side in index.sides.values():
+            if isinstance(side.vectors, ExactIndex):  # first stage on the run's device (GPU when it has one)
+                side.vectors.to(run.run.device)
 
     @classmethod
     def open(cls, index_folder: str | Path, run_folder: str | Path | None = None, device: str | None = None,

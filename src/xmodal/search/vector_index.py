@@ -91,6 +91,12 @@ class ExactIndex(VectorIndex):
         self.keys = np.zeros(0, dtype=np.int64)
         self.vectors = torch.zeros(0, dim, device=self.device)
 
+    def to(self, device: torch.device | str) -> "ExactIndex":
+        """Keep the matrix on ``device`` (the run's GPU, when it has one)."""
+        self.device = torch.device(device)
+        self.vectors = self.vectors.to(self.device)
+        return self
+
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         self.keys = np.concatenate([self.keys, np.asarray(keys, dtype=np.int64)])
         self.vectors = torch.cat([self.vectors, torch.from_numpy(np.asarray(vectors, np.float32)).to(self.device)])
@@ -167,14 +173,17 @@ class FaissIndex(VectorIndex):
         if n < needed:
             raise XmodalError(f"the faiss ivfpq index trains on the first vectors added and needs at least {needed} "
                               f"(got {n}); use --backend exact or --faiss-kind flat/hnsw for a collection this small")
-        nlist = int(self.options["nlist"]) or max(1, min(int(4 * math.sqrt(n)), n // 39))
+        nlist = int(self.options["nlist"]) or max(1, min(int(math.sqrt(n)), n // 39))
         pq_m = int(self.options["pq_m"]) or next(m for m in (32, 16, 8, 4, 2, 1) if self.dim % m == 0)
         if self.dim % pq_m:
             raise XmodalError(f"faiss ivfpq: pq_m {pq_m} must divide the vector size {self.dim}")
         self.options.update(nlist=nlist, pq_m=pq_m)
         quantizer = faiss.IndexFlatIP(self.dim)
         inner = faiss.IndexIVFPQ(quantizer, self.dim, nlist, pq_m, nbits, faiss.METRIC_INNER_PRODUCT)
-        inner.train(np.ascontiguousarray(vectors, dtype=np.float32))
+        # k-means needs tens of points per centroid, not millions: train on a fixed-seed sample.
+        sample = min(n, max(64 * nlist, 64 * 2 ** nbits))
+        rows = np.random.default_rng(0).choice(n, sample, replace=False) if sample < n else slice(None)
+        inner.train(np.ascontiguousarray(vectors[rows], dtype=np.float32))
         inner.nprobe = int(self.options["nprobe"])
         return inner
 
