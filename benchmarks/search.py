@@ -336,7 +336,7 @@ def part_scale(out: Path, n: int, dim: int = 256, n_queries: int = 200, k: int =
     keys = np.arange(n, dtype=np.int64)
     figures: dict = {"vectors": n, "dim": dim, "queries": n_queries, "k": k, "rows": []}
     truth = None
-    settings = [("exact", {}), ("faiss", {"kind": "hnsw", "m": 32, "ef_construction": 80, "ef_search": 128}),
+    settings = [("exact", {}), ("faiss", {"kind": "hnsw", "m": 32, "ef_construction": 40, "ef_search": 128}),
                 ("faiss", {"kind": "ivfpq", "nprobe": 16}), ("milvus", {"index_type": "FLAT"})]
     for backend, options in settings:
         folder = out / f"scale-{backend}-{options.get('kind', options.get('index_type', ''))}"

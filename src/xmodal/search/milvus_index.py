@@ -73,7 +73,7 @@ class MilvusIndex(VectorIndex):
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         self._ensure_collection()
         for start in range(0, len(keys), INSERT_BATCH):
-            rows = [{KEY: int(key), VECTOR: vector.tolist()}
+            rows = [{KEY: int(key), VECTOR: vector}
                     for key, vector in zip(keys[start : start + INSERT_BATCH], vectors[start : start + INSERT_BATCH])]
             self.client.insert(self.options["collection"], rows)
         self._count = None
