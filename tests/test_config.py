@@ -139,8 +139,11 @@ def test_models_lists_each_models_configs(capsys):
 
 
 def test_configs_ship_inside_the_package():
-    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
-    assert 'xmodal = ["configs/*/*.yaml"]' in pyproject
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    package_data = pyproject["tool"]["setuptools"]["package-data"]["xmodal"]
+    assert "configs/*/*.yaml" in package_data and "search/web/*" in package_data  # configs, the search page
     assert CONFIG_ROOT.parent.name == "xmodal" and (CONFIG_ROOT / "cca" / "emoji.yaml").is_file()
 
 
