@@ -452,7 +452,7 @@ def write_report(out: Path) -> None:
                   "- The exact backend answers one query with one pass over the 1 GB matrix; HNSW answers in well "
                   "under a millisecond at the median, at the price of a slow build and the graph's memory on top of "
                   "the vectors, and finds most but not all of the true top 10.",
-                  "- IVF-PQ keeps 32 bytes per vector (about 1/20 of the memory) and is the fastest to build, but on "
+                  "- IVF-PQ keeps 32 bytes per vector (about 1/20 of the memory) and builds in a minute, but on "
                   "these vectors its recall@10 is low: within a cluster the true neighbours are separated by less "
                   "than the product quantiser's error, so the compressed scores cannot order them (a likely reading, "
                   "not measured separately). A refining stage (rescoring a longer candidate list with the full "
