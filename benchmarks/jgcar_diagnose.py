@@ -9,7 +9,10 @@ For each run (best checkpoint), over every test image x text pair:
 - per query, the Spearman correlation between the co-attentive score (eq. 15) and the global
   cosine (first stage), over the whole gallery and over the global top-K shortlist;
 - how many top-10 lists the K rerank changes (ordered list, set, items replaced);
-- rsum of stage 1 (global cosine), two-stage (K) and exhaustive co-attentive ranking.
+- rsum of stage 1 (global cosine), two-stage (K) and exhaustive co-attentive ranking;
+- scales, on the first 16 images x 32 texts: mean |V|, |S| (valid words), |A| (eq. 11), |W_s S A|
+  and the fraction of it past |2| (eq. 12's tanh saturated), the spread (std over regions) of
+  the region logits of eq. 13, and ||w_hv|| (1 at initialisation).
 
 With uniform attention v_bar and s_bar are the mean-pooled V and S, so eq. 15 *is* the global
 cosine: a relative entropy near 1 and Spearman near 1 mean the rerank is a no-op.
@@ -42,6 +45,28 @@ def _pair_stats(attended: Attended) -> tuple[Tensor, ...]:
     """Per pair: score, H(a^v) / log N, H(a^s) (un-normalised: texts are trimmed to their group), max a^v."""
     return (attended.scores(), relative_entropy(attended.image_weights), _entropy(attended.text_weights),
             attended.image_weights.amax(-1))
+
+
+def _scales(model, images: dict, texts: dict) -> dict[str, float]:
+    """The scale figures of the module docstring (eqs. 11-13 recomputed on a small block)."""
+    images = {key: value[:16] for key, value in images.items()}
+    texts = {key: value[:32] for key, value in texts.items()}
+    image_side, text_side = model._sides(images, texts)
+    image_side, text_side = image_side.unsqueeze(1), text_side.unsqueeze(0)
+    affinity = torch.einsum("...td,...nd->...tn", text_side.keys, image_side.keys)
+    text_in_regions = torch.einsum("...tn,...tl->...nl", affinity, text_side.projected)
+    logits = (torch.tanh(text_in_regions) * image_side.gate).sum(-1)
+    valid = text_side.mask.expand(affinity.shape[:-1])
+    return {"abs_V": images["regions"].abs().mean().item(),
+            "abs_S": _masked_abs(texts["words"], texts["lengths"]),
+            "abs_A": affinity.abs()[valid].mean().item(), "abs_WsSA": text_in_regions.abs().mean().item(),
+            "saturated": (text_in_regions.abs() > 2).float().mean().item(),
+            "logit_std": logits.std(-1).mean().item(), "norm_w_hv": model.coattention.image_score.norm().item()}
+
+
+def _masked_abs(words: Tensor, lengths: Tensor) -> float:
+    mask = torch.arange(words.shape[1]) < lengths[:, None]
+    return words[mask].abs().mean().item()
 
 
 def _shortlist_spearman(first: Tensor, second: Tensor, k: int) -> Tensor:
@@ -89,12 +114,18 @@ def diagnose(run_dir: Path, k: int = 100) -> dict:
     result[f"rsum_two_stage{k}"] = direction_metrics(_two_stage(first, scores, k), _two_stage(first.T, scores.T, k).T,
                                                      gt)["rsum"]
     result["rsum_exhaustive"] = direction_metrics(scores, scores, gt)["rsum"]
+    result |= _scales(model, images, texts)
     return result
 
 
 ROWS = [("entropy a^v / log N, all pairs", "entropy_v_all"), ("entropy a^v / log N, matching pairs", "entropy_v_match"),
         ("max a^v, all pairs (uniform = 1/N)", "max_v_all"), ("entropy a^s / log T, all pairs", "entropy_s_all"),
         ("entropy a^s / log T, matching pairs", "entropy_s_match")]
+
+
+SCALE_ROWS = [("mean abs V", "abs_V"), ("mean abs S (valid words)", "abs_S"), ("mean abs A (eq. 11)", "abs_A"),
+              ("mean abs W_s S A (eq. 12, inside tanh)", "abs_WsSA"), ("fraction of W_s S A past abs 2", "saturated"),
+              ("std of region logits (eq. 13) per pair", "logit_std"), ("norm of w_hv (1 at init)", "norm_w_hv")]
 
 
 def table(results: list[dict], k: int) -> str:
@@ -104,6 +135,7 @@ def table(results: list[dict], k: int) -> str:
              for d in ("i2t", "t2i") for key in ("order", "set", "replaced")]
     rows += [("rsum stage 1 (global cosine)", "rsum_stage1"), (f"rsum two-stage K = {k}", f"rsum_two_stage{k}"),
              ("rsum exhaustive co-attentive", "rsum_exhaustive")]
+    rows += [(label, key) for label, key in SCALE_ROWS if all(key in r for r in results)]
     lines = ["| measure | " + " | ".join(Path(r["run"]).name for r in results) + " |",
              "| --- " * (len(results) + 1) + "|"]
     for label, key in rows:
