@@ -103,8 +103,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", choices=list(DATA), default="emoji")
     parser.add_argument("--config", type=Path, help="default: configs/jgcar/emoji-cpu.yaml or flickr8k.yaml")
-    parser.add_argument("--text", choices=["words", "tokens"], default="words",
-                        help="JGCAR's word input: GloVe ids or MiniLM token states")
+    parser.add_argument("--text", choices=["words", "tokens"],
+                        help="JGCAR's word input, GloVe ids or MiniLM token states (default: the config's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=["GRL", "SGCAR", "JGCAR", "JGCAR-v1", "JGCAR-v2"],
                         choices=list(VARIANTS))
@@ -117,7 +117,8 @@ def main() -> None:
     results: dict[str, list[dict]] = {name: [] for name in names}
     for seed in args.seeds:  # seed by seed, so an interrupted benchmark still has every variant
         for name in names:
-            extra = [] if name == "dual" else [f"data.text_input={args.text}", *args.overrides]
+            text = [f"data.text_input={args.text}"] if args.text else []
+            extra = [] if name == "dual" else [*text, *args.overrides]
             overrides = [f"data.path={DATA[args.dataset]}", f"train.seed={seed}", *extra, *VARIANTS.get(name, [])]
             config = REPO / "configs" / "dual" / f"{args.dataset}.yaml" if name == "dual" else \
                 args.config or CONFIGS[args.dataset]
