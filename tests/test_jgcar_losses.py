@@ -67,7 +67,7 @@ def test_matrix_covariance_centres_each_position_and_masks_padding():
 
 def test_raw_decorrelation_falls_by_shrinking_but_unit_decorrelation_does_not():
     # The cause of JGCAR's uniform co-attention: with cosine scores nothing anchors the features'
-    # scale, and raw eq. 9 fell 10^4-fold when S shrank 10-fold; on unit vectors shrinking gains nothing.
+    # scale, and raw eq. 9 falls 10^4-fold when the features shrink 10-fold; on unit vectors shrinking gains nothing.
     torch.manual_seed(0)
     features = torch.randn(6, 4, 5) @ torch.randn(5, 5)  # correlated dimensions
     mask = torch.rand(6, 4) > 0.3

@@ -11,7 +11,7 @@
   vectors; normalising fixes the margin's scale and makes the first search stage rank by what
   was trained). Since cosines leave the features' scale free, J4 is computed on unit-length
   region / word vectors by default (``decorrelation_on="unit"``): eq. 9 on the raw features
-  (``"raw"``) fell by shrinking S about ten-fold in 3 epochs, which shrank the affinities of
+  (``"raw"``) fell by shrinking S five-fold in 3 epochs, which shrank the affinities of
   eq. 11 and left the co-attention exactly uniform, so the rerank reproduced the global cosine
   (benchmarks/jgcar_diagnose.py, benchmarks/results/jgcar.md).
 - Co-attention (2.3): :class:`~xmodal.nn.coattention.CoAttention` (eqs. 11-15) trained with the
