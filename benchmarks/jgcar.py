@@ -18,6 +18,7 @@ folder to retrain); the tables (mean ± std over seeds) are printed and written 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import torch
@@ -71,7 +72,9 @@ def test_metrics(run_dir: Path) -> dict:
 
 
 def row(name: str, runs: list[dict], which: str) -> str:
-    cells = metric_row(name, [run[which] for run in runs], RECALL_KEYS)
+    # unlabelled datasets (flickr8k) have no MAP: NaN cells
+    metrics = [{**run[which], **{d: {"map": math.nan, **run[which][d]} for d in ("i2t", "t2i")}} for run in runs]
+    cells = metric_row(name, metrics, RECALL_KEYS)
     epochs = "/".join(f"{run['epochs']} ({run['best_epoch']})" for run in runs)
     return f"{cells} {epochs} | {mean_std([run['train_seconds'] for run in runs], digits=0)} |"
 
