@@ -3,7 +3,7 @@
     XMODAL_HOME=/tmp/xh-jgcar .venv/bin/python benchmarks/two_stage.py [--runs /tmp/jgcar-bench] \\
         [--models jgcar sgcar] [--seeds 0 1 2] [--ks 10 50 100]
 
-Uses the runs trained by benchmarks/jgcar_emoji.py (``RUNS/<model>-s<seed>``). For each run the
+Uses the runs trained by benchmarks/jgcar.py (``RUNS/<model>-s<seed>``). For each run the
 test split is encoded once; then, in the same process and one after the other, it times
 (a) exhaustive: the co-attentive score of every image x text pair (``score_matrix``, the
 evaluation protocol's blocks), and (b) two-stage for each K: global cosine shortlist + co-attentive

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from xmodal.losses.birank import bi_rank_loss, coattentive_scores, ranking_probability
 from xmodal.losses.decorrelation import decorrelation_loss, matrix_covariance
@@ -62,6 +63,21 @@ def test_matrix_covariance_centres_each_position_and_masks_padding():
     # Without a mask: four entries over the first two positions.
     torch.testing.assert_close(matrix_covariance(features[:, :2]), torch.tensor([[1.0, -0.5], [-0.5, 0.5]]))
     assert float(decorrelation_loss(features[:, :2])) == pytest.approx(0.25)
+
+
+def test_raw_decorrelation_falls_by_shrinking_but_unit_decorrelation_does_not():
+    # The cause of JGCAR's uniform co-attention: with cosine scores nothing anchors the features'
+    # scale, and raw eq. 9 falls 10^4-fold when the features shrink 10-fold; on unit vectors shrinking gains nothing.
+    torch.manual_seed(0)
+    features = torch.randn(6, 4, 5) @ torch.randn(5, 5)  # correlated dimensions
+    mask = torch.rand(6, 4) > 0.3
+    raw, small = decorrelation_loss(features, mask), decorrelation_loss(0.1 * features, mask)
+    assert float(small) == pytest.approx(1e-4 * float(raw), rel=1e-4)
+    unit = decorrelation_loss(features, mask, normalise=True)
+    assert float(decorrelation_loss(0.1 * features, mask, normalise=True)) == pytest.approx(float(unit), rel=1e-5)
+    unit_vectors = nn.functional.normalize(features, dim=-1)
+    assert float(unit) == pytest.approx(float(decorrelation_loss(unit_vectors, mask)), rel=1e-5)
+    assert 0 < float(unit) <= 0.5  # ||C||_F <= trace C <= 1 for unit vectors
 
 
 def softmax_share(positive: float, *negatives: float, gamma: float = 10.0) -> float:

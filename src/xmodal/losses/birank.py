@@ -14,6 +14,13 @@ Reading of eq. 16 (the paper leaves parts implicit; each choice is marked):
   ``v_bar_{i'|j}``, both attended by the query's positive text j. So the matched text must beat
   the most similar other images ("we directly use negative intra-modal and inter-modal pairs
   without searching for extra positively intra-modal pairs", end of 2.3).
+  The literal reading of eq. 16 takes the denominator over ``V_i = {v_bar_i} + V_i^-``, so its
+  first term would be ``exp(gamma cos(v_bar_i, v_bar_i)) = exp(gamma)`` rather than the positive's
+  ``exp(gamma alpha+)``; the numerator (a cross-modal score) is then not a member of its own
+  set and the "probability" cannot reach 1. We keep the positive in the denominator so that the
+  term is a softmax share, like the cross-modal one. Either way, image-image cosines of
+  co-attended features are high next to cross-modal ones, so this share stays near 0 and its
+  gradient ``gamma P (1 - P)`` is small (benchmarks/results/jgcar.md).
 - The loss of a query is ``2 - P_cross - P_intra`` (eq. 16); the sentence-to-images direction
   mirrors it, and J_C is the sum of the two directions' means over the batch's queries.
 """

@@ -9,7 +9,11 @@
   with label-based positives and negatives (eqs. 7-8) and J4 the matrix-covariance
   de-correlation (eq. 9). Scores are cosines (the paper writes inner products of the pooled
   vectors; normalising fixes the margin's scale and makes the first search stage rank by what
-  was trained).
+  was trained). Since cosines leave the features' scale free, J4 is computed on unit-length
+  region / word vectors by default (``decorrelation_on="unit"``): eq. 9 on the raw features
+  (``"raw"``) fell by shrinking S five-fold in 3 epochs, which shrank the affinities of
+  eq. 11 and left the co-attention exactly uniform, so the rerank reproduced the global cosine
+  (benchmarks/jgcar_diagnose.py, benchmarks/results/jgcar.md).
 - Co-attention (2.3): :class:`~xmodal.nn.coattention.CoAttention` (eqs. 11-15) trained with the
   bi-rank loss J_C (eq. 16, :mod:`xmodal.losses.birank`) on all B x B pairs of a batch.
 - Joint objective (eq. 17): ``beta J_G + (1 - beta) J_C``.
@@ -57,6 +61,9 @@ class JGCARParams(Params):
     hardest_negative: bool = False  # J1 on the hardest negative only (VSE++) instead of eq. 6's sum
     use_intra: bool = True  # J2 and J3 (False: JGCAR-v1)
     use_decorrelation: bool = True  # J4 (False: JGCAR-v2)
+    # J4 on "unit"-length region/word vectors (scale-free) or on the "raw" features as eq. 9 writes it.
+    # Raw J4 beside cosine scores shrinks S and V (xmodal.losses.decorrelation) and left the co-attention uniform.
+    decorrelation_on: Literal["unit", "raw"] = "unit"
     gamma: float = Field(10.0, gt=0.0)  # scope of the bi-rank loss (eq. 16, section 3.1)
     m_prime: int = Field(30, ge=1)  # M', hardest negatives per set
     # J_C on the first this-many pairs of each (randomly ordered) batch, 0 = all B x B pairs as in the
@@ -64,6 +71,8 @@ class JGCARParams(Params):
     coattention_batch: int = Field(0, ge=0)
     phrase_dim: int = Field(512, ge=1)  # n-gram convolution width ("hidden layers are 512-d")
     attention_dim: int = Field(512, ge=1)  # l of eq. 12
+    # Multiplies A of eq. 11: 1 is the paper; 1/sqrt(d) keeps eq. 12's tanh out of saturation.
+    affinity_scale: float = Field(1.0, gt=0.0)
     dropout: float = Field(0.5, ge=0.0, lt=1.0)  # "dropout 0.5 on each layer" (section 3.1)
     finetune_words: bool = True  # train the GloVe-initialised word embeddings
 
@@ -110,7 +119,8 @@ class JGCAR(RetrievalModel):
         self.coattention: CoAttention | None = None
         self.global_encoder: Encoders | None = None
         if params.mode != "global":
-            self.coattention = CoAttention(params.dim, params.attention_dim, spec.image_regions)
+            self.coattention = CoAttention(params.dim, params.attention_dim, spec.image_regions,
+                                           affinity_scale=params.affinity_scale)
         if params.mode == "separate":
             self.global_encoder = Encoders(spec, params)
 
@@ -214,7 +224,9 @@ class JGCAR(RetrievalModel):
             terms["J2"] = intra_modal_triplet(image, batch.labels, batch.items, params.margin)
             terms["J3"] = intra_modal_triplet(text, batch.labels, batch.items, params.margin)
         if params.use_decorrelation:
-            terms["J4"] = decorrelation_loss(regions) + decorrelation_loss(words, length_mask(lengths, words.shape[1]))
+            unit = params.decorrelation_on == "unit"
+            terms["J4"] = (decorrelation_loss(regions, normalise=unit)
+                           + decorrelation_loss(words, length_mask(lengths, words.shape[1]), normalise=unit))
         terms["J_G"] = torch.stack(list(terms.values())).sum()
         return terms
 

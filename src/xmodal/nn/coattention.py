@@ -95,8 +95,10 @@ def attend(images: Side, texts: Side) -> Attended:
 class CoAttention(nn.Module):
     """The parameters of eqs. 11-13 and batched scoring of image x text blocks."""
 
-    def __init__(self, dim: int, hidden: int, regions: int, chunk_elements: int = PAIR_BUDGET, text_group: int = 32):
+    def __init__(self, dim: int, hidden: int, regions: int, chunk_elements: int = PAIR_BUDGET, text_group: int = 32,
+                 affinity_scale: float = 1.0):
         super().__init__()
+        self.affinity_scale = affinity_scale  # multiplies A of eq. 11 (1: the paper)
         self.bilinear = nn.Linear(dim, dim, bias=False)  # W_b
         self.image_proj = nn.Linear(dim, hidden, bias=False)  # W_v
         self.text_proj = nn.Linear(dim, hidden, bias=False)  # W_s
@@ -112,7 +114,7 @@ class CoAttention(nn.Module):
         """Per-image tensors of ``V [B, N, d]``."""
         projected = self.image_proj(regions)
         gate = torch.tanh(projected + self.region_bias) * self.image_score
-        return Side(regions, self.bilinear(regions), projected, gate)
+        return Side(regions, self.bilinear(regions) * self.affinity_scale, projected, gate)
 
     def texts(self, words: Tensor, mask: Tensor) -> Side:
         """Per-text tensors of ``S [B, T, d]`` (zero at padding) with its ``mask [B, T]``."""

@@ -1,0 +1,58 @@
+"""Measures of whether a pairwise (attention) score adds anything over a global cosine.
+
+Used by ``benchmarks/jgcar_diagnose.py`` on JGCAR, usable on any model with attention weights and a
+first-stage score:
+
+- :func:`relative_entropy`: entropy of attention distributions divided by ``log`` of the number of
+  valid positions (1 = uniform, 0 = all weight on one position);
+- :func:`spearman_rows`: per-query Spearman rank correlation of two score matrices, over all
+  candidates or over a shortlist;
+- :func:`topk_changes`: how many queries' top-k lists a rerank changes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def relative_entropy(weights: Tensor, mask: Tensor | None = None) -> Tensor:
+    """``H(w) / log(n_valid)`` over the last dimension; NaN where fewer than 2 positions are valid.
+
+    ``weights [..., P]`` are distributions (zero at masked positions); ``mask [..., P]`` marks the
+    valid positions (all when None).
+    """
+    entropy = -(weights * weights.clamp_min(1e-30).log()).sum(-1)
+    valid = torch.full(weights.shape[:-1], weights.shape[-1], dtype=weights.dtype, device=weights.device) \
+        if mask is None else mask.sum(-1).to(weights.dtype).expand(weights.shape[:-1])
+    return torch.where(valid > 1, entropy / valid.clamp_min(2).log(), torch.full_like(entropy, math.nan))
+
+
+def _ranks(scores: Tensor) -> Tensor:
+    """Ranks (0 = lowest) along the last dimension; ties broken by position (continuous scores)."""
+    return scores.argsort(-1).argsort(-1).to(torch.float64)
+
+
+def spearman_rows(a: Tensor, b: Tensor) -> Tensor:
+    """Spearman correlation of ``a[q]`` and ``b[q]`` for each row q: ``[Q]`` (NaN for a constant row)."""
+    if a.shape != b.shape:
+        raise ValueError(f"spearman_rows: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
+    ra, rb = _ranks(a), _ranks(b)
+    ra, rb = ra - ra.mean(-1, keepdim=True), rb - rb.mean(-1, keepdim=True)
+    return (ra * rb).sum(-1) / (ra.norm(dim=-1) * rb.norm(dim=-1))
+
+
+def topk_changes(before: Tensor, after: Tensor, k: int = 10) -> dict[str, float]:
+    """How a rerank changes each query's top ``k`` (rows of two ``[Q, C]`` score matrices).
+
+    ``order``: fraction of queries whose ordered top-k list differs; ``set``: fraction whose top-k
+    set differs; ``replaced``: mean number of top-k items that are new after the rerank.
+    """
+    k = min(k, before.shape[1])
+    top_before, top_after = before.topk(k, dim=1).indices, after.topk(k, dim=1).indices
+    kept = (top_after.unsqueeze(2) == top_before.unsqueeze(1)).any(2).sum(1)
+    return {"order": (top_before != top_after).any(1).float().mean().item(),
+            "set": (kept < k).float().mean().item(),
+            "replaced": (k - kept).float().mean().item()}
