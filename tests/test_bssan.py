@@ -8,8 +8,10 @@ import pytest
 import torch
 from torch import nn
 
+from xmodal.config import load_config
 from xmodal.features.inputs import make_spec
 from xmodal.models.base import Batch, take
+from xmodal.models.bssan import BSSAN
 from xmodal.models.registry import create_model
 from xmodal.nn.bilinear_attention import lstm_last_states
 from xmodal.nn.pooling import length_mask
@@ -206,3 +208,16 @@ def test_regulariser_covers_weights_not_biases_batch_norm_or_the_global_head():
     assert id(model.o2w_mlp[0].weight) in covered and id(model.o2w_text.lstm.weight_ih_l0_reverse) in covered
     assert id(model.w2r_mlp[1].weight) not in covered  # batch norm
     assert id(model.global_image.weight) not in covered and id(model.words.weight) not in covered
+
+
+@pytest.mark.parametrize("name, negatives", [("bssan/flickr8k", "softmax"), ("bssan/emoji", "softmax"),
+                                             ("bssan/flickr8k-paper", "uniform"), ("bssan/emoji-paper", "uniform")])
+def test_cpu_configs_use_eq1_for_negatives_and_paper_configs_keep_eq8(name, negatives):
+    config = load_config(name)
+    params = BSSAN.Params(**config.model.params)
+    assert params.negative_attention == negatives
+    assert config.data.image_input == ["regions", "objects"]
+    if not name.endswith("-paper"):  # the CPU default: sizes for 20 minutes on 2 cores, M chosen on validation
+        assert params.w2r_lstm < 1024 and config.train.epochs <= 10 and params.margin == load_config(
+            "bssan/flickr8k").model.params["margin"]
+    assert config.data.resolution == (224 if "emoji" in name else 448)  # emoji images are 64 px
