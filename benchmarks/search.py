@@ -229,7 +229,7 @@ def part_serve(out: Path) -> dict:
     texts = [item.texts[0] for item in items][::40][:8]
     images = [str(item.image) for item in items][::40][:8]
     figures: dict = {}
-    for name, index in (("gpldan (demo model, one stage)", demo / "index"),
+    for name, index in (("gpldan (the demo model; co-attention over chunks, two-stage K=100)", demo / "index"),
                         ("scanet (pairwise, two-stage K=100)", scanet_index)):
         server = Server(index)
         try:
