@@ -142,7 +142,7 @@ def test_a_few_steps_lower_the_loss(cls: type[RetrievalModel]):
         model.eval()
         before = float(model.loss(batch)["total"])
         model.train()
-    for _ in range(30):
+    for _ in range(60):  # JGCAR's bi-rank term falls slowly on the tiny case: 30 steps left it at 0.83x with 2 threads
         optimizer.zero_grad()
         model.loss(batch)["total"].backward()
         optimizer.step()
