@@ -112,13 +112,13 @@ def collection_key(extractor: str, settings: dict[str, Any], content: Any) -> st
 _MEMO: dict[tuple[str, int, int, int, int], str] = {}  # this process's (path, size, mtime, ctime, inode) -> hash
 
 
-def hash_file(path: Path) -> str:
-    """The content key of a file: the hash of its bytes."""
+def hash_file(path: Path, length: int = 32) -> str:
+    """The content key of a file: the SHA-256 of its bytes, its first ``length`` hex digits."""
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()[:32]
+    return digest.hexdigest()[:length]
 
 
 def file_keys(paths: Sequence[Path]) -> list[str | None]:

@@ -45,6 +45,11 @@ class Collection:
     split: Split | None = None  # set when the entries are a split of the run's own dataset
 
 
+def text_id(item_id: str, k: int) -> str:
+    """The id of an item's k-th text."""
+    return f"{item_id}#{k}"
+
+
 def read_collection(spec: str, dataset: Dataset | None = None, *, skip_bad: bool = False) -> Collection:
     """The entries a spec names; ``dataset`` is the run's own, needed for ``split:NAME``."""
     if spec.startswith(SPLIT_PREFIX):
@@ -95,7 +100,7 @@ def _dataset_collection(spec: str, dataset: Dataset, split: str | None = None) -
         images.append(Entry(item.id, source, meta))
         for k, text in enumerate(item.texts):
             shown = text if isinstance(text, str) else None
-            texts.append(Entry(f"{item.id}#{k}", shown, {"image": item.id}))
+            texts.append(Entry(text_id(item.id, k), shown, {"image": item.id}))
     if not images and not texts:
         raise XmodalError(f"collection {spec!r} has no items")
     return Collection(spec, images, texts)
@@ -113,7 +118,7 @@ def _folder_collection(root: Path) -> Collection:
         sidecar = file.with_suffix(".txt")
         if sidecar.is_file():
             lines = [normalise_caption(line) for line in read_utf8(sidecar).splitlines() if line.strip()]
-            texts.extend(Entry(f"{item_id}#{k}", line, {"image": item_id}) for k, line in enumerate(lines))
+            texts.extend(Entry(text_id(item_id, k), line, {"image": item_id}) for k, line in enumerate(lines))
     return Collection(str(root), images, texts)
 
 

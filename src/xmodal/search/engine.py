@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from xmodal.errors import XmodalError
-from xmodal.models.base import Attention, EmbeddingModel, Rep
+from xmodal.models.base import Attention, EmbeddingModel, Rep, rep_to
 from xmodal.search.index import SearchIndex, SideName, rep_rows, run_identity
 from xmodal.search.vector_index import ExactIndex, unit_rows
 
@@ -100,8 +100,7 @@ class SearchEngine:
         rows = _rows_of(side.keys, keys)
         if self.pairwise:
             candidates = rep_rows(side, rows)
-            query_on = {key: value.to(self.run.run.device) for key, value in query.items()}
-            candidates = {key: value.to(self.run.run.device) for key, value in candidates.items()}
+            query_on, candidates = rep_to(query, self.run.run.device), rep_to(candidates, self.run.run.device)
             scores = (model.similarity(candidates, query_on)[:, 0] if target == "images"
                       else model.similarity(query_on, candidates)[0]).float().cpu().numpy()
             order = np.argsort(-scores, kind="stable")
@@ -132,8 +131,7 @@ class SearchEngine:
         query = self.encode_text(text) if text is not None else self.encode_image(image)
         images, texts = (item, query) if name == "images" else (query, item)
         device = self.run.run.device
-        return self.run.model.explain({k: v.to(device) for k, v in images.items()},
-                                      {k: v.to(device) for k, v in texts.items()})
+        return self.run.model.explain(rep_to(images, device), rep_to(texts, device))
 
     def explain_labelled(self, item_id: str, text: str | None = None,
                          image: str | Path | Image.Image | None = None) -> Attention | None:

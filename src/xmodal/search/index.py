@@ -19,7 +19,6 @@ image queries the texts (:mod:`xmodal.search.engine`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -35,10 +34,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from xmodal.errors import XmodalError
-from xmodal.models.base import Rep, concat_rows, take
+from xmodal.features.store import hash_file
+from xmodal.models.base import Rep, concat_rows, rep_to, take
 from xmodal.paths import atomic_write_bytes
 from xmodal.progress import progress
-from xmodal.search.collection import Collection, Entry
+from xmodal.search.collection import Collection, Entry, text_id
 from xmodal.search.vector_index import VectorIndex, load_vector_index, make_vector_index, unit_rows, write_json
 
 logger = logging.getLogger(__name__)
@@ -62,11 +62,8 @@ class IndexSide:
 
 
 def checkpoint_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """The full SHA-256 of a checkpoint file."""
+    return hash_file(path, length=64)
 
 
 def run_identity(run_folder: Path, run, checkpoint: str = "best") -> dict[str, Any]:
@@ -264,37 +261,28 @@ def _encode(run, side: SideName, entries: list[Entry], collection: Collection, b
             rows = np.array([row for row, item_id in enumerate(ids) if item_id in wanted])
             read, encode = split.images, model.encode_images
         else:
-            counter: dict[int, int] = {}
+            counter: dict[int, int] = {}  # the k of each text within its item, in the split's text order
             ids = []
             for position in split.text_items:
                 k = counter.get(int(position), 0)
                 counter[int(position)] = k + 1
-                ids.append(f"{run.dataset.items[split.item_indices[position]].id}#{k}")
-            rows = np.array([row for row, text_id in enumerate(ids) if text_id in wanted])
+                ids.append(text_id(run.dataset.items[split.item_indices[position]].id, k))
+            rows = np.array([row for row, id_ in enumerate(ids) if id_ in wanted])
             read, encode = split.texts, model.encode_texts
-        parts = [_cpu(encode(_to(read(rows[start : start + batch_size]), device)))
+        parts = [_cpu(encode(rep_to(read(rows[start : start + batch_size]), device)))
                  for start in progress(range(0, len(rows), batch_size), desc=f"encoding {side}", unit="batch")]
         return concat_rows(parts)
+    noun, content, encode_new = (("image", "file", run.encode_images) if side == "images"
+                                 else ("text", "words", run.encode_texts))
     parts = []
     for start in progress(range(0, len(entries), batch_size), desc=f"encoding {side}", unit="batch"):
         chunk = entries[start : start + batch_size]
-        if side == "images":
-            missing = [entry.id for entry in chunk if entry.source is None]
-            if missing:
-                raise XmodalError(f"image {missing[0]!r} has no file to encode (a features-only dataset): "
-                                  "index such a dataset by split:NAME with the run that read it")
-            parts.append(_cpu(run.encode_images([entry.source for entry in chunk])))
-        else:
-            missing = [entry.id for entry in chunk if entry.source is None]
-            if missing:
-                raise XmodalError(f"text {missing[0]!r} has no words to encode (a features-only dataset): "
-                                  "index such a dataset by split:NAME with the run that read it")
-            parts.append(_cpu(run.encode_texts([entry.source for entry in chunk])))
+        missing = [entry.id for entry in chunk if entry.source is None]
+        if missing:
+            raise XmodalError(f"{noun} {missing[0]!r} has no {content} to encode (a features-only dataset): "
+                              "index such a dataset by split:NAME with the run that read it")
+        parts.append(_cpu(encode_new([entry.source for entry in chunk])))
     return concat_rows(parts)
-
-
-def _to(rep: Rep, device: torch.device) -> Rep:
-    return {key: value.to(device) for key, value in rep.items()}
 
 
 def _cpu(rep: Rep) -> Rep:
