@@ -97,7 +97,7 @@ class SearchEngine:
         cosines, keys = side.vectors.search(query_vector, depth)
         found = keys[0] >= 0  # faiss pads with -1 when it finds fewer
         cosines, keys = cosines[0][found], keys[0][found]
-        rows = _rows_of(side.keys, keys)
+        rows = side.rows_of(keys)
         if self.pairwise:
             candidates = rep_rows(side, rows)
             query_on, candidates = rep_to(query, self.run.run.device), rep_to(candidates, self.run.run.device)
@@ -163,13 +163,6 @@ def label_words(attention: Attention | None, text: str) -> Attention | None:
             if fitting:
                 attention_map.labels["word"] = fitting[0]
     return attention
-
-
-def _rows_of(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """Rows of ``keys`` holding each of ``wanted`` (all present)."""
-    order = np.argsort(keys)
-    positions = np.searchsorted(keys, wanted, sorter=order)
-    return order[positions]
 
 
 def hits_table(hits: Sequence[Hit]) -> str:

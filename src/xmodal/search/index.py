@@ -60,6 +60,11 @@ class IndexSide:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def rows_of(self, keys: np.ndarray) -> np.ndarray:
+        """The rows holding ``keys`` (all present). Keys are handed out in increasing order, appended
+        by ``add`` and dropped in place by ``remove``, so ``self.keys`` is always sorted."""
+        return np.searchsorted(self.keys, keys)
+
 
 def checkpoint_digest(path: Path) -> str:
     """The full SHA-256 of a checkpoint file."""
@@ -84,6 +89,7 @@ class SearchIndex:
         self.folder = folder
         self.manifest = manifest
         self.sides = sides
+        self._where: dict[str, tuple[SideName, int]] | None = None  # item id -> (side, row), built on first use
 
     # -- reading -----------------------------------------------------------------------------
     @classmethod
@@ -121,11 +127,13 @@ class SearchIndex:
 
     def entry(self, item_id: str) -> tuple[SideName, int]:
         """The side and row of an item id; a clear error for an unknown one."""
-        for name, side in self.sides.items():
-            for row, entry in enumerate(side.entries):
-                if entry.id == item_id:
-                    return name, row
-        raise XmodalError(f"no item {item_id!r} in index {self.folder}")
+        if self._where is None:
+            self._where = {}
+            for name, side in reversed(self.sides.items()):  # an id on both sides is found as an image
+                self._where |= {entry.id: (name, row) for row, entry in enumerate(side.entries)}
+        if item_id not in self._where:
+            raise XmodalError(f"no item {item_id!r} in index {self.folder}")
+        return self._where[item_id]
 
     # -- writing -----------------------------------------------------------------------------
     @classmethod
@@ -207,6 +215,7 @@ class SearchIndex:
 
     def save(self) -> None:
         """Write a complete new version, then switch ``CURRENT`` to it."""
+        self._where = None  # the rows may have changed
         self.folder.mkdir(parents=True, exist_ok=True)
         current = self.folder / "CURRENT"
         previous = current.read_text().strip() if current.is_file() else None
