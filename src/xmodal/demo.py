@@ -115,29 +115,28 @@ def run_demo(out: Path, source: Path | None = None, config_path: Path | None = N
                          config_text=dump_config(run.config), attention=attention)
     report = out / "report.html"
     write_report(report, page)
-    index = build_demo_index(out)
+    index = build_demo_index(out, run)
     return DemoResult(f"{title}, test split ({split.n_items} images, {split.n_texts} texts)", table, metrics,
                       text_queries, image_queries, report, reused, best_epoch, time.perf_counter() - started,
                       index, text_queries[0].text if text_queries else "a dog")
 
 
-def build_demo_index(out: Path) -> Path:
+def build_demo_index(out: Path, run: Run) -> Path:
     """The search index of the run's test split in ``out/index``, kept while the checkpoint is unchanged."""
-    from xmodal.api import load_run
+    from xmodal.api import TrainedRun
     from xmodal.search.collection import read_collection
-    from xmodal.search.index import SearchIndex, checkpoint_digest
+    from xmodal.search.index import SearchIndex, checkpoint_digest, read_manifest
 
     folder = out / "index"
     if (folder / "CURRENT").is_file():
         try:
-            built = SearchIndex.open(folder).manifest["run"]["sha256"]
+            built = read_manifest(folder)[1]["run"]["sha256"]
         except XmodalError:
             built = None
         if built == checkpoint_digest(out / "checkpoints" / "best.pt"):
             logger.info("reusing the search index in %s: same checkpoint", folder)
             return folder
-    run = load_run(out, allow_changed=True)
-    SearchIndex.build(run, out, read_collection("split:test", run.dataset), folder, overwrite=True)
+    SearchIndex.build(TrainedRun(run, out), out, read_collection("split:test", run.dataset), folder, overwrite=True)
     logger.info("built the search index of the test split in %s", folder)
     return folder
 

@@ -95,18 +95,7 @@ class SearchIndex:
     @classmethod
     def open(cls, folder: str | Path, device: torch.device | str = "cpu") -> "SearchIndex":
         folder = Path(folder)
-        current = folder / "CURRENT"
-        if not current.is_file():
-            raise XmodalError(f"{folder} is not a search index (no CURRENT file); build one with xmodal index build")
-        version = folder / current.read_text().strip()
-        manifest_path = version / "manifest.json"
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, ValueError) as error:
-            raise XmodalError(f"{manifest_path}: cannot read the index manifest ({error}); rebuild the index") from None
-        if manifest.get("format") != FORMAT:
-            raise XmodalError(f"{manifest_path}: index format {manifest.get('format')!r}, this xmodal reads {FORMAT}; "
-                              "rebuild the index with xmodal index build")
+        version, manifest = read_manifest(folder)
         sides = {name: _read_side(version / name, manifest, name, device) for name in SIDES}
         return cls(folder, manifest, sides)
 
@@ -245,6 +234,23 @@ class SearchIndex:
             shutil.rmtree(self.folder / previous)
 
 
+def read_manifest(folder: Path) -> tuple[Path, dict[str, Any]]:
+    """The live version folder of an index and its manifest (nothing else is read)."""
+    current = folder / "CURRENT"
+    if not current.is_file():
+        raise XmodalError(f"{folder} is not a search index (no CURRENT file); build one with xmodal index build")
+    version = folder / current.read_text().strip()
+    manifest_path = version / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as error:
+        raise XmodalError(f"{manifest_path}: cannot read the index manifest ({error}); rebuild the index") from None
+    if manifest.get("format") != FORMAT:
+        raise XmodalError(f"{manifest_path}: index format {manifest.get('format')!r}, this xmodal reads {FORMAT}; "
+                          "rebuild the index with xmodal index build")
+    return version, manifest
+
+
 def _read_side(folder: Path, manifest: dict[str, Any], name: str, device: torch.device | str) -> IndexSide:
     lines = (folder / "items.jsonl").read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines if line]
@@ -315,4 +321,4 @@ def rep_rows(side: IndexSide, rows: Sequence[int] | np.ndarray) -> Rep:
     return take(side.reps, torch.as_tensor(np.asarray(rows, dtype=np.int64)))
 
 
-__all__ = ["IndexSide", "SearchIndex", "checkpoint_digest", "rep_rows", "run_identity"]
+__all__ = ["IndexSide", "SearchIndex", "checkpoint_digest", "read_manifest", "rep_rows", "run_identity"]
