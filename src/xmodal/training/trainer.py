@@ -240,7 +240,7 @@ def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.d
             batch = train_split.pair_batch(order[start : start + per_rank_batch]).to(device)
             with autocast:
                 terms = network(batch)
-            _step(model, terms, optimizers, train_cfg.grad_clip)
+            optimizer_step(model, terms, optimizers, train_cfg.grad_clip)
             for key, value in terms.items():
                 sums[key] += float(value.detach())
             steps += 1
@@ -290,7 +290,8 @@ def epoch_line(record: dict, epochs: int, metric: str, best: float) -> str:
             f"best {metric} {best_shown} @{record['best_epoch']}  {record['seconds']:.1f} s")
 
 
-def _step(model: RetrievalModel, terms: dict, optimizers: dict[str, torch.optim.Optimizer], clip: float) -> None:
+def optimizer_step(model: RetrievalModel, terms: dict, optimizers: dict[str, torch.optim.Optimizer],
+                   clip: float) -> None:
     """One update: "total" trains the main parameters, each auxiliary term its own part.
 
     With auxiliary parts, every term's gradient is taken with respect to its own parameters

@@ -1,0 +1,389 @@
+"""Speed of scoring, two-stage search, training and feature extraction, as ratios measured in one run.
+
+    OMP_NUM_THREADS=2 PYTHONPATH=src .venv/bin/python benchmarks/speed.py \\
+        [--parts matmul similarity training two-stage extraction] [--device cpu|cuda] \\
+        [--two-stage-run RUN_DIR] [--out benchmarks/results/speed]
+
+Writes ``OUT/<machine>.md`` (one file per machine: this CPU, a GPU when one is lent) and
+rebuilds ``benchmarks/SPEED.md`` from every machine's file, so a GPU run adds its section beside the
+CPU's. Every figure of a part is measured in the same process, one timing after the other, so
+the ratios (batched against a pair-by-pair loop, a model's FLOP/s against the machine's own
+matrix product, the pipeline against the bare encoder) hold even where the machine is shared.
+
+Parts:
+
+- ``matmul``: the machine's own fp32 matrix-product rate (and bf16 on a GPU), the yardstick.
+- ``similarity``: every registered model built from its default config, fed synthetic inputs of
+  the real shapes (EfficientNet-Lite0 1280-d vectors and 7 x 7 or 14 x 14 grids, MiniLM 384-d
+  tokens, GloVe 50-d word ids, the 2,000-word graph); pairs/s of the batched ``similarity``
+  over evaluation's blocks (:func:`xmodal.eval.protocol.score_matrix`), its FLOP/s (matrix
+  products counted by :class:`torch.utils.flop_counter.FlopCounterMode`), a one-pair loop, and the
+  time of a full 1,000 images x 5,000 texts matrix.
+- ``training``: optimiser steps of each trainable model on a synthetic batch of its config's
+  size, through the trainer's own :func:`xmodal.training.trainer.optimizer_step`.
+- ``two-stage``: a trained pairwise run's first stage + rerank of K in {10, 100} candidates
+  against exhaustive scoring, over every image and caption of its dataset (Flickr8k-1k: 1,000
+  photos x 5,000 captions), with the R@10 it keeps.
+- ``extraction``: :mod:`benchmarks.speed_extraction` (images/s of the feature pipeline against the
+  bare encoder forward pass).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from xmodal.config import RunConfig, load_config
+from xmodal.encoders.objects import ObjectProxies
+from xmodal.eval.protocol import score_matrix
+from xmodal.factory import choose_inputs, dataset_of
+from xmodal.features.inputs import make_spec
+from xmodal.features.kinds import ExampleDims, InputKind, get_kind
+from xmodal.models.base import Batch, EmbeddingModel, Rep, RetrievalModel, concat_rows, take
+from xmodal.models.registry import create_model, get_model_class, model_params
+from xmodal.training.trainer import make_optimizers, optimizer_step
+
+REPO = Path(__file__).resolve().parents[1]
+logger = logging.getLogger("speed")
+
+# Each registered model at its default config on the largest dataset it has one for.
+CONFIGS = {"cca": "cca/flickr8k", "dual": "dual/flickr8k", "acln": "acln/emoji", "gpldan": "gpldan/emoji",
+           "scanet": "scanet/emoji", "jgcar": "jgcar/flickr8k", "bssan": "bssan/flickr8k"}
+N_IMAGES, N_TEXTS = 1000, 5000  # the full matrix the issue asks for (Flickr8k-1k's size)
+TEXT_LENGTH = 16  # padded words per text (Flickr8k captions average about 12)
+TIME_BUDGET = 3.0  # seconds each timing aims at, so a slow model is measured on a smaller block
+
+
+# -- machine -----------------------------------------------------------------------------------
+
+def machine_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor() or "CPU")
+    return f"{model}, {torch.get_num_threads()} torch threads"
+
+
+def synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(compute: Callable[[], object], device: torch.device, budget: float = TIME_BUDGET) -> float:
+    """Seconds per call of ``compute``: one warm-up call, then as many calls as fit ``budget``."""
+    compute()
+    synchronise(device)
+    calls, started = 0, time.perf_counter()
+    while True:
+        compute()
+        calls += 1
+        synchronise(device)
+        elapsed = time.perf_counter() - started
+        if elapsed >= budget or calls >= 1000:
+            return elapsed / calls
+
+
+def matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of one square matrix product (2 n^3 FLOPs), the machine's own yardstick."""
+    n = 4096 if device.type == "cuda" else 1024
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    return 2 * n**3 / timed(lambda: a @ b, device)
+
+
+# -- models on synthetic inputs of the real shapes ---------------------------------------------
+
+def real_dims(side: str, kind: str, config: RunConfig) -> ExampleDims:
+    """Shapes of ``kind`` as the real encoders give them (see the module docstring)."""
+    grid = config.data.resolution // 32  # EfficientNet-Lite0's stride
+    if side == "image":
+        regions = ObjectProxies.count - 1 if kind == "objects" else grid * grid
+        return ExampleDims(image_dim=1280, regions=regions, grid_side=grid)
+    if kind in ("words", "bow"):  # GloVe 50-d; the graph's vertices are its vocabulary
+        return ExampleDims(text_dim=50, vocab=config.data.graph_vertices if kind == "bow" else 20000,
+                           length=TEXT_LENGTH)
+    return ExampleDims(text_dim=384, length=TEXT_LENGTH)  # MiniLM sentence vector or token states
+
+
+@dataclass
+class Case:
+    name: str
+    config: RunConfig
+    model: RetrievalModel
+    make_images: Callable[[int, torch.Generator], Rep]
+    make_texts: Callable[[int, torch.Generator], Rep]
+
+    def inputs(self) -> str:
+        return f"{self.image_kinds} / {self.text_kinds}"
+
+    image_kinds: str = ""
+    text_kinds: str = ""
+
+
+def synthetic_maker(entries: list[tuple[InputKind, ExampleDims]]) -> Callable[[int, torch.Generator], Rep]:
+    """A function making ``n`` synthetic items of one side: every kind's keys, at its real shapes."""
+    def make(n: int, generator: torch.Generator) -> Rep:
+        return {key: value for kind, dims in entries for key, value in kind.example(n, generator, dims).items()}
+    return make
+
+
+def input_kinds(config: RunConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The kinds the config's model reads: as training would choose them, or (no data here) the
+    config's own choice, else the model's preferred kind per part."""
+    cls = get_model_class(config.model.name)
+    try:
+        return choose_inputs(cls, config, dataset_of(config))
+    except Exception:  # the dataset is not on this machine
+        _, params = model_params(config.model.name, config.model.params)
+        chosen = []
+        for side in ("image", "text"):
+            wanted = getattr(config.data, f"{side}_input")
+            wanted = [wanted] if isinstance(wanted, str) else list(wanted or [])
+            parts = cls.input_parts(side, params)
+            chosen.append(tuple(wanted[i] if wanted else part[0] for i, part in enumerate(parts)))
+        return chosen[0], chosen[1]
+
+
+def build_case(name: str, device: torch.device) -> Case:
+    """The model of ``CONFIGS[name]`` (fresh weights: speed does not depend on them) and input makers."""
+    config = load_config(CONFIGS[name])
+    kinds = input_kinds(config)
+    generator = torch.Generator().manual_seed(0)
+    specs, makers = {}, {}
+    for side, names in zip(("image", "text"), kinds):
+        entries = [(get_kind(side, kind), real_dims(side, kind, config)) for kind in names]
+        specs[side] = {kind.name: kind.example_spec(dims, generator) for kind, dims in entries}
+        makers[side] = synthetic_maker(entries)
+    spec = make_spec(specs["image"], specs["text"], n_classes=10)
+    torch.manual_seed(0)
+    model = create_model(config.model.name, spec, config.model.params).to(device).eval()
+    return Case(name, config, model, makers["image"], makers["text"], "+".join(kinds[0]), "+".join(kinds[1]))
+
+
+@torch.no_grad()
+def encode(case: Case, side: str, n: int, device: torch.device, block: int = 250) -> Rep:
+    """``n`` encoded synthetic items of one side, made and encoded ``block`` at a time."""
+    generator = torch.Generator().manual_seed(1 if side == "image" else 2)
+    make, encoder = ((case.make_images, case.model.encode_images) if side == "image" else
+                     (case.make_texts, case.model.encode_texts))
+    parts = []
+    for start in range(0, n, block):
+        raw = make(min(block, n - start), generator)
+        parts.append(encoder({key: value.to(device) for key, value in raw.items()}))
+    return concat_rows(parts)
+
+
+def counted_flops(compute: Callable[[], object]) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        compute()
+    return counter.get_total_flops()
+
+
+@torch.no_grad()
+def similarity_row(case: Case, device: torch.device, machine_flops: float) -> dict:
+    images, texts = encode(case, "image", N_IMAGES, device), encode(case, "text", N_TEXTS, device)
+    model = case.model
+    # Grow the block until one score_matrix call takes a sizeable part of the budget.
+    n_images = 1
+    while True:
+        block_images = take(images, slice(0, n_images))
+        started = time.perf_counter()
+        score_matrix(model, block_images, texts)
+        synchronise(device)
+        elapsed = time.perf_counter() - started
+        if elapsed > TIME_BUDGET / 4 or n_images >= N_IMAGES:
+            break
+        n_images = min(N_IMAGES, n_images * 4)
+    seconds = timed(lambda: score_matrix(model, block_images, texts), device)
+    pairs = n_images * N_TEXTS
+    flops = counted_flops(lambda: score_matrix(model, block_images, texts))
+    # A loop of one-pair calls, as many as fit the budget's share.
+    one_image, one_text = take(images, slice(0, 1)), take(texts, slice(0, 1))
+    loop_seconds = timed(lambda: model.similarity(one_image, one_text), device, budget=TIME_BUDGET / 2)
+    full = seconds * N_IMAGES / n_images
+    return {"model": case.name, "inputs": case.inputs(), "kind": "cosine" if isinstance(model, EmbeddingModel)
+            else "pairwise", "pairs_per_s": pairs / seconds, "flops_per_pair": flops / pairs,
+            "flop_s": flops / seconds, "machine_share": flops / seconds / machine_flops,
+            "loop_pairs_per_s": 1 / loop_seconds, "loop_ratio": loop_seconds * pairs / seconds,
+            "full_matrix_s": full, "full_matrix_measured": n_images == N_IMAGES, "block_images": n_images}
+
+
+# -- training -----------------------------------------------------------------------------------
+
+def training_row(case: Case, device: torch.device) -> dict | None:
+    if not case.model.trainable:
+        return None
+    config, model = case.config, case.model
+    batch_size = config.train.batch_size
+    generator = torch.Generator().manual_seed(3)
+    images, texts = case.make_images(batch_size, generator), case.make_texts(batch_size, generator)
+    items = torch.arange(batch_size)
+    labels = torch.nn.functional.one_hot(items % 10, 10).float()
+    batch = Batch(images, texts, items, labels).to(device)
+    model.train()
+    optimizers = make_optimizers(model, config)
+    step = lambda: optimizer_step(model, model.loss(batch), optimizers, config.train.grad_clip)  # noqa: E731
+    seconds = timed(step, device)
+    model.eval()
+    return {"model": case.name, "batch": batch_size, "steps_per_s": 1 / seconds, "items_per_s": batch_size / seconds}
+
+
+# -- two-stage search against exhaustive scoring ------------------------------------------------
+
+@torch.no_grad()
+def two_stage_rows(run_dir: Path, device: torch.device, ks: tuple[int, ...] = (10, 100)) -> list[dict]:
+    """Exhaustive scoring and two-stage search over every split of a trained run's dataset."""
+    from xmodal.eval.metrics import direction_metrics
+    from xmodal.eval.protocol import encode_split
+    from xmodal.factory import load_trained
+    from xmodal.search import two_stage_scores
+
+    run = load_trained(run_dir, device=device)
+    splits = [run.data.split(name) for name in ("train", "val", "test") if run.data.has_split(name)]
+    encoded = [encode_split(run.model, split, device) for split in splits]
+    images, texts = concat_rows([rep for rep, _ in encoded]), concat_rows([rep for _, rep in encoded])
+    truth = torch.block_diag(*[split.ground_truth() for split in splits]).bool()
+    n_images, n_texts = truth.shape
+
+    def recall_at_10(i2t: torch.Tensor, t2i: torch.Tensor) -> tuple[float, float]:
+        first = direction_metrics(i2t, t2i, truth)
+        return first["i2t"]["r@10"], first["t2i"]["r@10"]
+
+    started = time.perf_counter()
+    exhaustive = score_matrix(run.model, images, texts)
+    synchronise(device)
+    exhaustive_s = time.perf_counter() - started
+    base = recall_at_10(exhaustive, exhaustive)
+    rows = [{"method": "exhaustive", "seconds": exhaustive_s, "r10_i2t": base[0], "r10_t2i": base[1],
+             "images": n_images, "texts": n_texts, "model": run.config.model.name}]
+    for k in ks:
+        started = time.perf_counter()
+        i2t, t2i = two_stage_scores(run.model, images, texts, k)
+        synchronise(device)
+        seconds = time.perf_counter() - started
+        kept = recall_at_10(i2t, t2i)
+        rows.append({"method": f"two-stage K = {k}", "seconds": seconds, "r10_i2t": kept[0], "r10_t2i": kept[1],
+                     "images": n_images, "texts": n_texts, "model": run.config.model.name})
+    return rows
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+def _number(value: float, digits: int = 0) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def similarity_table(rows: list[dict], machine_flops: float) -> list[str]:
+    lines = [f"Matrix-product yardstick: {machine_flops / 1e9:,.1f} GFLOP/s (fp32, measured in this run).", "",
+             "| model | inputs | score | batched pairs/s | MFLOP per pair | GFLOP/s | share of matmul | "
+             "one-pair loop pairs/s | batched / loop | 1,000 x 5,000 matrix |", "| --- " * 10 + "|"]
+    for row in rows:
+        full = f"{row['full_matrix_s']:,.2f} s" + ("" if row["full_matrix_measured"] else
+                                                     f" (from {row['block_images']} images)")
+        lines.append(f"| {row['model']} | {row['inputs']} | {row['kind']} | {_number(row['pairs_per_s'])} | "
+                     f"{row['flops_per_pair'] / 1e6:,.3f} | {row['flop_s'] / 1e9:,.2f} | "
+                     f"{row['machine_share']:.1%} | {_number(row['loop_pairs_per_s'])} | "
+                     f"{row['loop_ratio']:,.0f}x | {full} |")
+    return lines
+
+
+def training_table(rows: list[dict]) -> list[str]:
+    lines = ["| model | batch (matching pairs) | steps/s | matching pairs/s |", "| --- " * 4 + "|"]
+    lines += [f"| {row['model']} | {row['batch']} | {row['steps_per_s']:.2f} | {_number(row['items_per_s'])} |"
+              for row in rows]
+    return lines
+
+
+def two_stage_table(rows: list[dict]) -> list[str]:
+    base = rows[0]
+    lines = [f"{base['model']}, {base['images']:,} images x {base['texts']:,} texts (every split).", "",
+             "| ranking | seconds | time / exhaustive | R@10 i2t | R@10 t2i | R@10 kept i2t | R@10 kept t2i |",
+             "| --- " * 7 + "|"]
+    for row in rows:
+        lines.append(f"| {row['method']} | {row['seconds']:,.2f} | {row['seconds'] / base['seconds']:.3f} | "
+                     f"{row['r10_i2t']:.1f} | {row['r10_t2i']:.1f} | {row['r10_i2t'] / base['r10_i2t']:.1%} | "
+                     f"{row['r10_t2i'] / base['r10_t2i']:.1%} |")
+    return lines
+
+
+def machine_slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]
+
+
+def write_speed_index(out: Path, index: Path) -> None:
+    """``SPEED.md``: a short preface, then every machine's section as its own run wrote it."""
+    sections = [path.read_text().strip() for path in sorted(out.glob("*.md"))]
+    preface = ("# Speed\n\nGenerated by `benchmarks/speed.py` (its docstring says how each figure is measured); one "
+               "section per machine, each from one run of the script on that machine, so the ratios within a section "
+               "were measured side by side. Synthetic inputs have the real shapes; see the script.\n")
+    index.write_text(preface + "\n" + "\n\n".join(sections) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", nargs="+", default=["matmul", "similarity", "training", "two-stage", "extraction"],
+                        choices=["matmul", "similarity", "training", "two-stage", "extraction"])
+    parser.add_argument("--models", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--two-stage-run", type=Path, help="a trained pairwise run (e.g. jgcar on flickr8k)")
+    parser.add_argument("--extraction-images", type=int, default=256)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "speed")
+    parser.add_argument("--index", type=Path, default=REPO / "benchmarks" / "SPEED.md")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    device = torch.device(args.device)
+    machine = machine_name(device)
+    fp32 = matmul_flops(device)
+    sections = [f"## {machine}", "", f"torch {torch.__version__}, device `{device}`, measured "
+                f"{time.strftime('%Y-%m-%d')}. fp32 matrix product ({'4,096' if device.type == 'cuda' else '1,024'}"
+                f"-square): {fp32 / 1e9:,.1f} GFLOP/s."]
+    if device.type == "cuda":
+        bf16 = matmul_flops(device, torch.bfloat16)
+        sections[-1] += f" bf16: {bf16 / 1e12:,.1f} TFLOP/s."
+    results: dict[str, object] = {"machine": machine, "matmul_fp32": fp32}
+    cases = {}
+    if "similarity" in args.parts or "training" in args.parts:
+        cases = {name: build_case(name, device) for name in args.models}
+    if "similarity" in args.parts:
+        rows = []
+        for name, case in cases.items():
+            logger.info("similarity: %s", name)
+            rows.append(similarity_row(case, device, fp32))
+        results["similarity"] = rows
+        sections += ["", "### Scoring: batched `similarity` against a one-pair loop and the machine's matrix product",
+                     "", *similarity_table(rows, fp32)]
+    if "training" in args.parts:
+        rows = [row for name, case in cases.items() if (row := training_row(case, device)) is not None]
+        results["training"] = rows
+        sections += ["", "### Training throughput (synthetic batch of the config's size; one optimiser step each)", "",
+                     *training_table(rows)]
+    if "two-stage" in args.parts and args.two_stage_run:
+        rows = two_stage_rows(args.two_stage_run, device)
+        results["two_stage"] = rows
+        sections += ["", "### Two-stage search against exhaustive scoring", "", *two_stage_table(rows)]
+    if "extraction" in args.parts:
+        from speed_extraction import extraction_rows, extraction_table
+
+        rows = extraction_rows(args.extraction_images, device)
+        results["extraction"] = rows
+        sections += ["", "### Feature extraction against the bare encoder forward pass", "", *extraction_table(rows)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    slug = machine_slug(machine)
+    (args.out / f"{slug}.json").write_text(json.dumps(results, indent=1))
+    (args.out / f"{slug}.md").write_text("\n".join(sections) + "\n")
+    write_speed_index(args.out, args.index)
+    print("\n".join(sections))
+
+
+if __name__ == "__main__":
+    main()
