@@ -182,6 +182,26 @@ def encode(case: Case, side: str, n: int, device: torch.device, block: int = 250
     return concat_rows(parts)
 
 
+MATMUL_OPS = {"aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::addbmm", "aten::_addmm_activation"}
+
+
+def time_breakdown(compute: Callable[[], object], device: torch.device) -> tuple[float, str, float]:
+    """Share of ``compute``'s operator time spent in matrix products, and the costliest other operator
+    with its share (torch.profiler, self time per operator)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as profiler:
+        compute()
+        synchronise(device)
+    attribute = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    times = {event.key: getattr(event, attribute) for event in profiler.key_averages()}
+    total = sum(times.values()) or 1.0
+    others = {key: value for key, value in times.items() if key not in MATMUL_OPS}
+    top = max(others, key=others.get) if others else "-"
+    return sum(times.get(key, 0.0) for key in MATMUL_OPS) / total, top, others.get(top, 0.0) / total
+
+
 def counted_flops(compute: Callable[[], object]) -> int:
     counter = FlopCounterMode(display=False)
     with counter:
@@ -207,6 +227,7 @@ def similarity_row(case: Case, device: torch.device, machine_flops: float) -> di
     seconds = timed(lambda: score_matrix(model, block_images, texts), device)
     pairs = n_images * N_TEXTS
     flops = counted_flops(lambda: score_matrix(model, block_images, texts))
+    matmul_share, top_other, top_share = time_breakdown(lambda: score_matrix(model, block_images, texts), device)
     # A loop of one-pair calls, as many as fit the budget's share.
     one_image, one_text = take(images, slice(0, 1)), take(texts, slice(0, 1))
     loop_seconds = timed(lambda: model.similarity(one_image, one_text), device, budget=TIME_BUDGET / 2)
@@ -215,7 +236,8 @@ def similarity_row(case: Case, device: torch.device, machine_flops: float) -> di
             else "pairwise", "pairs_per_s": pairs / seconds, "flops_per_pair": flops / pairs,
             "flop_s": flops / seconds, "machine_share": flops / seconds / machine_flops,
             "loop_pairs_per_s": 1 / loop_seconds, "loop_ratio": loop_seconds * pairs / seconds,
-            "full_matrix_s": full, "full_matrix_measured": n_images == N_IMAGES, "block_images": n_images}
+            "full_matrix_s": full, "full_matrix_measured": n_images == N_IMAGES, "block_images": n_images,
+            "matmul_time_share": matmul_share, "top_other_op": top_other, "top_other_share": top_share}
 
 
 # -- training -----------------------------------------------------------------------------------
@@ -286,14 +308,16 @@ def _number(value: float, digits: int = 0) -> str:
 def similarity_table(rows: list[dict], machine_flops: float) -> list[str]:
     lines = [f"Matrix-product yardstick: {machine_flops / 1e9:,.1f} GFLOP/s (fp32, measured in this run).", "",
              "| model | inputs | score | batched pairs/s | MFLOP per pair | GFLOP/s | share of matmul | "
-             "one-pair loop pairs/s | batched / loop | 1,000 x 5,000 matrix |", "| --- " * 10 + "|"]
+             "one-pair loop pairs/s | batched / loop | 1,000 x 5,000 matrix | time in matmul | costliest other op |",
+             "| --- " * 12 + "|"]
     for row in rows:
         full = f"{row['full_matrix_s']:,.2f} s" + ("" if row["full_matrix_measured"] else
                                                      f" (from {row['block_images']} images)")
         lines.append(f"| {row['model']} | {row['inputs']} | {row['kind']} | {_number(row['pairs_per_s'])} | "
                      f"{row['flops_per_pair'] / 1e6:,.3f} | {row['flop_s'] / 1e9:,.2f} | "
                      f"{row['machine_share']:.1%} | {_number(row['loop_pairs_per_s'])} | "
-                     f"{row['loop_ratio']:,.0f}x | {full} |")
+                     f"{row['loop_ratio']:,.0f}x | {full} | {row['matmul_time_share']:.0%} | "
+                     f"`{row['top_other_op'].removeprefix('aten::')}` {row['top_other_share']:.0%} |")
     return lines
 
 
