@@ -16,6 +16,10 @@ For each run (best checkpoint), over every test image x text pair:
 
 With uniform attention v_bar and s_bar are the mean-pooled V and S, so eq. 15 *is* the global
 cosine: a relative entropy near 1 and Spearman near 1 mean the rerank is a no-op.
+
+``--sharpen 0 1 2 4 8``: rsum of two-stage search with eq. 13's logits multiplied by each factor tau
+(w_hv and w_hs scaled; 0 is uniform attention, i.e. stage 1; 1 the trained model). If the learned
+logits ranked regions and words usefully but too flatly, sharper attention would rank better.
 """
 
 from __future__ import annotations
@@ -118,6 +122,28 @@ def diagnose(run_dir: Path, k: int = 100) -> dict:
     return result
 
 
+@torch.no_grad()
+def sharpening(run_dir: Path, factors: list[float], k: int = 100) -> dict[float, float]:
+    """Test rsum of two-stage search (K = ``k``) with eq. 13's logits scaled by each factor."""
+    from xmodal.search import two_stage_scores
+
+    run = load_trained(run_dir)
+    model, split = run.model, run.data.split("test")
+    attention = model.coattention
+    trained = attention.image_score.clone(), attention.text_score.clone()
+    result = {}
+    try:
+        for factor in factors:
+            attention.image_score.copy_(trained[0] * factor)
+            attention.text_score.copy_(trained[1] * factor)
+            images, texts = encode_split(model, split, run.device)  # the gates hold w_h: encode again
+            result[factor] = direction_metrics(*two_stage_scores(model, images, texts, k), split.ground_truth())["rsum"]
+    finally:
+        attention.image_score.copy_(trained[0])
+        attention.text_score.copy_(trained[1])
+    return result
+
+
 ROWS = [("entropy a^v / log N, all pairs", "entropy_v_all"), ("entropy a^v / log N, matching pairs", "entropy_v_match"),
         ("max a^v, all pairs (uniform = 1/N)", "max_v_all"), ("entropy a^s / log T, all pairs", "entropy_s_all"),
         ("entropy a^s / log T, matching pairs", "entropy_s_match")]
@@ -152,8 +178,17 @@ def main() -> None:
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--sharpen", type=float, nargs="+", metavar="TAU",
+                        help="only the sharpening probe: two-stage rsum with eq. 13's logits times each TAU")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.sharpen:
+        print("| run | " + " | ".join(f"tau {tau:g}" for tau in args.sharpen) + " |")
+        print("| --- " * (len(args.sharpen) + 1) + "|")
+        for run in args.runs:
+            rsums = sharpening(run, args.sharpen, args.k)
+            print(f"| {run.name} | " + " | ".join(f"{rsums[tau]:.1f}" for tau in args.sharpen) + " |")
+        return
     results = [diagnose(run, args.k) for run in args.runs]
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
