@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import statistics
 import time
@@ -49,7 +50,10 @@ def train_and_measure(config: str | Path, run_dir: Path, overrides: list[str],
 
 
 def mean_std(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
+    """"mean ± std" (one value: itself); "-" when any value is NaN (e.g. MAP of unlabelled data)."""
     values = [v * scale for v in values]
+    if any(math.isnan(v) for v in values):
+        return "-"
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
