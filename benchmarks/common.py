@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import statistics
@@ -12,10 +13,11 @@ from typing import Callable, Iterable
 
 from xmodal.config import load_config
 from xmodal.eval.protocol import evaluate_split
-from xmodal.factory import load_trained
+from xmodal.factory import load_trained, with_resolved_paths
 from xmodal.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
+logger = logging.getLogger("benchmarks")
 
 
 def train_and_test(config: str | Path, out: Path, overrides: Iterable[str] = ()) -> dict:
@@ -33,15 +35,22 @@ def train_and_measure(config: str | Path, run_dir: Path, overrides: list[str],
 
     A run whose ``test.json`` exists is not trained again, so an interrupted benchmark resumes; a
     run whose training finished (``trained.json``) before an interrupted measurement is only measured.
+    A run folder whose recorded ``config.yaml`` differs from what ``config`` and ``overrides`` give
+    now (a changed default, a new override) is trained again.
     """
     done, trained_file = run_dir / "test.json", run_dir / "trained.json"
+    wanted = with_resolved_paths(load_config(config, overrides))
+    if (run_dir / "config.yaml").is_file() and load_config(run_dir / "config.yaml") != wanted:
+        logger.warning("%s was trained with another config than %s asks for now: training it again", run_dir, config)
+        done.unlink(missing_ok=True)
+        trained_file.unlink(missing_ok=True)
     if done.exists():
         return json.loads(done.read_text())
     if not trained_file.exists():
         if run_dir.exists():
             shutil.rmtree(run_dir)
         started = time.perf_counter()
-        trained = train(load_config(config, overrides), run_dir)
+        trained = train(wanted, run_dir)
         trained_file.write_text(json.dumps({"train_seconds": time.perf_counter() - started,
                                             "epochs": trained.epochs_run, "best_epoch": trained.best_epoch}))
     result = measure(run_dir) | json.loads(trained_file.read_text())
