@@ -104,13 +104,13 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(features, tmp_path,
     script = textwrap.dedent(f"""
         import os, signal
         import xmodal.training.trainer as trainer
-        real, calls = trainer._step, []
+        real, calls = trainer.optimizer_step, []
         def dying(*args):
             calls.append(1)
             if len(calls) == 4 * 2 + 2:  # 4 steps an epoch (120 pairs / 32); two steps into epoch 3
                 os.kill(os.getpid(), signal.SIGKILL)
             return real(*args)
-        trainer._step = dying
+        trainer.optimizer_step = dying
         from xmodal.cli import main
         main(["train", "--config", {str(config)!r}, "--out", {str(killed)!r}])
     """)
