@@ -18,7 +18,9 @@ not trained again, so an interrupted run resumes. Then it writes
 
 ``--quick`` is a smoke run: one seed, one epoch, the default arm of each model (no ablations), and
 its report goes to ``RUNS/QUICK.md`` instead of the committed files. ``--dataset NAME=PATH`` adds a
-dataset of the registry (or a user's collection) read from PATH, with every model's emoji config.
+dataset read from PATH, NAME a registry name (``xmodal.list_datasets()``; ``csv``, ``jsonl`` or ``folder`` for
+a user's collection), with every model's emoji config; an arm that cannot run on it (a model that
+needs labels the data lack) is reported as failed in its row.
 """
 
 from __future__ import annotations
@@ -228,7 +230,8 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", choices=list(PLAN), default=list(PLAN))
     parser.add_argument("--models", nargs="+", help="only these registered models' arms")
     parser.add_argument("--dataset", dest="extra_datasets", action="append", default=[], metavar="NAME=PATH",
-                        help="another dataset (registry name or collection file / folder) with the emoji configs")
+                        help="another dataset: NAME a registry name (csv, jsonl, folder for your own "
+                             "collection), PATH its file or folder; trained with the emoji configs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
