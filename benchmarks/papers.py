@@ -15,6 +15,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from benchmarks.common import mean_std
+
 
 @dataclass(frozen=True)
 class PaperTable:
@@ -93,17 +95,13 @@ TABLES: list[PaperTable] = [
 def headline(run: dict, metric: str) -> float:
     if metric == "rsum":
         return run["rsum"]
-    key = "map" if metric == "map" else metric
-    return (run["i2t"][key] + run["t2i"][key]) / 2
+    return (run["i2t"][metric] + run["t2i"][metric]) / 2
 
 
 def _summary(values: list[float], metric: str) -> str:
-    digits = 1 if metric == "rsum" else 3
     if not values:
         return "not run"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f} (1 seed)"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    return mean_std(values, digits=1 if metric == "rsum" else 3) + (" (1 seed)" if len(values) == 1 else "")
 
 
 def _ordering(higher: str, lower: str, ours: dict[str, list[float]], metric: str) -> str:
@@ -149,10 +147,10 @@ def reproduction_report(results: dict[str, dict[str, list[dict]]]) -> list[str]:
         for dataset in datasets:
             lines.append(f"{dataset}:")
             lines.append("")
-            for i, higher in enumerate(rows):
-                for lower in rows[i + 1:] + rows[:i]:
-                    if table.published[higher] > table.published[lower] and higher in table.ours[dataset] \
-                            and lower in table.ours[dataset]:
+            mapped = [row for row in rows if row in table.ours[dataset]]
+            for higher in mapped:
+                for lower in mapped:
+                    if table.published[higher] > table.published[lower]:
                         lines.append(_ordering(higher, lower, ours_by_dataset[dataset], table.metric))
             lines.append("")
         lines += [f"Why the absolute numbers differ: {table.why}", ""]

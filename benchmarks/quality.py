@@ -56,7 +56,6 @@ class Arm:
     config: str
     overrides: tuple[str, ...] = ()
     ablation: bool = True
-    paper: str = ""  # the paper's row name this arm stands for (benchmarks.papers)
 
 
 def _variants(model: str, config: str, names: dict[str, str], extra: dict[str, tuple[str, ...]] | None = None
@@ -73,7 +72,7 @@ def _variants(model: str, config: str, names: dict[str, str], extra: dict[str, t
         return str(setting).lower() if isinstance(setting, bool) else str(setting)
 
     return [Arm(model, row, config, (*(f"model.params.{key}={value(setting)}" for key, setting
-                                       in presets[variant].items()), *extra.get(variant, ())), paper=row)
+                                       in presets[variant].items()), *extra.get(variant, ())))
             for variant, row in names.items()]
 
 
@@ -91,31 +90,30 @@ def _baselines(dataset: str) -> list[Arm]:
 
 PLAN: dict[str, list[Arm]] = {
     "wikipedia-features": [*_baselines("wikipedia-features"),
-                           Arm("gpldan", "GPLDAN", "gpldan/wikipedia-features", ablation=False, paper="GPLDAN"),
+                           Arm("gpldan", "GPLDAN", "gpldan/wikipedia-features", ablation=False),
                            *_variants("gpldan", "gpldan/wikipedia-features", _GPLDAN)],
     "wikipedia-texts": [*_baselines("wikipedia-texts"),
-                        Arm("gpldan", "GPLDAN", "gpldan/wikipedia-texts", ablation=False, paper="GPLDAN"),
-                        Arm("scanet", "SCANet (GCN, k = 2)", "scanet/wikipedia-texts", ablation=False,
-                            paper="SCANet k = 2"),
+                        Arm("gpldan", "GPLDAN", "gpldan/wikipedia-texts", ablation=False),
+                        Arm("scanet", "SCANet (GCN, k = 2)", "scanet/wikipedia-texts", ablation=False),
                         *_variants("scanet", "scanet/wikipedia-texts", _SCANET, {"lstm": _SEQUENCE, "cnn": _SEQUENCE})],
     "emoji": [*_baselines("emoji"),
-              Arm("acln", "ACLN (shared attention)", "acln/emoji", ablation=False, paper="ACLN"),
+              Arm("acln", "ACLN (shared attention)", "acln/emoji", ablation=False),
               *_variants("acln", "acln/emoji", {"baseline": "ACLN baseline (no attention)",
                                                 "separate": "ACLN separate attention"}),
-              Arm("gpldan", "GPLDAN", "gpldan/emoji", ablation=False, paper="GPLDAN"),
+              Arm("gpldan", "GPLDAN", "gpldan/emoji", ablation=False),
               *_variants("gpldan", "gpldan/emoji", _GPLDAN),
-              Arm("scanet", "SCANet (GCN, k = 2)", "scanet/emoji", ablation=False, paper="SCANet k = 2"),
+              Arm("scanet", "SCANet (GCN, k = 2)", "scanet/emoji", ablation=False),
               *_variants("scanet", "scanet/emoji", _SCANET, {"lstm": _SEQUENCE, "cnn": _SEQUENCE}),
-              Arm("jgcar", "JGCAR", "jgcar/emoji-cpu", ("data.text_input=tokens",), ablation=False, paper="JGCAR"),
+              Arm("jgcar", "JGCAR", "jgcar/emoji-cpu", ("data.text_input=tokens",), ablation=False),
               *_variants("jgcar", "jgcar/emoji-cpu", {"grl": "GRL", "sgcar": "SGCAR", "v1": "JGCAR-v1",
                                                       "v2": "JGCAR-v2"},
                          dict.fromkeys(("grl", "sgcar", "v1", "v2"), ("data.text_input=tokens",))),
-              Arm("bssan", "BSSAN (full)", "bssan/emoji", ablation=False, paper="BSSAN"),
+              Arm("bssan", "BSSAN (full)", "bssan/emoji", ablation=False),
               *_variants("bssan", "bssan/emoji", {"w2r": "W2R only", "o2w": "O2W only", "no_reg": "no regulariser"})],
     "flickr8k": [*_baselines("flickr8k"),
-                 Arm("jgcar", "JGCAR-v1 (no labels: J2, J3 off)", "jgcar/flickr8k", ablation=False, paper="JGCAR-v1"),
+                 Arm("jgcar", "JGCAR-v1 (no labels: J2, J3 off)", "jgcar/flickr8k", ablation=False),
                  *_variants("jgcar", "jgcar/flickr8k", {"grl": "GRL", "sgcar": "SGCAR", "v2": "JGCAR-v2"}),
-                 Arm("bssan", "BSSAN (full)", "bssan/flickr8k", ablation=False, paper="BSSAN"),
+                 Arm("bssan", "BSSAN (full)", "bssan/flickr8k", ablation=False),
                  *_variants("bssan", "bssan/flickr8k", {"w2r": "W2R only", "o2w": "O2W only",
                                                         "no_reg": "no regulariser"})],
 }
@@ -141,8 +139,8 @@ def arms_for(dataset: str, models: set[str] | None, quick: bool) -> list[Arm]:
     """The plan's arms for ``dataset``; a dataset outside the plan gets every model's emoji arms."""
     arms = PLAN.get(dataset)
     if arms is None:
-        arms = [Arm(arm.model, arm.row, arm.config, (*arm.overrides, f"data.dataset={dataset}"), arm.ablation,
-                    arm.paper) for arm in PLAN["emoji"]]
+        arms = [Arm(arm.model, arm.row, arm.config, (*arm.overrides, f"data.dataset={dataset}"), arm.ablation)
+                for arm in PLAN["emoji"]]
     return [arm for arm in arms if (models is None or arm.model in models) and not (quick and arm.ablation)]
 
 

@@ -46,11 +46,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from xmodal.config import RunConfig, load_config
 from xmodal.encoders.objects import ObjectProxies
 from xmodal.eval.protocol import score_matrix
-from xmodal.factory import choose_inputs, dataset_of
 from xmodal.features.inputs import make_spec
 from xmodal.features.kinds import ExampleDims, InputKind, get_kind
 from xmodal.models.base import Batch, EmbeddingModel, Rep, RetrievalModel, concat_rows, take
-from xmodal.models.registry import create_model, get_model_class, model_params
+from xmodal.models.registry import create_model, model_params
 from xmodal.training.trainer import make_optimizers, optimizer_step
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,12 +120,11 @@ class Case:
     model: RetrievalModel
     make_images: Callable[[int, torch.Generator], Rep]
     make_texts: Callable[[int, torch.Generator], Rep]
+    image_kinds: str
+    text_kinds: str
 
     def inputs(self) -> str:
         return f"{self.image_kinds} / {self.text_kinds}"
-
-    image_kinds: str = ""
-    text_kinds: str = ""
 
 
 def synthetic_maker(entries: list[tuple[InputKind, ExampleDims]]) -> Callable[[int, torch.Generator], Rep]:
@@ -137,20 +135,15 @@ def synthetic_maker(entries: list[tuple[InputKind, ExampleDims]]) -> Callable[[i
 
 
 def input_kinds(config: RunConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The kinds the config's model reads: as training would choose them, or (no data here) the
-    config's own choice, else the model's preferred kind per part."""
-    cls = get_model_class(config.model.name)
-    try:
-        return choose_inputs(cls, config, dataset_of(config))
-    except Exception:  # the dataset is not on this machine
-        _, params = model_params(config.model.name, config.model.params)
-        chosen = []
-        for side in ("image", "text"):
-            wanted = getattr(config.data, f"{side}_input")
-            wanted = [wanted] if isinstance(wanted, str) else list(wanted or [])
-            parts = cls.input_parts(side, params)
-            chosen.append(tuple(wanted[i] if wanted else part[0] for i, part in enumerate(parts)))
-        return chosen[0], chosen[1]
+    """The kinds the config's model reads, without its dataset: the config's own choice, else the
+    model's preferred kind per part (what training picks when the dataset can feed it)."""
+    cls, params = model_params(config.model.name, config.model.params)
+    chosen = []
+    for side in ("image", "text"):
+        wanted = getattr(config.data, f"{side}_input")
+        wanted = [wanted] if isinstance(wanted, str) else list(wanted or [])
+        chosen.append(tuple(wanted[i] if wanted else part[0] for i, part in enumerate(cls.input_parts(side, params))))
+    return chosen[0], chosen[1]
 
 
 def build_case(name: str, device: torch.device) -> Case:
