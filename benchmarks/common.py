@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-from xmodal.config import load_config
+from xmodal.config import RunConfig, load_config
+from xmodal.errors import XmodalError
 from xmodal.eval.protocol import evaluate_split
 from xmodal.factory import load_trained, with_resolved_paths
+from xmodal.training.curves import read_log
 from xmodal.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,14 +31,81 @@ def train_and_test(config: str | Path, out: Path, overrides: Iterable[str] = ())
     return evaluate_split(run.model, run.data.split("test"), run.device, map_at=run.config.eval.map_at)
 
 
+class EarlierRuns:
+    """Finished training runs under some folders (other benchmarks' ``--out``), by recorded config.
+
+    A benchmark that would train a config can take a finished run of exactly that config instead
+    (:func:`train_and_measure`): its checkpoint is measured again by today's code, so only the
+    training is reused. Finished means ``trained.json`` is there, or the epoch log reaches the
+    config's epochs or its early-stopping patience (an interrupted run is not taken).
+    """
+
+    def __init__(self, folders: Iterable[Path]):
+        self.folders = [Path(folder) for folder in folders]
+        self._index: list[tuple[RunConfig, Path]] | None = None
+
+    def _finished(self) -> list[tuple[RunConfig, Path]]:
+        found = []
+        for folder in self.folders:
+            for config_file in sorted(folder.rglob("config.yaml")):
+                run_dir = config_file.parent
+                try:
+                    config = load_config(config_file)
+                except XmodalError as error:  # a run of an older schema cannot match a config of today's
+                    logger.debug("not reusable: %s", error)
+                    continue
+                if (run_dir / "checkpoints" / "best.pt").is_file() and _training_finished(run_dir, config):
+                    found.append((config, run_dir))
+        logger.info("%d finished runs to reuse under %s", len(found), ", ".join(map(str, self.folders)))
+        return found
+
+    def find(self, wanted: RunConfig) -> Path | None:
+        if self._index is None:
+            self._index = self._finished()
+        return next((run_dir for config, run_dir in self._index if config == wanted), None)
+
+
+def _training_finished(run_dir: Path, config: RunConfig) -> bool:
+    if (run_dir / "trained.json").is_file():
+        return True
+    try:
+        log = read_log(run_dir / "log.jsonl")
+    except json.JSONDecodeError:  # a line cut short by a killed run
+        return False
+    if not log:
+        return False
+    last, train = log[-1], config.train
+    stalled = last["epoch"] - last.get("best_epoch", last["epoch"])  # logs of older runs lack best_epoch
+    return last["epoch"] >= train.epochs or stalled >= train.early_stopping.patience
+
+
+def adopt_run(source: Path, run_dir: Path) -> None:
+    """Copy a finished run into ``run_dir`` with its ``trained.json`` (from the epoch log when it had none:
+    training time = the sum of its epochs' seconds, which leaves out data loading)."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    staging = run_dir.with_name(run_dir.name + ".adopting")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging, ignore=shutil.ignore_patterns("test.json", "trained.json", "last.pt"))
+    if (source / "trained.json").is_file():
+        trained = json.loads((source / "trained.json").read_text())
+    else:
+        log = read_log(source / "log.jsonl")
+        trained = {"train_seconds": sum(record["seconds"] for record in log), "epochs": log[-1]["epoch"],
+                   "best_epoch": log[-1].get("best_epoch"), "train_seconds_from": "epoch log"}
+    (staging / "trained.json").write_text(json.dumps(trained | {"adopted_from": str(source)}))
+    staging.replace(run_dir)  # whole or not at all: a half-copied run never looks trained
+
+
 def train_and_measure(config: str | Path, run_dir: Path, overrides: list[str],
-                      measure: Callable[[Path], dict]) -> dict:
+                      measure: Callable[[Path], dict], earlier: EarlierRuns | None = None) -> dict:
     """Train into ``run_dir`` and return ``measure(run_dir)`` plus timings, kept in ``run_dir/test.json``.
 
     A run whose ``test.json`` exists is not trained again, so an interrupted benchmark resumes; a
     run whose training finished (``trained.json``) before an interrupted measurement is only measured.
     A run folder whose recorded ``config.yaml`` differs from what ``config`` and ``overrides`` give
-    now (a changed default, a new override) is trained again.
+    now (a changed default, a new override) is trained again. With ``earlier``, a finished run of
+    the same config found there is copied in and measured instead of training.
     """
     done, trained_file = run_dir / "test.json", run_dir / "trained.json"
     wanted = with_resolved_paths(load_config(config, overrides))
@@ -46,6 +115,9 @@ def train_and_measure(config: str | Path, run_dir: Path, overrides: list[str],
         trained_file.unlink(missing_ok=True)
     if done.exists():
         return json.loads(done.read_text())
+    if not trained_file.exists() and earlier is not None and (source := earlier.find(wanted)) is not None:
+        logger.info("%s: reusing the finished run %s (same config)", run_dir, source)
+        adopt_run(source, run_dir)
     if not trained_file.exists():
         if run_dir.exists():
             shutil.rmtree(run_dir)

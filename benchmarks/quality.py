@@ -3,7 +3,7 @@ on every dataset it has a config for, over seeds, resumable.
 
     PYTHONPATH=src .venv/bin/python -m benchmarks.quality [--quick] [--runs runs/quality] \\
         [--seeds 0 1 2] [--datasets emoji flickr8k ...] [--models jgcar scanet ...] \\
-        [--dataset NAME=PATH ...]
+        [--dataset NAME=PATH ...] [--reuse DIR ...]
 
 Each arm of :data:`PLAN` trains its config with the run's seed into ``RUNS/<dataset>/<arm>-s<seed>``
 and evaluates the test split the way ``xmodal eval`` does (the config's own protocol: exhaustive
@@ -20,7 +20,9 @@ not trained again, so an interrupted run resumes. Then it writes
 its report goes to ``RUNS/QUICK.md`` instead of the committed files. ``--dataset NAME=PATH`` adds a
 dataset read from PATH, NAME a registry name (``xmodal.list_datasets()``; ``csv``, ``jsonl`` or ``folder`` for
 a user's collection), with every model's emoji config; an arm that cannot run on it (a model that
-needs labels the data lack) is reported as failed in its row.
+needs labels the data lack) is reported as failed in its row. ``--reuse DIR`` takes finished runs
+that other benchmark scripts trained with exactly an arm's config (their ``--out`` folders) instead
+of training them again; the report counts them.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import mean_std, train_and_measure
+from benchmarks.common import EarlierRuns, mean_std, train_and_measure
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -145,7 +147,7 @@ def arms_for(dataset: str, models: set[str] | None, quick: bool) -> list[Arm]:
 
 
 def run_dataset(dataset: str, path: Path, arms: list[Arm], seeds: list[int], runs: Path,
-                extra: tuple[str, ...]) -> Rows:
+                extra: tuple[str, ...], earlier: EarlierRuns | None = None) -> Rows:
     rows = Rows(dataset)
     for seed in seeds:  # seed by seed, so an interrupted run still has every arm
         for arm in arms:
@@ -154,7 +156,8 @@ def run_dataset(dataset: str, path: Path, arms: list[Arm], seeds: list[int], run
             overrides = [f"data.path={path}", f"train.seed={seed}", *arm.overrides, *extra]
             logger.info("%s / %s / seed %d", dataset, arm.row, seed)
             try:
-                result = train_and_measure(REPO / "configs" / f"{arm.config}.yaml", run_dir, overrides, measure)
+                result = train_and_measure(REPO / "configs" / f"{arm.config}.yaml", run_dir, overrides, measure,
+                                           earlier)
             except Exception as error:  # a broken arm is reported in its row, the others still run
                 logger.error("%s / %s / seed %d failed: %s", dataset, arm.row, seed, error)
                 result = {"error": str(error)}
@@ -213,6 +216,12 @@ def results_report(all_rows: list[Rows], seeds: list[int], wall: float, quick: b
              "sum over both directions. Each row trains its config under `configs/` as the script's PLAN names it; "
              "paper-faithful settings that do not fit the CPU budget live in the `-paper` configs beside them.", "",
              f"Encoders (stand-ins for the papers'): {ENCODERS}", ""]
+    runs = [run for rows in all_rows for arm_runs in rows.runs.values() for run in arm_runs if "error" not in run]
+    reused = sum("adopted_from" in run for run in runs)
+    if reused:
+        lines += [f"{reused} of the {len(runs)} runs were trained earlier by another benchmark script with exactly "
+                  "the arm's config (`--reuse`); their checkpoints were evaluated by this run. Their train seconds are "
+                  "as recorded then (or the sum of their epochs' seconds), under whatever load the machine had.", ""]
     for rows in all_rows:
         lines += [f"## {rows.dataset}", "", *dataset_table(rows), ""]
     lines += ["## Details per model", "", "| what | file | script |", "| --- | --- | --- |",
@@ -230,6 +239,9 @@ def main() -> None:
     parser.add_argument("--dataset", dest="extra_datasets", action="append", default=[], metavar="NAME=PATH",
                         help="another dataset: NAME a registry name (csv, jsonl, folder for your own "
                              "collection), PATH its file or folder; trained with the emoji configs")
+    parser.add_argument("--reuse", type=Path, nargs="+", metavar="DIR",
+                        help="folders of earlier runs (other benchmarks' --out): a finished run of exactly an "
+                             "arm's config is copied in and evaluated instead of trained")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
@@ -241,6 +253,7 @@ def main() -> None:
         if not path:
             parser.error(f"--dataset {given!r}: give NAME=PATH")
         targets.append((name, Path(path)))
+    earlier = EarlierRuns(args.reuse) if args.reuse else None
     started = time.perf_counter()
     all_rows = []
     for name, path in targets:
@@ -248,7 +261,7 @@ def main() -> None:
             logger.warning("dataset %s: %s is missing; skipped", name, path)
             continue
         arms = arms_for(name, set(args.models) if args.models else None, args.quick)
-        all_rows.append(run_dataset(name, path, arms, seeds, runs, extra))
+        all_rows.append(run_dataset(name, path, arms, seeds, runs, extra, earlier))
     wall = time.perf_counter() - started
     results = results_report(all_rows, seeds, wall, args.quick)
     from benchmarks.papers import reproduction_report

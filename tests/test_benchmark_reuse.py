@@ -1,0 +1,78 @@
+"""Benchmarks reusing earlier finished runs of the same config (benchmarks/common.py, quality --reuse)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from benchmarks import common
+from benchmarks.common import EarlierRuns, train_and_measure
+
+from engine_helpers import write_dual_config, write_feature_dataset
+from xmodal.config import load_config
+from xmodal.training.trainer import train
+
+
+def _checkpoint_there(run_dir: Path) -> dict:
+    return {"checkpoint": (run_dir / "checkpoints" / "best.pt").is_file()}
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    return write_dual_config(tmp_path / "c.yaml", write_feature_dataset(tmp_path / "features"), epochs=2)
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("trained, though a finished run of the same config was there")
+
+    monkeypatch.setattr(common, "train", refuse)
+
+
+def test_a_finished_run_of_the_same_config_is_measured_not_trained(config, tmp_path, monkeypatch):
+    earlier = tmp_path / "earlier"
+    first = train_and_measure(config, earlier / "a", [], _checkpoint_there)
+    monkeypatch.setattr(common, "train", lambda *a, **k: pytest.fail("trained again"))
+
+    result = train_and_measure(config, tmp_path / "new" / "a", [], _checkpoint_there, EarlierRuns([earlier]))
+
+    assert result["checkpoint"] is True
+    assert result["adopted_from"] == str(earlier / "a")
+    assert result["train_seconds"] == first["train_seconds"]  # as recorded when it was trained
+    assert (tmp_path / "new" / "a" / "test.json").is_file()
+    assert not (tmp_path / "new" / "a.adopting").exists()
+
+
+def test_another_config_is_trained(config, tmp_path):
+    earlier = tmp_path / "earlier"
+    train_and_measure(config, earlier / "a", [], _checkpoint_there)
+
+    result = train_and_measure(config, tmp_path / "new" / "b", ["train.seed=4"], _checkpoint_there,
+                               EarlierRuns([earlier]))
+
+    assert "adopted_from" not in result
+    assert json.loads((tmp_path / "new" / "b" / "trained.json").read_text())["epochs"] == 2
+
+
+def test_a_run_finished_without_trained_json_takes_its_time_from_the_epoch_log(config, tmp_path, no_training):
+    """Runs of ``xmodal train`` (no benchmark around them) have no trained.json: their log shows them finished."""
+    earlier = tmp_path / "earlier" / "plain"
+    train(load_config(config), earlier)
+    epochs = [json.loads(line) for line in (earlier / "log.jsonl").read_text().splitlines()]
+
+    result = train_and_measure(config, tmp_path / "new" / "a", [], _checkpoint_there, EarlierRuns([earlier.parent]))
+
+    assert result["train_seconds"] == pytest.approx(sum(epoch["seconds"] for epoch in epochs))
+    assert result["train_seconds_from"] == "epoch log"
+    assert (result["epochs"], result["best_epoch"]) == (2, epochs[-1]["best_epoch"])
+
+
+def test_an_interrupted_run_is_not_reused(config, tmp_path, monkeypatch):
+    earlier = tmp_path / "earlier" / "cut"
+    train(load_config(config), earlier)
+    log = (earlier / "log.jsonl").read_text().splitlines()
+    (earlier / "log.jsonl").write_text(log[0] + "\n")  # one of two epochs, no early stop: killed mid-run
+
+    assert EarlierRuns([tmp_path / "earlier"]).find(load_config(config)) is None
