@@ -231,6 +231,21 @@ def test_changed_or_added_images_are_encoded_alone(home, tmp_path):
     assert len(shards(home, "effnet")) == 4  # 6 images in chunks of 4, then 1, then 2
 
 
+def test_a_bad_image_in_a_later_chunk_stops_after_the_chunks_before_it_are_committed(home, tmp_path):
+    """Chunks are decoded one ahead of the encoder (a background thread): the error still surfaces in
+    order, naming the file, after the earlier chunks were stored and before any later one."""
+    dataset = toy_dataset(tmp_path / "imgs", 7)
+    dataset.items[4].image.write_bytes(dataset.items[4].image.read_bytes()[:60])  # truncated, in chunk 2 of 3
+    with pytest.raises(DataError, match=r"4\.png: unreadable or truncated image"):
+        extract(dataset, "effnet", ExtractOptions(chunk_images=3))
+    assert FakeEffnet.images == 3 and len(shards(home, "effnet")) == 1 and views(home, "toy", "effnet") == []
+    skipped = extract(dataset, "effnet", ExtractOptions(chunk_images=3, skip_bad=True)).features
+    assert skipped.bad_items == ["4"] and skipped.manifest["encoded"] == 3  # chunk 1 came from the store
+    np.testing.assert_allclose(skipped.array("pooled")[[0, 1, 2, 3, 5, 6]],
+                               expected_pooled([item.image for i, item in enumerate(dataset.items) if i != 4]),
+                               atol=1e-3)
+
+
 def write_collection(root: Path, n: int = 5) -> tuple[Path, Path, Path]:
     """The same images and captions as a folder with sidecars, a CSV and a JSONL (in another order)."""
     images = root / "images"

@@ -24,6 +24,17 @@ def test_adding_to_one_stratum_does_not_move_another():
     assert all(before[i] == after[i] for i in ids if i.startswith("a"))
 
 
+def test_folds_hold_disjoint_val_parts_that_cover_the_data():
+    ids = [f"a{i}" for i in range(50)] + [f"b{i}" for i in range(30)]
+    strata = ["a"] * 50 + ["b"] * 30
+    folds = [stratified_split(ids, strata, (0.8, 0.2, 0.0), fold=k) for k in range(5)]
+    vals = [{i for i in ids if split[i] == "val"} for split in folds]
+    assert [len(v) for v in vals] == [16] * 5  # 10 of a and 6 of b in each
+    assert set().union(*vals) == set(ids) and sum(map(len, vals)) == len(ids)  # disjoint, covering
+    assert folds[0] == stratified_split(ids, strata, (0.8, 0.2, 0.0))  # fold 0 is the usual split
+    assert folds[5 % 5] == stratified_split(ids, strata, (0.8, 0.2, 0.0), fold=5)  # wraps round
+
+
 def test_split_rejects_bad_fractions():
     with pytest.raises(ValueError, match="sum to 1"):
         stratified_split(["x"], ["s"], (0.5, 0.5, 0.5))

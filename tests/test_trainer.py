@@ -202,3 +202,16 @@ def test_initial_weights_depend_only_on_the_seed(features, tmp_path):
     second = build_run(config, torch.device("cpu")).model.state_dict()
     for key in first:
         torch.testing.assert_close(first[key], second[key], rtol=0, atol=0)
+
+
+def test_val_fold_carves_a_disjoint_validation_part(tmp_path):
+    from xmodal.factory import build_data
+
+    features = write_feature_dataset(tmp_path / "features", n_val=0)  # no val split shipped: one is carved
+    config = write_dual_config(tmp_path / "c.yaml", features)
+    folds = [build_data(load_config(config, ["data.val_fraction=0.25", f"data.val_fold={k}"]), torch.device("cpu"))
+             for k in range(4)]
+    vals = [set(data.split_ids()["val"]) for data in folds]
+    assert sum(map(len, vals)) == len(set().union(*vals)) == 120  # disjoint: each training item validates once
+    assert all(abs(len(v) - 30) <= 2 for v in vals)  # a quarter, give or take one per class
+    assert set(folds[1].split_ids()["train"]) == set().union(vals[0], vals[2], vals[3])

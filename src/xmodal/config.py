@@ -33,6 +33,9 @@ class DataConfig(Section):
     text_input: str | list[str] | None = None
     resolution: int = 224  # image size for the image encoder: a multiple of 32
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    # Which part of train becomes validation when the dataset ships none: folds 0, 1, ... of
+    # val_fraction 1/F are disjoint (cross-validated model selection); 0 is the usual carve.
+    val_fold: int = Field(0, ge=0)
     image_root: str | None = None  # folder relative image paths resolve against (csv, karpathy readers)
     skip_bad: bool = False  # skip unreadable records and images (counted, listed in RUN/skipped.txt)
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=0)  # larger images are refused as unreadable (0: no limit)

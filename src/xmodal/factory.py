@@ -128,7 +128,7 @@ def build_data(config: RunConfig, device: torch.device, dataset: Dataset | None 
         raise XmodalError(f"model {model_cls.name!r} trains with labels, but dataset {dataset.name!r} has none")
     image_input, text_input = choose_inputs(model_cls, config, dataset)
     data = ModelData(dataset, image_input, text_input, resolution=config.data.resolution,
-                     val_fraction=config.data.val_fraction,
+                     val_fraction=config.data.val_fraction, val_fold=config.data.val_fold,
                      extract_options=ExtractOptions(device=device, skip_bad=config.data.skip_bad,
                                                     max_image_pixels=config.data.max_image_pixels,
                                                     graph_vertices=config.data.graph_vertices,

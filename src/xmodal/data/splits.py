@@ -18,12 +18,15 @@ def stratified_split(
     ids: Sequence[str],
     strata: Sequence[object],
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    fold: int = 0,
 ) -> dict[str, Split]:
     """Assign each id to train/val/test so that every stratum keeps the given fractions.
 
     Within a stratum the ids are ordered by a stable hash, and the first ``round(n * val)`` go
     to val, the next ``round(n * test)`` to test, the rest to train. Adding an item to one
-    stratum never moves items of another stratum.
+    stratum never moves items of another stratum. ``fold`` k takes the val part k val-sizes
+    further along that order (wrapping round), so folds 0 to F - 1 of val fraction 1/F hold
+    disjoint val parts that cover the stratum, for model selection by cross-validation.
     """
     if len(ids) != len(strata):
         raise ValueError(f"{len(ids)} ids but {len(strata)} strata")
@@ -36,7 +39,12 @@ def stratified_split(
     assignment: dict[str, Split] = {}
     for members in groups.values():
         members.sort(key=stable_rank)
-        n_val = round(len(members) * val_fraction)
+        # Fold k's val part: positions round(k n v) up to round((k + 1) n v), so folds of v = 1/F tile the stratum.
+        start = round(fold * len(members) * val_fraction)
+        n_val = round((fold + 1) * len(members) * val_fraction) - start
+        if members:
+            start %= len(members)
+            members = members[start:] + members[:start]
         n_test = round(len(members) * test_fraction)
         for position, item_id in enumerate(members):
             if position < n_val:

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -55,6 +56,9 @@ from xmodal.features.store import (
     write_feature_set,
 )
 from xmodal.progress import progress
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -205,23 +209,50 @@ def _encode_images(dataset: Dataset, keys: list[str | None], store: ContentStore
     if todo:
         encoder = codec.build(options)
         chunk = max(1, options.chunk_images)
-        starts = range(0, len(todo), chunk)
-        for start in progress(starts, total=len(starts), desc=f"{codec.name}@{size}px", unit=f"x{chunk} images"):
+        chunks = [todo[start : start + chunk] for start in range(0, len(todo), chunk)]
+        decoded_chunks = _decoded_ahead(dataset, chunks, size, options.max_image_pixels)
+        for decoded in progress(decoded_chunks, total=len(chunks), desc=f"{codec.name}@{size}px",
+                                unit=f"x{chunk} images"):
             good: list[str] = []
             images = []
-            for row in todo[start : start + chunk]:
-                try:
-                    images.append(load_rgb(dataset.items[row].image, size, options.max_image_pixels))
-                    good.append(keys[row])  # type: ignore[arg-type]
-                except DataError as error:
-                    report.handle(error)  # raises unless --skip-bad; then the key is never stored
+            for row, image in decoded:
+                if isinstance(image, DataError):
+                    report.handle(image)  # raises unless --skip-bad; then the key is never stored
                     bad_keys.add(keys[row])
+                else:
+                    images.append(image)
+                    good.append(keys[row])  # type: ignore[arg-type]
             if good:
                 store.write_shard(partial(codec.fill, good, images, encoder, options))
                 encoded += len(good)
     bad = [item.id for item, key in zip(dataset.items, keys) if key in bad_keys]
     extra = {**codec.extra(options), "bad_items": bad, "skipped": [str(e) for e in report.skipped]}
     return encoded, extra, codec.fallback(options)
+
+
+def _decoded_ahead(dataset: Dataset, chunks: list[list[int]], size: int, max_pixels: int
+                   ) -> Iterator[list[tuple[int, Image.Image | DataError]]]:
+    """Each chunk's rows with their decoded image (or the error that refused it), in order.
+
+    The next chunk is decoded in a background thread while the caller encodes this one: Pillow
+    releases the GIL while it decodes, so decoding overlaps the forward pass (large JPEGs spend a
+    quarter of their time in it). One thread, so images are opened one at a time as before."""
+
+    def decode(rows: list[int]) -> list[tuple[int, Image.Image | DataError]]:
+        decoded: list[tuple[int, Image.Image | DataError]] = []
+        for row in rows:
+            try:
+                decoded.append((row, load_rgb(dataset.items[row].image, size, max_pixels)))
+            except DataError as error:
+                decoded.append((row, error))
+        return decoded
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xmodal-decode") as pool:
+        pending = pool.submit(decode, chunks[0]) if chunks else None
+        for following in [*chunks[1:], None]:
+            current = pending.result()
+            pending = pool.submit(decode, following) if following is not None else None
+            yield current
 
 
 def _load_error(path: Path) -> DataError:

@@ -79,7 +79,8 @@ class ModelData:
     """
 
     def __init__(self, dataset: Dataset, image_input: str | Sequence[str], text_input: str | Sequence[str], *,
-                 resolution: int = 224, val_fraction: float = 0.1, extract_options: ExtractOptions | None = None):
+                 resolution: int = 224, val_fraction: float = 0.1, val_fold: int = 0,
+                 extract_options: ExtractOptions | None = None):
         self.dataset = dataset
         # A copy: the caller's options are theirs (this sets the resolution the config asks for).
         self.options = replace(extract_options or ExtractOptions(), image_resolution=resolution)
@@ -89,7 +90,7 @@ class ModelData:
         image_specs, self._read_images = self._side_reader("image", image_parts)
         text_specs, self._read_texts = self._side_reader("text", text_parts)
         self.spec = make_spec(image_specs, text_specs, len(dataset.label_names))
-        self._splits = self._assign_splits(val_fraction)
+        self._splits = self._assign_splits(val_fraction, val_fold)
 
     def _side_reader(self, side: str, parts: tuple[str, ...]) -> tuple[dict[str, dict], RowReader]:
         """Each part's source, and one reader that merges their rows."""
@@ -146,15 +147,16 @@ class ModelData:
         return merged
 
     # -- splits ------------------------------------------------------------------------------
-    def _assign_splits(self, val_fraction: float) -> dict[str, list[int]]:
-        """Item positions per split; a validation part is carved from train when there is none."""
+    def _assign_splits(self, val_fraction: float, val_fold: int) -> dict[str, list[int]]:
+        """Item positions per split; a validation part is carved from train when there is none
+        (``val_fold`` picks which part: :func:`xmodal.data.splits.stratified_split`)."""
         items = self.dataset.items
         splits = {split: [i for i, item in enumerate(items) if item.split == split and item.id not in self.bad_items]
                   for split in SPLITS}
         if not splits["val"] and val_fraction > 0 and splits["train"]:
             train = splits["train"]
-            assignment = stratified_split([items[i].id for i in train],
-                                          [items[i].labels[:1] for i in train], (1 - val_fraction, val_fraction, 0.0))
+            assignment = stratified_split([items[i].id for i in train], [items[i].labels[:1] for i in train],
+                                          (1 - val_fraction, val_fraction, 0.0), fold=val_fold)
             splits["val"] = [i for i in train if assignment[items[i].id] == "val"]
             splits["train"] = [i for i in train if assignment[items[i].id] == "train"]
         return splits
