@@ -45,8 +45,9 @@ DATA = {"wikipedia-features": SHARED / "wikipedia", "wikipedia-texts": SHARED / 
 ENCODERS = ("Images: EfficientNet-Lite0 (ImageNet) pooled 1,280-d vector or its 7 x 7 (224 px) / 14 x 14 (448 px) "
             "grid, for the papers' VGG-16/19 and Faster R-CNN features; on wikipedia-* the benchmark's own 128-d "
             "SIFT histograms. Texts: MiniLM-L6 sentence vectors or token states for the papers' BERT / learned "
-            "embeddings, GloVe 6B 50-d for word2vec / 300-d vectors, the 2,000-word GloVe graph for SCANet's 10,055-"
-            "word word2vec graph; on wikipedia-features the benchmark's 10-d LDA topics.")
+            "embeddings, GloVe 6B 50-d for word2vec / 300-d vectors, a GloVe word graph for SCANet's word2vec graph "
+            "(10,055 words on wikipedia-texts as in the paper, 2,000 on emoji); on wikipedia-features the "
+            "benchmark's 10-d LDA topics.")
 
 
 @dataclass(frozen=True)
