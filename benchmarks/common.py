@@ -15,6 +15,7 @@ from xmodal.config import RunConfig, load_config
 from xmodal.errors import XmodalError
 from xmodal.eval.protocol import evaluate_split
 from xmodal.factory import load_trained, with_resolved_paths
+from xmodal.models.registry import model_params
 from xmodal.training.curves import read_log
 from xmodal.training.trainer import train
 
@@ -42,27 +43,43 @@ class EarlierRuns:
 
     def __init__(self, folders: Iterable[Path]):
         self.folders = [Path(folder) for folder in folders]
-        self._index: list[tuple[RunConfig, Path]] | None = None
+        self._index: list[tuple[dict, Path]] | None = None
 
-    def _finished(self) -> list[tuple[RunConfig, Path]]:
+    def _finished(self) -> list[tuple[dict, Path]]:
         found = []
         for folder in self.folders:
             for config_file in sorted(folder.rglob("config.yaml")):
                 run_dir = config_file.parent
                 try:
                     config = load_config(config_file)
-                except XmodalError as error:  # a run of an older schema cannot match a config of today's
+                    settings = effective(config)
+                except XmodalError as error:  # a run of an older schema or model cannot match today's configs
                     logger.debug("not reusable: %s", error)
                     continue
                 if (run_dir / "checkpoints" / "best.pt").is_file() and _training_finished(run_dir, config):
-                    found.append((config, run_dir))
+                    found.append((settings, run_dir))
         logger.info("%d finished runs to reuse under %s", len(found), ", ".join(map(str, self.folders)))
         return found
 
     def find(self, wanted: RunConfig) -> Path | None:
         if self._index is None:
             self._index = self._finished()
-        return next((run_dir for config, run_dir in self._index if config == wanted), None)
+        settings = effective(wanted)
+        return next((run_dir for found, run_dir in self._index if found == settings), None)
+
+
+def effective(config: RunConfig) -> dict:
+    """``config`` as a plain dict with the model's parameters parsed (defaults filled, a variant's preset
+    applied): two configs that train the same model compare equal, however each spells it."""
+    cls, params = model_params(config.model.name, config.model.params)
+    return config.model_dump() | {"model": {"name": cls.name, "params": params.model_dump()}}
+
+
+def _same_config(recorded: Path, wanted: RunConfig) -> bool:
+    try:
+        return effective(load_config(recorded)) == effective(wanted)
+    except XmodalError:  # recorded by an older schema or for a model that is gone
+        return False
 
 
 def _training_finished(run_dir: Path, config: RunConfig) -> bool:
@@ -109,7 +126,7 @@ def train_and_measure(config: str | Path, run_dir: Path, overrides: list[str],
     """
     done, trained_file = run_dir / "test.json", run_dir / "trained.json"
     wanted = with_resolved_paths(load_config(config, overrides))
-    if (run_dir / "config.yaml").is_file() and load_config(run_dir / "config.yaml") != wanted:
+    if (run_dir / "config.yaml").is_file() and not _same_config(run_dir / "config.yaml", wanted):
         logger.warning("%s was trained with another config than %s asks for now: training it again", run_dir, config)
         done.unlink(missing_ok=True)
         trained_file.unlink(missing_ok=True)

@@ -76,3 +76,13 @@ def test_an_interrupted_run_is_not_reused(config, tmp_path, monkeypatch):
     (earlier / "log.jsonl").write_text(log[0] + "\n")  # one of two epochs, no early stop: killed mid-run
 
     assert EarlierRuns([tmp_path / "earlier"]).find(load_config(config)) is None
+
+
+def test_configs_that_spell_the_same_model_differently_are_the_same(config, tmp_path):
+    """A default written out, or a variant's name for its preset, trains the same model: reusable."""
+    from benchmarks.common import effective
+
+    plain = load_config(config)
+    spelled = load_config(config, ["model.params.margin=0.2"])  # dual's default margin, written out
+    assert plain.model.params != spelled.model.params and effective(plain) == effective(spelled)
+    assert effective(plain) != effective(load_config(config, ["model.params.margin=0.3"]))
