@@ -6,7 +6,8 @@
 
 Writes ``OUT/<machine>.md`` (one file per machine: this CPU, a GPU when one is lent) and
 rebuilds ``benchmarks/SPEED.md`` from every machine's file, so a GPU run adds its section beside the
-CPU's. Every figure of a part is measured in the same process, one timing after the other, so
+CPU's. ``--parts`` re-measures only those parts: the others keep their record in ``OUT/<machine>.json``
+with its date and its own matrix-product yardstick. Every figure of a part is measured in the same process, one timing after the other, so
 the ratios (batched against a pair-by-pair loop, a model's FLOP/s against the machine's own
 matrix product, the pipeline against the bare encoder) hold even where the machine is shared.
 
@@ -303,7 +304,7 @@ def _number(value: float, digits: int = 0) -> str:
 
 
 def similarity_table(rows: list[dict], machine_flops: float) -> list[str]:
-    lines = [f"Matrix-product yardstick: {machine_flops / 1e9:,.1f} GFLOP/s (fp32, measured in this run).", "",
+    lines = [f"Matrix-product yardstick: {machine_flops / 1e9:,.1f} GFLOP/s (fp32, measured in the same run).", "",
              "| model | inputs | score | batched pairs/s | MFLOP per pair | GFLOP/s | share of matmul | "
              "one-pair loop pairs/s | batched / loop | 1,000 x 5,000 matrix | time in matmul | costliest other op |",
              "| --- " * 12 + "|"]
@@ -365,14 +366,12 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     device = torch.device(args.device)
     machine = machine_name(device)
+    slug = machine_slug(machine)
     fp32 = matmul_flops(device)
-    sections = [f"## {machine}", "", f"torch {torch.__version__}, device `{device}`, measured "
-                f"{time.strftime('%Y-%m-%d')}. fp32 matrix product ({'4,096' if device.type == 'cuda' else '1,024'}"
-                f"-square): {fp32 / 1e9:,.1f} GFLOP/s."]
-    if device.type == "cuda":
-        bf16 = matmul_flops(device, torch.bfloat16)
-        sections[-1] += f" bf16: {bf16 / 1e12:,.1f} TFLOP/s."
-    results: dict[str, object] = {"machine": machine, "matmul_fp32": fp32}
+    bf16 = matmul_flops(device, torch.bfloat16) if device.type == "cuda" else None
+    measured = {"date": time.strftime("%Y-%m-%d"), "matmul_fp32": fp32}
+    # Parts not measured now keep their last record on this machine, with its own date and yardstick.
+    results = _previous_parts(args.out / f"{slug}.json") | {"machine": machine, "matmul_fp32": fp32}
     cases = {}
     if "similarity" in args.parts or "training" in args.parts:
         cases = {name: build_case(name, device) for name in args.models}
@@ -381,30 +380,52 @@ def main() -> None:
         for name, case in cases.items():
             logger.info("similarity: %s", name)
             rows.append(similarity_row(case, device, fp32))
-        results["similarity"] = rows
-        sections += ["", "### Scoring: batched `similarity` against a one-pair loop and the machine's matrix product",
-                     "", *similarity_table(rows, fp32)]
+        results["similarity"] = measured | {"rows": rows}
     if "training" in args.parts:
         rows = [row for name, case in cases.items() if (row := training_row(case, device)) is not None]
-        results["training"] = rows
-        sections += ["", "### Training throughput (synthetic batch of the config's size; one optimiser step each)", "",
-                     *training_table(rows)]
+        results["training"] = measured | {"rows": rows}
     if "two-stage" in args.parts and args.two_stage_run:
-        rows = two_stage_rows(args.two_stage_run, device)
-        results["two_stage"] = rows
-        sections += ["", "### Two-stage search against exhaustive scoring", "", *two_stage_table(rows)]
+        results["two_stage"] = measured | {"rows": two_stage_rows(args.two_stage_run, device)}
     if "extraction" in args.parts:
-        from speed_extraction import extraction_rows, extraction_table
+        from speed_extraction import extraction_rows
 
-        rows = extraction_rows(args.extraction_images, device)
-        results["extraction"] = rows
-        sections += ["", "### Feature extraction against the bare encoder forward pass", "", *extraction_table(rows)]
+        results["extraction"] = measured | {"rows": extraction_rows(args.extraction_images, device)}
+    sections = [f"## {machine}", "", f"torch {torch.__version__}, device `{device}`. fp32 matrix product "
+                f"({'4,096' if device.type == 'cuda' else '1,024'}-square), measured {measured['date']}: "
+                f"{fp32 / 1e9:,.1f} GFLOP/s." + (f" bf16: {bf16 / 1e12:,.1f} TFLOP/s." if bf16 else "")]
+    sections += _part_sections(results)
     args.out.mkdir(parents=True, exist_ok=True)
-    slug = machine_slug(machine)
     (args.out / f"{slug}.json").write_text(json.dumps(results, indent=1))
     (args.out / f"{slug}.md").write_text("\n".join(sections) + "\n")
     write_speed_index(args.out, args.index)
     print("\n".join(sections))
+
+
+PART_TITLES = {"similarity": "Scoring: batched `similarity` against a one-pair loop and the machine's matrix product",
+               "training": "Training throughput (synthetic batch of the config's size; one optimiser step each)",
+               "two_stage": "Two-stage search against exhaustive scoring",
+               "extraction": "Feature extraction against the bare encoder forward pass"}
+
+
+def _previous_parts(path: Path) -> dict:
+    """The parts recorded by earlier runs on this machine, each with its date and yardstick."""
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    return {key: previous[key] for key in PART_TITLES if key in previous}
+
+
+def _part_sections(results: dict) -> list[str]:
+    from speed_extraction import extraction_table
+
+    tables = {"similarity": lambda part: similarity_table(part["rows"], part["matmul_fp32"]),
+              "training": lambda part: training_table(part["rows"]),
+              "two_stage": lambda part: two_stage_table(part["rows"]),
+              "extraction": lambda part: extraction_table(part["rows"])}
+    sections = []
+    for key, title in PART_TITLES.items():
+        if key in results:
+            part = results[key]
+            sections += ["", f"### {title} (measured {part['date']})", "", *tables[key](part)]
+    return sections
 
 
 if __name__ == "__main__":
