@@ -6,10 +6,11 @@
 
 Writes ``OUT/<machine>.md`` (one file per machine: this CPU, a GPU when one is lent) and
 rebuilds ``benchmarks/SPEED.md`` from every machine's file, so a GPU run adds its section beside the
-CPU's. ``--parts`` re-measures only those parts: the others keep their record in ``OUT/<machine>.json``
-with its date and its own matrix-product yardstick. Every figure of a part is measured in the same process, one timing after the other, so
-the ratios (batched against a pair-by-pair loop, a model's FLOP/s against the machine's own
-matrix product, the pipeline against the bare encoder) hold even where the machine is shared.
+CPU's. ``--parts`` re-measures only those parts: the others keep their record in
+``OUT/<machine>.json`` with its date and its own matrix-product yardstick. Every figure of a part
+is measured in the same process, one timing after the other, so the ratios (batched against a
+pair-by-pair loop, a model's FLOP/s against the machine's own matrix product, the pipeline against
+the bare encoder) hold even where the machine is shared.
 
 Parts:
 

@@ -71,3 +71,20 @@ def test_orderings_follow_the_numbers():
     results["flickr8k"]["GRL"] = [_run(315.0), _run(316.0)]
     flickr = "\n".join(reproduction_report(results))
     assert "- JGCAR-v1 > GRL: does not hold, gap -4.5 (beyond the seed spread)" in flickr
+
+
+def test_report_only_counts_the_finished_runs_and_trains_nothing(tmp_path, monkeypatch):
+    import json
+
+    import benchmarks.quality as quality
+
+    monkeypatch.setattr(quality, "train_and_measure", lambda *a, **k: pytest.fail("trained in --report-only"))
+    arms = arms_for("emoji", {"cca", "dual"}, quick=False)
+    finished = {"i2t": {"map": 0.5, "r@1": 10.0}, "t2i": {"map": 0.4, "r@1": 8.0}, "rsum": 18.0,
+                "train_seconds": 3.0, "eval_seconds": 1.0}
+    (tmp_path / "emoji" / "cca-s1").mkdir(parents=True)
+    (tmp_path / "emoji" / "cca-s1" / "test.json").write_text(json.dumps(finished))
+    rows = quality.run_dataset("emoji", tmp_path, arms, [0, 1], tmp_path, (), report_only=True)
+    assert {arm.row: len(runs) for arm, runs in rows.runs.items()} == {"cca": 1, "dual": 0}
+    table = quality.dataset_table(rows)
+    assert "| cca | 1 | 0.500 | 0.400 |" in table[2] and table[3].startswith("| dual | 0 | - |")
