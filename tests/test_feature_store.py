@@ -231,9 +231,16 @@ def test_changed_or_added_images_are_encoded_alone(home, tmp_path):
     assert len(shards(home, "effnet")) == 4  # 6 images in chunks of 4, then 1, then 2
 
 
-def test_a_bad_image_in_a_later_chunk_stops_after_the_chunks_before_it_are_committed(home, tmp_path):
-    """Chunks are decoded one ahead of the encoder (a background thread): the error still surfaces in
-    order, naming the file, after the earlier chunks were stored and before any later one."""
+@pytest.mark.parametrize("ahead", [False, True], ids=["in-turn", "decoded-ahead"])
+def test_a_bad_image_in_a_later_chunk_stops_after_the_chunks_before_it_are_committed(home, tmp_path, monkeypatch,
+                                                                                     ahead):
+    """Chunks decoded in turn (CPU) or one ahead of the encoder in a background thread (GPU): either
+    way the error surfaces in order, naming the file, after the earlier chunks were stored and
+    before any later one."""
+    import xmodal.features.extract as extract_module
+
+    real = extract_module._decoded_ahead
+    monkeypatch.setattr(extract_module, "_decoded_ahead", lambda *args, **kwargs: real(*args, ahead=ahead))
     dataset = toy_dataset(tmp_path / "imgs", 7)
     dataset.items[4].image.write_bytes(dataset.items[4].image.read_bytes()[:60])  # truncated, in chunk 2 of 3
     with pytest.raises(DataError, match=r"4\.png: unreadable or truncated image"):

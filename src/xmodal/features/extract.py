@@ -210,7 +210,10 @@ def _encode_images(dataset: Dataset, keys: list[str | None], store: ContentStore
         encoder = codec.build(options)
         chunk = max(1, options.chunk_images)
         chunks = [todo[start : start + chunk] for start in range(0, len(todo), chunk)]
-        decoded_chunks = _decoded_ahead(dataset, chunks, size, options.max_image_pixels)
+        # Decoding overlaps the forward pass only where that runs elsewhere: on a CPU the forward
+        # already takes every core, and a decoding thread beside it measured slower (benchmarks/SPEED.md).
+        decoded_chunks = _decoded_ahead(dataset, chunks, size, options.max_image_pixels,
+                                        ahead=options.device.type != "cpu")
         for decoded in progress(decoded_chunks, total=len(chunks), desc=f"{codec.name}@{size}px",
                                 unit=f"x{chunk} images"):
             good: list[str] = []
@@ -230,13 +233,13 @@ def _encode_images(dataset: Dataset, keys: list[str | None], store: ContentStore
     return encoded, extra, codec.fallback(options)
 
 
-def _decoded_ahead(dataset: Dataset, chunks: list[list[int]], size: int, max_pixels: int
+def _decoded_ahead(dataset: Dataset, chunks: list[list[int]], size: int, max_pixels: int, ahead: bool = True
                    ) -> Iterator[list[tuple[int, Image.Image | DataError]]]:
     """Each chunk's rows with their decoded image (or the error that refused it), in order.
 
-    The next chunk is decoded in a background thread while the caller encodes this one: Pillow
-    releases the GIL while it decodes, so decoding overlaps the forward pass (large JPEGs spend a
-    quarter of their time in it). One thread, so images are opened one at a time as before."""
+    With ``ahead`` the next chunk is decoded in a background thread while the caller encodes this
+    one: Pillow releases the GIL while it decodes, so decoding overlaps a forward pass on a GPU.
+    One thread, so images are opened one at a time as before."""
 
     def decode(rows: list[int]) -> list[tuple[int, Image.Image | DataError]]:
         decoded: list[tuple[int, Image.Image | DataError]] = []
@@ -247,6 +250,9 @@ def _decoded_ahead(dataset: Dataset, chunks: list[list[int]], size: int, max_pix
                 decoded.append((row, error))
         return decoded
 
+    if not ahead:
+        yield from map(decode, chunks)
+        return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xmodal-decode") as pool:
         pending = pool.submit(decode, chunks[0]) if chunks else None
         for following in [*chunks[1:], None]:
