@@ -174,10 +174,20 @@ def test_eval_on_changed_data_refuses_or_uses_the_recorded_items(trained, tmp_pa
     assert "evaluating on the items the run recorded" in after.pop("warning")
     assert after == before  # the same 40 test items, the same metrics
     import xmodal
+    from xmodal.errors import DataChangedError
 
-    with pytest.raises(Exception, match="changed since"):
+    with pytest.raises(DataChangedError, match="changed since") as added:
         xmodal.load_run(trained)
+    assert not added.value.same_items
     assert xmodal.load_run(trained, allow_changed=True).evaluate() == before
+    for kind in ("images", "texts", "labels"):  # back to the 40 test items, one of them altered
+        np.save(data / f"test_{kind}.npy", np.load(data / f"test_{kind}.npy")[:40])
+    images = np.load(data / "test_images.npy")
+    images[0] += 1.0
+    np.save(data / "test_images.npy", images)
+    with pytest.raises(DataChangedError, match=r"test \+0/-0 items") as altered:
+        xmodal.load_run(trained)
+    assert altered.value.same_items  # what changed is inside an item
 
 
 def _eval_json(run, capsys) -> str:

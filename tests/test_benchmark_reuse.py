@@ -86,3 +86,24 @@ def test_configs_that_spell_the_same_model_differently_are_the_same(config, tmp_
     spelled = load_config(config, ["model.params.margin=0.2"])  # dual's default margin, written out
     assert plain.model.params != spelled.model.params and effective(plain) == effective(spelled)
     assert effective(plain) != effective(load_config(config, ["model.params.margin=0.3"]))
+
+
+def test_quality_measures_a_run_whose_items_are_all_there_and_says_its_data_changed(tmp_path):
+    import numpy as np
+    from benchmarks.quality import measure
+
+    from xmodal.errors import DataChangedError
+
+    features = write_feature_dataset(tmp_path / "features")
+    run = tmp_path / "run"
+    train(load_config(write_dual_config(tmp_path / "c.yaml", features, epochs=1)), run)
+    assert "data_changed" not in measure(run)
+    images = np.load(features / "test_images.npy")
+    np.save(features / "test_images.npy", images * 1.001)  # same items, other content (as new file times are)
+    result = measure(run)
+    assert "changed since" in result["data_changed"] and result["i2t"]["r@1"] >= 0
+    for kind in ("images", "texts", "labels"):  # an item more: not the data the run was trained on
+        rows = np.load(features / f"test_{kind}.npy")
+        np.save(features / f"test_{kind}.npy", np.concatenate([rows, rows[:1]]))
+    with pytest.raises(DataChangedError):
+        measure(run)

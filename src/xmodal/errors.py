@@ -29,6 +29,15 @@ class DataError(XmodalError):
         super().__init__(message)
 
 
+class DataChangedError(XmodalError):
+    """A run's data is not what it was trained on; ``same_items`` when every recorded item of every
+    split is still there and no other was added (what changed is inside the items or their files)."""
+
+    def __init__(self, message: str, same_items: bool):
+        super().__init__(message)
+        self.same_items = same_items
+
+
 @dataclass
 class SkipReport:
     """Counts what a reader skipped when the user asked for ``--skip-bad``.

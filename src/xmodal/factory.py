@@ -19,7 +19,7 @@ import torch
 from xmodal.config import RunConfig
 from xmodal.data.records import Dataset
 from xmodal.data.registry import get_spec, load_dataset
-from xmodal.errors import XmodalError
+from xmodal.errors import DataChangedError, XmodalError
 from xmodal.features.extract import ExtractOptions
 from xmodal.features.inputs import ModelData
 from xmodal.features.kinds import describe, get_kind, kind_names
@@ -192,13 +192,15 @@ def check_data(run: Run, run_dir: Path, allow_changed: bool) -> str | None:
         return None
     recorded = {name: set(ids) for name, ids in record["splits"].items()}
     current = {name: set(ids) for name, ids in run.data.split_ids().items()}
-    changes = ", ".join(f"{name} {len(current.get(name, set()) - ids):+d}/-{len(ids - current.get(name, set()))} items"
-                        for name, ids in recorded.items())
+    counts = {name: (len(current.get(name, set()) - ids), len(ids - current.get(name, set())))
+              for name, ids in recorded.items()}
+    changes = ", ".join(f"{name} {added:+d}/-{removed} items" for name, (added, removed) in counts.items())
     what = (f"the data at {run.config.data.path} changed since {run_dir} was trained (fingerprint "
             f"{record['fingerprint']} -> {now}; {changes})")
     if not allow_changed:
-        raise XmodalError(f"{what}; metrics on other data would not be comparable. Pass --allow-changed to "
-                          "evaluate on the items the run recorded (those still present)")
+        raise DataChangedError(f"{what}; metrics on other data would not be comparable. Pass --allow-changed to "
+                               "evaluate on the items the run recorded (those still present)",
+                               same_items=not any(added or removed for added, removed in counts.values()))
     run.data.use_split_ids(record["splits"])
     return f"warning: {what}; evaluating on the items the run recorded (--allow-changed)"
 
