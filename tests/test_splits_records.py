@@ -60,3 +60,19 @@ def test_fingerprint_changes_when_an_image_file_changes(tmp_path: Path):
     before = dataset.fingerprint()
     image.write_bytes(b"second, longer")
     assert dataset.fingerprint() != before
+
+
+def test_fingerprint_keeps_through_a_copy_with_new_file_times(tmp_path: Path):
+    """Data copied anew (another folder, fresh modification times) is the same data to a run."""
+    import os
+    import shutil
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    (first / "a.png").write_bytes(b"pixels")
+    shutil.copytree(first, second)  # copies keep the bytes; set new times explicitly
+    os.utime(second / "a.png", ns=(1_000_000_000, 1_000_000_000))
+    fingerprint = Dataset("toy", [Item("1", first / "a.png", ("one",))]).fingerprint()
+    assert Dataset("toy", [Item("1", second / "a.png", ("one",))]).fingerprint() == fingerprint
+    (tmp_path / "missing.png").unlink(missing_ok=True)
+    assert Dataset("toy", [Item("1", tmp_path / "missing.png", ("one",))]).fingerprint() != fingerprint

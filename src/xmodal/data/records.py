@@ -99,19 +99,20 @@ class Dataset:
     def fingerprint(self) -> str:
         """A short hash of everything that decides the dataset's content, as it is now.
 
-        Image files contribute their path, size and modification time, stat-ed on each call so
-        that replacing an image under a live ``Dataset`` changes it; the feature arrays, loaded
+        Image files contribute their content key (SHA-256 of the bytes, memoised by path, size and
+        file times in the feature store's hash table, :func:`xmodal.features.store.file_keys`), read
+        on each call so that replacing an image under a live ``Dataset`` changes it, while a copy
+        of the same files (new file times, another folder) does not; the feature arrays, loaded
         once and never modified, are hashed once per ``Dataset`` object. The feature cache does
         not call this: it keys features item by item (:mod:`xmodal.features.store`).
         """
+        from xmodal.features.store import file_keys
+
+        image_keys = iter(file_keys([item.image for item in self.items if isinstance(item.image, Path)]))
         digest = hashlib.sha256(self.name.encode())
         for item in self.items:
             digest.update(repr((item.id, item.split, item.labels, item.texts)).encode())
-            if isinstance(item.image, Path):
-                stat = item.image.stat() if item.image.exists() else None
-                digest.update(repr((str(item.image), stat and (stat.st_size, stat.st_mtime_ns))).encode())
-            else:
-                digest.update(repr(item.image).encode())
+            digest.update(repr(next(image_keys) if isinstance(item.image, Path) else item.image).encode())
         identity = tuple((key, id(array), array.shape, array.dtype.str) for key, array in sorted(self.arrays.items()))
         memo = self.__dict__.get("_arrays_fingerprint")  # (identity of the arrays, their hash)
         if memo is None or memo[0] != identity:
