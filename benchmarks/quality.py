@@ -243,9 +243,10 @@ def results_report(all_rows: list[Rows], seeds: list[int], wall: float, quick: b
              f"Encoders (stand-ins for the papers'): {ENCODERS}", ""]
     changed = sum("data_changed" in run for run in finished)
     if changed:
-        lines += [f"{changed} runs were trained on the same items before their data's files were copied anew (the "
-                  "fingerprint records file times, so it changed while every recorded item is still there): they "
-                  "were evaluated on the items they recorded, as `xmodal eval --allow-changed` does.", ""]
+        lines += [f"{changed} runs were trained before their data's files were copied anew, when a run's data "
+                  "fingerprint still recorded file times (it records their content now), so it changed while every "
+                  "recorded item is still there: they were evaluated on the items they recorded, as `xmodal eval "
+                  "--allow-changed` does.", ""]
     reused = sum("adopted_from" in run for run in finished)
     if reused:
         lines += [f"{reused} of the {len(finished)} runs were trained earlier by another benchmark script with exactly "
