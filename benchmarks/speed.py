@@ -370,16 +370,15 @@ def main() -> None:
     device = torch.device(args.device)
     machine = machine_name(device)
     slug = machine_slug(machine)
-    # Parts not measured now keep their last record on this machine, with its own date and yardstick.
-    results = _previous_parts(args.out / f"{slug}.json")
+    recorded = args.out / f"{slug}.json"
+    previous = json.loads(recorded.read_text()) if recorded.is_file() else {}
     if args.render_only:
-        recorded = args.out / f"{slug}.json"
-        if not recorded.is_file():
+        if not previous:
             parser.error(f"--render-only: nothing recorded for {machine!r} ({recorded} is missing; the machine "
                          "name counts torch threads, so set OMP_NUM_THREADS as the measuring run did)")
-        results = json.loads(recorded.read_text())
-    else:
-        results |= _measure(args, device, machine)
+        results = previous
+    else:  # parts not measured now keep their last record here, with its own date and yardstick
+        results = {key: previous[key] for key in PART_TITLES if key in previous} | _measure(args, device, machine)
     sections = [f"## {machine}", "", f"torch {torch.__version__}, device `{device}`. fp32 matrix product "
                 f"({'4,096' if device.type == 'cuda' else '1,024'}-square), measured {results['matmul_date']}: "
                 f"{results['matmul_fp32'] / 1e9:,.1f} GFLOP/s."
@@ -424,12 +423,6 @@ PART_TITLES = {"similarity": "Scoring: batched `similarity` against a one-pair l
                "training": "Training throughput (synthetic batch of the config's size; one optimiser step each)",
                "two_stage": "Two-stage search against exhaustive scoring",
                "extraction": "Feature extraction against the bare encoder forward pass"}
-
-
-def _previous_parts(path: Path) -> dict:
-    """The parts recorded by earlier runs on this machine, each with its date and yardstick."""
-    previous = json.loads(path.read_text()) if path.is_file() else {}
-    return {key: previous[key] for key in PART_TITLES if key in previous}
 
 
 # The issue's targets (speed benchmark issue): pairwise scoring at half the machine's matrix-product
