@@ -14,7 +14,7 @@ into the repository) and times ``python -m xmodal.cli extract csv --path collect
 
 Every time includes the Python start, imports and model loading of a whole command.
 
-    python benchmarks/cache_reuse.py --out benchmarks/results/cache.md
+    python -m benchmarks cache --out benchmarks/results/cache.md
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+from benchmarks.plan import SHARED
+
 COMMAND = ["-m", "xmodal.cli", "extract"]
 
 
@@ -142,8 +142,9 @@ def disk_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks cache", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, help="folder for the collection and caches (default: a temp folder, "
                         "deleted afterwards)")
     parser.add_argument("--emoji", type=Path, default=SHARED / "emoji")
@@ -151,7 +152,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=1000)
     parser.add_argument("--emojis", type=int, default=1000)
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="xmodal-cache-bench-"))
     try:
         report = benchmark(work, args)
@@ -209,7 +210,3 @@ def benchmark(work: Path, args: argparse.Namespace) -> str:
     lines += ["", f"(d) killed run + rerun together: {total_d:.1f} s ({total_d / full:.0%} of (a)).",
               f"Disk after (a)-(e): store {store_mib:.0f} MiB, dataset views {views_mib:.0f} MiB."]
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,10 +1,11 @@
 """The five papers' headline tables as published, and how ours compare (``benchmarks/REPRODUCTION.md``).
 
 Each :class:`PaperTable` names the paper's table, its dataset and headline metric, the published
-value of each row, and the quality plan's row (:mod:`benchmarks.quality`) that stands for it on
-each of our datasets. :func:`reproduction_report` puts the two side by side and checks every
-ordering the paper reports between two rows: does the row the paper puts higher come out higher
-here, and by more than the two rows' seed spread?
+value of each row, and the model or variant name (``jgcar-grl``, as ``--set model.name`` takes
+it) that stands for it on each of our datasets. :func:`reproduction_report` puts the two side by
+side and checks every ordering the paper reports between two rows: does the row the paper puts
+higher come out higher here, and by more than the two rows' seed spread? An rsum headline is the
+model's own ranking (exhaustive), also for runs whose config ranks two-stage.
 
 Published values are copied from the papers in ``../shared/seeds`` (table and row as cited);
 rsum is R@1 + R@5 + R@10 of both directions, computed from the printed recalls.
@@ -12,10 +13,10 @@ rsum is R@1 + R@5 + R@10 of both directions, computed from the printed recalls.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 
-from benchmarks.common import mean_std
+from benchmarks.records import Summary
+from benchmarks.report import Row
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class PaperTable:
     source: str  # the paper's table, dataset and features
     metric: str  # "map" (mean of both directions' MAP@all), "map@50" (the same at 50) or "rsum"
     published: dict[str, float]  # the paper's row -> its headline value, in the paper's order
-    ours: dict[str, dict[str, str]]  # our dataset -> {paper row: our plan row}
+    ours: dict[str, dict[str, str]]  # our dataset -> {paper row: the model or variant name that stands for it}
     why: str  # why absolute numbers differ
 
 
@@ -32,17 +33,15 @@ def _rsum(*recalls: float) -> float:
     return round(sum(recalls), 1)
 
 
-_JGCAR_ROWS = {"GRL": "GRL", "SGCAR": "SGCAR", "JGCAR-v1": "JGCAR-v1", "JGCAR-v2": "JGCAR-v2", "JGCAR": "JGCAR"}
-_BSSAN_ROWS = {"BSSAN w2r": "W2R only", "BSSAN o2w": "O2W only", "BSSAN no_reg": "no regulariser",
-               "BSSAN": "BSSAN (full)"}
-_GPLDAN_ROWS = {"Baseline (L_pdl)": "L_pdl", "+ L_mdp": "+ L_mdp", "+ L_udp": "+ L_udp",
-                "+ L_mdp, L_udp": "+ L_mdp + L_udp", "+ L_mdp, L_udp, MC": "+ L_mdp + L_udp + MC",
-                "+ L_mdp, L_udp, MC, DA (GPLDAN)": "GPLDAN"}
-_SCANET_ROWS = {"GCN, k = 0": "SCANet k = 0", "GCN, k = 1": "SCANet k = 1",
-                "GCN, k = 2 (SCANet)": "SCANet (GCN, k = 2)", "GCN, k = 3": "SCANet k = 3",
-                "LSTM, k = 2": "LSTM text model, k = 2", "CNN, k = 2": "CNN text model, k = 2"}
-_ACLN_ROWS = {"ACLN (Baseline)": "ACLN baseline (no attention)", "ACLN (Separate Attention)": "ACLN separate attention",
-              "ACLN": "ACLN (shared attention)"}
+_JGCAR_ROWS = {"GRL": "jgcar-grl", "SGCAR": "jgcar-sgcar", "JGCAR-v1": "jgcar-v1", "JGCAR-v2": "jgcar-v2",
+               "JGCAR": "jgcar"}
+_BSSAN_ROWS = {"BSSAN w2r": "bssan-w2r", "BSSAN o2w": "bssan-o2w", "BSSAN no_reg": "bssan-no_reg", "BSSAN": "bssan"}
+_GPLDAN_ROWS = {"Baseline (L_pdl)": "gpldan-pdl", "+ L_mdp": "gpldan-mdp", "+ L_udp": "gpldan-udp",
+                "+ L_mdp, L_udp": "gpldan-mdp-udp", "+ L_mdp, L_udp, MC": "gpldan-mdp-udp-mc",
+                "+ L_mdp, L_udp, MC, DA (GPLDAN)": "gpldan"}
+_SCANET_ROWS = {"GCN, k = 0": "scanet-k0", "GCN, k = 1": "scanet-k1", "GCN, k = 2 (SCANet)": "scanet",
+                "GCN, k = 3": "scanet-k3", "LSTM, k = 2": "scanet-lstm", "CNN, k = 2": "scanet-cnn"}
+_ACLN_ROWS = {"ACLN (Baseline)": "acln-baseline", "ACLN (Separate Attention)": "acln-separate", "ACLN": "acln"}
 
 TABLES: list[PaperTable] = [
     PaperTable(
@@ -66,8 +65,7 @@ TABLES: list[PaperTable] = [
         {"GRL": _rsum(34.4, 64.6, 76.3, 29.7, 52.6, 64.7), "SGCAR": _rsum(42.3, 73.6, 81.0, 33.4, 57.5, 65.9),
          "JGCAR-v1": _rsum(43.2, 71.4, 76.8, 38.0, 56.4, 65.3), "JGCAR-v2": _rsum(44.6, 74.8, 81.2, 35.1, 61.5, 71.8),
          "JGCAR": _rsum(44.9, 75.3, 82.7, 35.2, 62.0, 72.4)},
-        {"flickr8k": {"GRL": "GRL", "SGCAR": "SGCAR", "JGCAR-v1": "JGCAR-v1 (no labels: J2, J3 off)",
-                      "JGCAR-v2": "JGCAR-v2"},
+        {"flickr8k": {"GRL": "jgcar-grl", "SGCAR": "jgcar-sgcar", "JGCAR-v1": "jgcar", "JGCAR-v2": "jgcar-v2"},
          "emoji": _JGCAR_ROWS},
         "Flickr8k-1k has 1,000 photos (100 test images x 500 captions) against Flickr30K's 31,783 (1,000 test "
         "images x 5,000 captions): a gallery ten times smaller, so rsum is higher at equal skill. Without labels "
@@ -92,53 +90,51 @@ TABLES: list[PaperTable] = [
 ]
 
 
-def headline(run: dict, metric: str) -> float:
-    if metric == "rsum":
-        return run["rsum"]
-    return (run["i2t"][metric] + run["t2i"][metric]) / 2
+HEADLINE = {"map": "mean.map", "map@50": "mean.map@50", "rsum": "exhaustive.rsum"}
 
 
-def _summary(values: list[float], metric: str) -> str:
-    if not values:
+def _summary(summary: Summary | None, metric: str) -> str:
+    if summary is None:
         return "not run"
-    return mean_std(values, digits=1 if metric == "rsum" else 3) + (" (1 seed)" if len(values) == 1 else "")
+    return summary.text(1 if metric == "rsum" else 3) + (" (1 seed)" if summary.n == 1 else "")
 
 
-def _ordering(higher: str, lower: str, ours: dict[str, list[float]], metric: str) -> str:
-    a, b = ours.get(higher, []), ours.get(lower, [])
-    if not a or not b:
+def _ordering(higher: str, lower: str, ours: dict[str, Summary | None], metric: str) -> str:
+    a, b = ours.get(higher), ours.get(lower)
+    if a is None or b is None:
         return f"- {higher} > {lower}: not measured here"
-    gap = statistics.mean(a) - statistics.mean(b)
-    spread = max((statistics.stdev(v) for v in (a, b) if len(v) > 1), default=0.0)
+    gap = a.mean - b.mean
+    spread = max((s.std for s in (a, b) if s.n > 1), default=0.0)
     digits = 1 if metric == "rsum" else 3
     verdict = "holds" if gap > 0 else "does not hold"
-    clear = "" if len(a) < 2 or len(b) < 2 else (" (beyond the seed spread)" if abs(gap) > spread else
-                                                 " (within the seed spread)")
+    clear = "" if a.n < 2 or b.n < 2 else (" (beyond the seed spread)" if abs(gap) > spread else
+                                           " (within the seed spread)")
     return f"- {higher} > {lower}: {verdict}, gap {gap:+.{digits}f}{clear}"
 
 
-def reproduction_report(results: dict[str, dict[str, list[dict]]]) -> list[str]:
-    """``results``: our dataset -> plan row -> finished runs. Markdown for REPRODUCTION.md."""
+def reproduction_report(tables: dict[str, list[Row]]) -> list[str]:
+    """``tables``: our dataset -> its rows (:mod:`benchmarks.report`). Markdown for REPRODUCTION.md."""
     lines = ["# Reproduction report", "",
-             "Generated by `python -m benchmarks.quality` from the runs behind `benchmarks/RESULTS.md`. For each "
-             "paper, its headline table as published beside ours (mean ± std over the seeds that ran), then every "
-             "ordering the paper reports between two rows and whether it holds here. Published values: "
-             "`benchmarks/papers.py` (copied from the papers; rsum = R@1 + R@5 + R@10 of both directions).", ""]
+             "Generated by `python -m benchmarks quality` from the runs behind `benchmarks/RESULTS.md` (rows marked "
+             "† there come from the last full run's summary). For each paper, its headline table as published "
+             "beside ours (mean ± std over the seeds that ran), then every ordering the paper reports between two "
+             "rows and whether it holds here. An rsum headline is the model's own ranking of every pair "
+             "(exhaustive), also where the config ranks two-stage. Published values: `benchmarks/papers.py` "
+             "(copied from the papers; rsum = R@1 + R@5 + R@10 of both directions).", ""]
     for table in TABLES:
         metric_name = {"map": "MAP@all, mean of both directions", "map@50": "MAP@50, mean of both directions",
-                       "rsum": "rsum"}[table.metric]
+                       "rsum": "rsum, exhaustive"}[table.metric]
         datasets = list(table.ours)
         lines += [f"## {table.paper}: {table.source}", "", f"Headline metric: {metric_name}.", "",
                   "| paper's row | published | " + " | ".join(f"ours, {name}" for name in datasets) + " |",
                   "| --- " * (2 + len(datasets)) + "|"]
         ours_by_dataset = {}
         for dataset in datasets:
-            runs = results.get(dataset, {})
-            ours_by_dataset[dataset] = {paper_row: [headline(run, table.metric) for run in runs.get(our_row, [])
-                                                    if "error" not in run]
-                                        for paper_row, our_row in table.ours[dataset].items()}
+            rows = {row.arm.model: row for row in tables.get(dataset, [])}
+            ours_by_dataset[dataset] = {paper_row: rows[model].summary(HEADLINE[table.metric]) if model in rows
+                                        else None for paper_row, model in table.ours[dataset].items()}
         for paper_row, value in table.published.items():
-            cells = [_summary(ours_by_dataset[d].get(paper_row, []), table.metric) if paper_row in table.ours[d]
+            cells = [_summary(ours_by_dataset[d].get(paper_row), table.metric) if paper_row in table.ours[d]
                      else "-" for d in datasets]
             published = f"{value:.1f}" if table.metric == "rsum" else f"{value:.3f}"
             lines.append(f"| {paper_row} | {published} | " + " | ".join(cells) + " |")

@@ -1,6 +1,6 @@
 """Search engine figures (issue 17): scale of the vector backends, incremental updates, the served API.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/search.py [--parts serve update scale] \\
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks search [--parts serve update scale] \\
         [--out /tmp/xmodal-bench-search] [--vectors 1000000]
 
 Parts (each keeps its figures in OUT/<part>.json, so a finished part is not run again; --fresh
@@ -36,10 +36,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import REPO
 
-EMOJI = REPO.parent / "shared" / "data" / "emoji"
-WIKI_TEXTS = REPO.parent / "shared" / "data" / "wikipedia" / "texts"
+from benchmarks.plan import REPO, SHARED
+
+EMOJI = SHARED / "emoji"
+WIKI_TEXTS = SHARED / "wikipedia" / "texts"
 XMODAL = [sys.executable, "-m", "xmodal"]
 
 
@@ -465,13 +466,13 @@ def write_report(out: Path) -> None:
     (REPO / "benchmarks" / "results" / "search.md").write_text("\n".join(lines) + "\n")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks search")
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     parser.add_argument("--out", type=Path, default=Path("/tmp/xmodal-bench-search"))
     parser.add_argument("--vectors", type=int, default=1_000_000)
     parser.add_argument("--fresh", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     for part in args.parts:
@@ -492,7 +493,3 @@ def main() -> None:
         print(f"{part}: done in {figures['part_seconds']:.0f} s", flush=True)
         write_report(args.out)
     write_report(args.out)
-
-
-if __name__ == "__main__":
-    main()

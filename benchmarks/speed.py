@@ -1,6 +1,6 @@
 """Speed of scoring, two-stage search, training and feature extraction, as ratios measured in one run.
 
-    OMP_NUM_THREADS=2 PYTHONPATH=src .venv/bin/python benchmarks/speed.py \\
+    OMP_NUM_THREADS=2 .venv/bin/python -m benchmarks speed \\
         [--parts matmul similarity training two-stage extraction] [--device cpu|cuda] \\
         [--two-stage-run RUN_DIR] [--out benchmarks/results/speed]
 
@@ -45,21 +45,18 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.plan import REPO, speed_config
 from xmodal.config import RunConfig, load_config
 from xmodal.encoders.objects import ObjectProxies
 from xmodal.eval.protocol import score_matrix
 from xmodal.features.inputs import make_spec
 from xmodal.features.kinds import ExampleDims, InputKind, get_kind
 from xmodal.models.base import Batch, EmbeddingModel, Rep, RetrievalModel, concat_rows, take
-from xmodal.models.registry import create_model, model_params
+from xmodal.models.registry import create_model, model_classes, model_params
 from xmodal.training.trainer import make_optimizers, optimizer_step
 
-REPO = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("speed")
 
-# Each registered model at its default config on the largest dataset it has one for.
-CONFIGS = {"cca": "cca/flickr8k", "dual": "dual/flickr8k", "acln": "acln/emoji", "gpldan": "gpldan/emoji",
-           "scanet": "scanet/emoji", "jgcar": "jgcar/flickr8k", "bssan": "bssan/flickr8k"}
 N_IMAGES, N_TEXTS = 1000, 5000  # the full matrix the issue asks for (Flickr8k-1k's size)
 TEXT_LENGTH = 16  # padded words per text (Flickr8k captions average about 12)
 TIME_BUDGET = 3.0  # seconds each timing aims at, so a slow model is measured on a smaller block
@@ -149,8 +146,9 @@ def input_kinds(config: RunConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def build_case(name: str, device: torch.device) -> Case:
-    """The model of ``CONFIGS[name]`` (fresh weights: speed does not depend on them) and input makers."""
-    config = load_config(CONFIGS[name])
+    """The model of ``name``'s config for the largest benchmark dataset it has one for (fresh weights: speed
+    does not depend on them) and input makers."""
+    config = load_config(speed_config(name))
     kinds = input_kinds(config)
     generator = torch.Generator().manual_seed(0)
     specs, makers = {}, {}
@@ -264,8 +262,8 @@ def two_stage_rows(run_dir: Path, device: torch.device, ks: tuple[int, ...] = (1
     scores every pair without a first stage."""
     from xmodal.eval.metrics import direction_metrics
     from xmodal.eval.protocol import encode_split
+    from xmodal.eval.two_stage import two_stage_search
     from xmodal.factory import load_trained
-    from xmodal.search.two_stage import two_stage_search
 
     run = load_trained(run_dir, device=device)
     splits = [run.data.split(name) for name in ("train", "val", "test") if run.data.has_split(name)]
@@ -353,11 +351,11 @@ def write_speed_index(out: Path, index: Path) -> None:
     index.write_text(preface + "\n" + "\n\n".join(sections) + "\n")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", nargs="+", default=["matmul", "similarity", "training", "two-stage", "extraction"],
                         choices=["matmul", "similarity", "training", "two-stage", "extraction"])
-    parser.add_argument("--models", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--models", nargs="+", default=list(model_classes()), choices=list(model_classes()))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--two-stage-run", type=Path, help="a trained pairwise run (e.g. jgcar on flickr8k)")
     parser.add_argument("--extraction-images", type=int, default=256)
@@ -365,7 +363,7 @@ def main() -> None:
     parser.add_argument("--index", type=Path, default=REPO / "benchmarks" / "SPEED.md")
     parser.add_argument("--render-only", action="store_true",
                         help="measure nothing: rewrite the machine's .md and SPEED.md from its recorded JSON")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     device = torch.device(args.device)
     machine = machine_name(device)
@@ -413,7 +411,7 @@ def _measure(args: argparse.Namespace, device: torch.device, machine: str) -> di
     if "two-stage" in args.parts and args.two_stage_run:
         results["two_stage"] = measured | {"rows": two_stage_rows(args.two_stage_run, device)}
     if "extraction" in args.parts:
-        from speed_extraction import extraction_rows
+        from benchmarks.speed_extraction import extraction_rows
 
         results["extraction"] = measured | {"rows": extraction_rows(args.extraction_images, device)}
     return results
@@ -464,7 +462,7 @@ def goals_section(results: dict) -> list[str]:
 
 
 def _part_sections(results: dict) -> list[str]:
-    from speed_extraction import extraction_table
+    from benchmarks.speed_extraction import extraction_table
 
     tables = {"similarity": lambda part: similarity_table(part["rows"], part["matmul_fp32"]),
               "training": lambda part: training_table(part["rows"]),
@@ -476,7 +474,3 @@ def _part_sections(results: dict) -> list[str]:
             part = results[key]
             sections += ["", f"### {title} (measured {part['date']})", "", *tables[key](part)]
     return sections + goals_section(results)
-
-
-if __name__ == "__main__":
-    main()

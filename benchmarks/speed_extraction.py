@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.plan import SHARED
 from xmodal.data.collection import read_folder
 from xmodal.data.records import Dataset
-from xmodal.data.registry import load_dataset
+from xmodal.data.registry import read_dataset
 from xmodal.encoders.image import EfficientNetLite0
 from xmodal.features.extract import ExtractOptions, extract
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 BIG_SIZE = (4000, 3000)  # 12 megapixels, a phone camera's photo
 
 
@@ -52,10 +52,10 @@ def sources(count: int, scratch: Path) -> list[tuple[str, Dataset, int]]:
     """(name, dataset of ``count`` images, resolution) for each source that exists here."""
     found = []
     if (SHARED / "emoji").is_dir():
-        emoji = load_dataset("emoji", SHARED / "emoji")
+        emoji = read_dataset("emoji", SHARED / "emoji")
         found.append(("emoji (64 px PNG)", Dataset("emoji", emoji.items[:count]), 224))
     if (SHARED / "flickr8k-1k").is_dir():
-        flickr = load_dataset("flickr8k", SHARED / "flickr8k-1k")
+        flickr = read_dataset("flickr8k", SHARED / "flickr8k-1k")
         found.append(("Flickr8k (~500 x 375 JPEG)", Dataset("flickr8k", flickr.items[:count]), 448))
     big = read_folder(make_big_jpegs(scratch / "big-jpegs", max(8, count // 4)))
     found.append(("generated 12-megapixel JPEG", big, 448))

@@ -238,6 +238,6 @@ def test_trains_and_evaluates_on_a_labelled_csv_collection(tmp_path, capsys):
     assert "Traceback" not in capsys.readouterr().err
     assert main(["eval", str(run)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("acln on csv (test split, best checkpoint)")
+    assert out.startswith("acln on csv (test split, best checkpoint, exhaustive)")
     i2t_map = float(re.search(r"^i2t\s+([0-9.]+)", out, re.M).group(1))
     assert 0.0 < i2t_map <= 1.0  # 3 test images, 3 texts, one of each colour

@@ -1,90 +1,131 @@
-"""The quality benchmark's plan and reproduction report (benchmarks/quality.py, benchmarks/papers.py).
+"""The quality benchmark's plan, records and reports (benchmarks/plan.py, records.py, report.py, papers.py).
 
-Every arm's config must load with its overrides (a typo in a preset or a clash with the config's own
-parameters would otherwise surface hours into a run), every paper row must map to an arm that
-exists, and the report's ordering verdicts must follow the numbers.
+The plan is derived from the shipped configs and the models' declared variants, so these tests
+check the derivation (every model has rows, a speed config and a config; every arm loads) rather
+than a list kept by hand; the reports must follow the numbers and say where each row comes from.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+
+from benchmarks import quality
 from benchmarks.papers import TABLES, reproduction_report
-from benchmarks.quality import PLAN, arms_for
+from benchmarks.plan import DATASETS, TEMPLATE_DATASET, plan_for, speed_config
+from benchmarks.records import RecordStore, Summary
+from benchmarks.report import Row, dataset_table
+from xmodal.config import list_configs, load_config
+from xmodal.models.registry import model_classes, model_params
 
-from xmodal.config import load_config
-from xmodal.models.registry import model_params
-
-REPO = Path(__file__).resolve().parents[1]
-ARMS = [(dataset, arm) for dataset, arms in PLAN.items() for arm in arms]
+ARMS = [arm for dataset in DATASETS for arm in plan_for(dataset)]
 
 
-@pytest.mark.parametrize("dataset,arm", ARMS, ids=[f"{dataset}:{arm.row}" for dataset, arm in ARMS])
-def test_every_arm_config_loads_with_its_overrides(dataset, arm):
-    config = load_config(REPO / "configs" / f"{arm.config}.yaml", [*arm.overrides, "train.seed=1"])
-    assert config.data.dataset == dataset
+@pytest.mark.parametrize("arm", ARMS, ids=[f"{arm.dataset}:{arm.model}" for arm in ARMS])
+def test_every_arm_loads_as_the_model_it_names(arm, tmp_path):
+    config = load_config(arm.config, arm.settings(seed=1, path=tmp_path))
+    assert config.data.dataset == arm.dataset and config.model.name == arm.model
     cls, params = model_params(config.model.name, config.model.params)
-    assert cls.name == arm.model
-    for override in arm.overrides:
-        key, _, value = override.partition("=")
-        if key.startswith("model.params."):
-            assert str(getattr(params, key.removeprefix("model.params."))).lower() == value.lower()
+    assert cls.name == arm.family
+    variant = arm.model.partition("-")[2]
+    for key, value in (cls.variants[variant].params if variant else {}).items():
+        assert getattr(params, key) == value
 
 
-def test_row_names_are_unique_per_dataset():
-    for dataset, arms in PLAN.items():
-        rows = [arm.row for arm in arms]
-        assert len(rows) == len(set(rows)), dataset
+def test_every_registered_model_has_a_config_plan_rows_and_a_speed_case():
+    """Nothing to forget when a model is added: it needs only its module and a config."""
+    for name in model_classes():
+        assert any(config.split("/")[0] == name for config in list_configs()), f"{name} has no config"
+        assert any(arm.model == name for arm in ARMS), f"{name} has no row in the quality plan"
+        assert speed_config(name).split("/")[0] == name
 
 
-def test_every_paper_row_maps_to_a_planned_arm():
+def test_rows_are_unique_and_quick_keeps_each_configs_own_model():
+    for dataset in DATASETS:
+        arms = plan_for(dataset)
+        assert len({arm.model for arm in arms}) == len(arms) and len({arm.label for arm in arms}) == len(arms)
+        quick = plan_for(dataset, quick=True)
+        assert quick and all(arm.default for arm in quick) and len({arm.config for arm in quick}) == len(quick)
+
+
+def test_a_variant_that_trains_the_same_model_as_the_config_is_one_row_with_its_label():
+    flickr = {arm.model: arm for arm in plan_for("flickr8k", {"jgcar"})}
+    assert "jgcar-v1" not in flickr  # jgcar/flickr8k has no labels, so its own model is JGCAR-v1 already
+    assert flickr["jgcar"].label == model_classes()["jgcar"].variants["v1"].label
+    assert "acln-shared" not in {arm.model for arm in plan_for("emoji", {"acln"})}
+
+
+def test_a_user_collection_trains_the_template_configs(tmp_path):
+    arms = plan_for("csv", {"dual"}, quick=True)
+    assert [arm.config for arm in arms] == [f"dual/{TEMPLATE_DATASET}"]
+    assert load_config(arms[0].config, arms[0].settings(0, tmp_path)).data.dataset == "csv"
+
+
+def test_every_paper_row_names_a_planned_model():
     for table in TABLES:
         for dataset, mapping in table.ours.items():
-            planned = {arm.row for arm in PLAN[dataset]}
+            planned = {arm.model for arm in plan_for(dataset)}
             assert set(mapping) <= set(table.published), table.paper
             assert set(mapping.values()) <= planned, (table.paper, dataset, set(mapping.values()) - planned)
 
 
-def test_quick_keeps_one_default_arm_per_model():
-    for dataset in PLAN:
-        arms = arms_for(dataset, None, quick=True)
-        assert arms and all(not arm.ablation for arm in arms)
-        assert len({arm.model for arm in arms}) == len(arms)
+def _run(rsum: float, ranking: dict | None = None) -> dict:
+    return {"rsum": rsum, "i2t": {"r@1": rsum / 10}, "t2i": {"r@1": rsum / 20},
+            "ranking": ranking or {"method": "exhaustive"}, "train_seconds": 3.0, "eval_seconds": 1.0}
 
 
-def _run(rsum: float) -> dict:
-    return {"rsum": rsum, "i2t": {}, "t2i": {}}
+def _rows(dataset: str, results: dict[str, list[dict]]) -> list[Row]:
+    return [Row(arm, results=results.get(arm.model, [])) for arm in plan_for(dataset)]
 
 
 def test_orderings_follow_the_numbers():
-    results = {"flickr8k": {"GRL": [_run(300.0), _run(302.0)],
-                            "JGCAR-v1 (no labels: J2, J3 off)": [_run(310.0), _run(312.0)],
-                            "SGCAR": [_run(320.0), _run(330.0)]}}
-    report = "\n".join(reproduction_report(results))
+    tables = {"flickr8k": _rows("flickr8k", {"jgcar-grl": [_run(300.0), _run(302.0)],
+                                             "jgcar": [_run(310.0), _run(312.0)],
+                                             "jgcar-sgcar": [_run(320.0), _run(330.0)]})}
+    report = "\n".join(reproduction_report(tables))
     flickr = report[report.index("## JGCAR"):report.index("## BSSAN")]
     assert "- JGCAR-v1 > GRL: holds, gap +10.0 (beyond the seed spread)" in flickr
     # The paper has SGCAR (353.7) above JGCAR-v1 (351.1); here SGCAR leads by 14.0, more than its spread 7.1.
     assert "- SGCAR > JGCAR-v1: holds, gap +14.0 (beyond the seed spread)" in flickr
     assert "- JGCAR-v2 > GRL: not measured here" in flickr
     assert "| GRL | 322.3 | 301.0 ± 1.4 |" in flickr
-    results["flickr8k"]["GRL"] = [_run(315.0), _run(316.0)]
-    flickr = "\n".join(reproduction_report(results))
+    tables["flickr8k"][[row.arm.model for row in tables["flickr8k"]].index("jgcar-grl")].results = [
+        _run(315.0), _run(316.0)]
+    flickr = "\n".join(reproduction_report(tables))
     assert "- JGCAR-v1 > GRL: does not hold, gap -4.5 (beyond the seed spread)" in flickr
 
 
-def test_report_only_counts_the_finished_runs_and_trains_nothing(tmp_path, monkeypatch):
-    import json
+def test_a_two_stage_row_says_so_and_its_exhaustive_ranking_is_the_headline():
+    two_stage = _run(120.0, {"method": "two-stage", "k": 20}) | {"exhaustive": _run(90.0)}
+    rows = _rows("flickr8k", {"bssan": [two_stage, two_stage], "dual": [_run(340.0)]})
+    table = "\n".join(dataset_table(rows))
+    assert "| BSSAN (full) | `bssan` | 2 | two-stage K=20 |" in table and "rsum, exhaustive" in table
+    assert "| dual | `dual` | 1 | exhaustive |" in table
+    report = "\n".join(reproduction_report({"flickr8k": rows}))
+    assert "| BSSAN | 372.5 | 90.0 ± 0.0 |" in report  # the model's own ranking, not the shortlist's
 
-    import benchmarks.quality as quality
 
+def test_the_report_takes_records_of_todays_config_else_the_earlier_summary(tmp_path, monkeypatch):
+    """--report-only trains nothing; a stale record (another config) is left out and counted."""
     monkeypatch.setattr(quality, "train_and_measure", lambda *a, **k: pytest.fail("trained in --report-only"))
-    arms = arms_for("emoji", {"cca", "dual"}, quick=False)
-    finished = {"i2t": {"map": 0.5, "r@1": 10.0}, "t2i": {"map": 0.4, "r@1": 8.0}, "rsum": 18.0,
-                "train_seconds": 3.0, "eval_seconds": 1.0}
-    (tmp_path / "emoji" / "cca-s1").mkdir(parents=True)
-    (tmp_path / "emoji" / "cca-s1" / "test.json").write_text(json.dumps(finished))
-    rows = quality.run_dataset("emoji", tmp_path, arms, [0, 1], tmp_path, (), report_only=True)
-    assert {arm.row: len(runs) for arm, runs in rows.runs.items()} == {"cca": 1, "dual": 0}
-    table = quality.dataset_table(rows)
-    assert "| cca | 1 | 0.500 | 0.400 |" in table[2] and table[3].startswith("| dual | 0 | - |")
+    store = RecordStore(tmp_path / "quality.jsonl")
+    arms = plan_for("emoji", {"cca", "dual"})
+    digest = quality.arm_digest(arms[0], tmp_path)
+    store.put({"dataset": "emoji", "model": "cca", "seed": 0, "digest": digest, "result": _run(200.0)})
+    store.put({"dataset": "emoji", "model": "cca", "seed": 1, "digest": "another", "result": _run(999.0)})
+    earlier = {"emoji": {"dual": {"seeds": 3, "ranking": {"method": "exhaustive"},
+                                  "figures": {"rsum": [239.6, 22.9]}}}}
+    rows = quality.rows_of("emoji", tmp_path, arms, RecordStore(store.path), earlier)
+    assert [len(row.results) for row in rows] == [1, 0] and rows[0].stale == 1
+    table = dataset_table(rows)
+    assert table[2].startswith("| cca | `cca` | 1 | exhaustive |") and "| 200.0 |" in table[2]
+    assert table[3].startswith("| dual | `dual` | 3† | exhaustive |") and "| 239.6 ± 22.9 |" in table[3]
+    assert rows_not_run(quality.rows_of("emoji", tmp_path, arms, RecordStore(tmp_path / "none.jsonl"), {}))
+
+
+def rows_not_run(rows: list[Row]) -> bool:
+    return all("not run" in line for line in dataset_table(rows)[2:])
+
+
+def test_summaries_of_one_seed_and_of_no_number():
+    assert Summary.of([1.0]).text(1) == "1.0" and Summary.of([1.0, 3.0]).text(1) == "2.0 ± 1.4"
+    assert Summary.of([float("nan")]).text(3) == "-" and Summary.of([]) is None

@@ -73,7 +73,7 @@ def paper_o2w(model, objects: torch.Tensor, words: torch.Tensor, uniform: bool =
 
 def paper_score(model, batch: Batch, i: int, j: int) -> torch.Tensor:
     length = int(batch.texts["lengths"][j])
-    words = model.words(batch.texts["ids"][j, :length])
+    words = model.words.embedding(batch.texts["ids"][j, :length])
     regions, objects = batch.images["regions"][i], batch.images["objects"][i]
     score = 0.0
     if model.use_w2r:
@@ -132,7 +132,7 @@ def test_sampled_negatives_get_uniform_attention_eq8():
                                       text["word_gates"], text["lengths"], uniform)
         o2w, beta = model.o2w_scores(image["object_queries"], image["object_first"], text["states"],
                                      text["state_first"], text["lengths"], uniform)
-        words = model.words(batch.texts["ids"][3, :length])
+        words = model.words.embedding(batch.texts["ids"][3, :length])
         expected_w2r, _ = paper_w2r(model, batch.images["regions"][1], words, uniform=True)
         expected_o2w, _ = paper_o2w(model, batch.images["objects"][1], words, uniform=True)
     torch.testing.assert_close(alpha, torch.full_like(alpha, 1 / REGIONS))
@@ -207,7 +207,7 @@ def test_regulariser_covers_weights_not_biases_batch_norm_or_the_global_head():
     assert id(model.w2r_attention.weight) in covered and id(model.w2r_lstm.weight_hh_l0) in covered
     assert id(model.o2w_mlp[0].weight) in covered and id(model.o2w_text.lstm.weight_ih_l0_reverse) in covered
     assert id(model.w2r_mlp[1].weight) not in covered  # batch norm
-    assert id(model.global_image.weight) not in covered and id(model.words.weight) not in covered
+    assert id(model.global_image.weight) not in covered and id(model.words.embedding.weight) not in covered
 
 
 @pytest.mark.parametrize("name, negatives", [("bssan/flickr8k", "softmax"), ("bssan/emoji", "softmax"),

@@ -14,11 +14,12 @@ from xmodal.cli import main
 from xmodal.config import CONFIG_ROOT, find_config, list_configs, load_config, read_config
 from xmodal.errors import XmodalError
 from xmodal.factory import data_path_variable, resolve_data_path
+from xmodal.models.registry import model_classes, model_params, resolve
 
 
 def test_every_shipped_config_validates_and_holds_no_data_path():
     names = list_configs()
-    assert {"cca/emoji", "cca/wikipedia-features", "dual/emoji", "gpldan/emoji-search", "jgcar/emoji-cpu"} <= set(names)
+    assert {"cca/emoji", "cca/wikipedia-features", "dual/emoji", "gpldan/emoji-search", "jgcar/emoji"} <= set(names)
     for name in names:
         config = load_config(name)
         assert config.data.path is None, f"{name} holds a data path"
@@ -26,6 +27,59 @@ def test_every_shipped_config_validates_and_holds_no_data_path():
     # every dataset with a dual config has a cca config too
     datasets = lambda model: {load_config(n).data.dataset for n in names if n.startswith(model + "/")}
     assert datasets("dual") <= datasets("cca")
+
+
+def _own_layer(name: str) -> tuple[dict, dict]:
+    """A shipped config's own file and what its base gives beneath it."""
+    path = find_config(name)
+    own = yaml.safe_load(path.read_text()) or {}
+    below = read_config(find_config(own["base"], path.parent)) if "base" in own else {}
+    return own, below
+
+
+def test_configs_state_only_what_differs_from_the_model_defaults():
+    """A parameter a config sets to the value it would have anyway (from its base or the model's
+    defaults) is noise, and a clash when someone names a variant that presets it."""
+    for name in list_configs():
+        own, below = _own_layer(name)
+        cls, preset = resolve(read_config(find_config(name))["model"]["name"])
+        defaults = cls.Params().model_dump()
+        below_params = (below.get("model") or {}).get("params") or {}
+        for key, value in ((own.get("model") or {}).get("params") or {}).items():
+            expected = below_params.get(key, preset.get(key, defaults.get(key)))
+            assert value != expected, f"{name} restates model.params.{key}={value!r}"
+
+
+@pytest.mark.parametrize("name", list_configs())
+def test_every_variant_composes_with_every_config_of_its_model(name):
+    model = name.split("/")[0]
+    for variant, preset in model_classes()[model].variants.items():
+        config = load_config(name, [f"model.name={model}-{variant}"])
+        cls, params = model_params(config.model.name, config.model.params)
+        for key, value in preset.params.items():
+            assert getattr(params, key) == value, (name, variant, key)
+
+
+def test_a_later_layer_naming_a_variant_replaces_the_presets_parameters(tmp_path):
+    (tmp_path / "base.yaml").write_text("base: jgcar/emoji\nmodel: {params: {mode: separate, beta: 0.25}}\n")
+    (tmp_path / "grl.yaml").write_text("base: base.yaml\nmodel: {name: jgcar-grl}\n")
+    config = load_config(tmp_path / "grl.yaml")
+    assert "mode" not in config.model.params and config.model.params["beta"] == 0.25
+    assert load_config(tmp_path / "base.yaml", ["model.name=jgcar-grl"]).model.params.get("mode") is None
+    # the same layer naming the variant and contradicting it is an error, not either one silently
+    with pytest.raises(XmodalError, match="is the preset mode='global'"):
+        config = load_config(tmp_path / "base.yaml", ["model.name=jgcar-grl", "model.params.mode=joint"])
+        model_params(config.model.name, config.model.params)
+
+
+def test_the_variants_section_applies_to_its_variant_only(tmp_path):
+    lstm = load_config("scanet/emoji", ["model.name=scanet-lstm"])
+    assert (lstm.model.params["max_words"], lstm.train.epochs) == (100, 10)
+    assert "max_words" not in load_config("scanet/emoji").model.params
+    assert load_config("scanet/emoji", ["model.name=scanet-lstm", "train.epochs=3"]).train.epochs == 3  # --set wins
+    (tmp_path / "typo.yaml").write_text("base: dual/emoji\nvariants: {nosuch: {train: {epochs: 1}}}\n")
+    with pytest.raises(XmodalError, match="nosuch is not a variant of model 'dual'"):
+        load_config(tmp_path / "typo.yaml")
 
 
 def test_a_config_name_works_from_any_folder(tmp_path, monkeypatch):

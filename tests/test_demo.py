@@ -16,7 +16,7 @@ def test_demo_end_to_end_on_an_emoji_subset(emoji_dataset, tmp_path, monkeypatch
     """The main job on 30 real emojis per split: trains, prints metrics and queries, writes a report;
     a second run with nothing changed reuses the trained run, --retrain trains again."""
     small = subset(emoji_dataset, 30, name="emoji")
-    monkeypatch.setattr("xmodal.factory.load_dataset", lambda *args, **kwargs: small)
+    monkeypatch.setattr("xmodal.factory.read_dataset", lambda *args, **kwargs: small)
     out = tmp_path / "demo"
     args = ["demo", "--path", emoji_dataset.source, "--out", str(out), "--set", "train.epochs=3"]
     assert main(args) == 0

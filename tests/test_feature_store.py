@@ -381,11 +381,13 @@ def test_killed_words_extraction_leaves_nothing_complete(home, tmp_path):
         from pathlib import Path
         from test_feature_store import toy_dataset
         import xmodal.features.extract as ex
-        real = ex._fill_words
-        def dying(dataset, writer):
-            real(dataset, writer)  # every array written...
+        from xmodal.features.extractors import EXTRACTORS
+        words = EXTRACTORS.get("words")
+        real = words.collection
+        def dying(dataset, writer, options):
+            real(dataset, writer, options)  # every array written...
             os.kill(os.getpid(), signal.SIGKILL)  # ...then killed before the manifest
-        ex._fill_words = dying
+        object.__setattr__(words, "collection", dying)  # the declaration is frozen; this process ends here
         ex.extract(toy_dataset(Path({str(tmp_path / 'imgs')!r})), "words", ex.ExtractOptions())
     """)
     toy_dataset(tmp_path / "imgs")
@@ -452,7 +454,7 @@ def test_extract_reads_options_and_never_fingerprints_the_dataset(home, tmp_path
 
 
 def test_images_are_hashed_once_per_call_and_memoised_across_processes(home, tmp_path, monkeypatch):
-    import xmodal.features.store as store
+    import xmodal.file_hashes as store
 
     hashed: list[Path] = []
     real = store.hash_file
@@ -474,7 +476,7 @@ def test_images_are_hashed_once_per_call_and_memoised_across_processes(home, tmp
 
 def test_a_just_written_image_is_not_memoised(home, tmp_path, monkeypatch):
     """Rewritten within its modification-time tick, an image could keep size and mtime: re-read it."""
-    import xmodal.features.store as store
+    import xmodal.file_hashes as store
 
     dataset = toy_dataset(tmp_path / "imgs", 2)
     store.file_keys([item.image for item in dataset.items])
@@ -483,7 +485,7 @@ def test_a_just_written_image_is_not_memoised(home, tmp_path, monkeypatch):
 
 def test_a_replaced_file_is_re_read_even_with_its_old_size_and_mtime(home, tmp_path):
     """`cp -p` / `rsync -t` can bring other bytes with the same size and mtime: the inode and ctime tell."""
-    from xmodal.features.store import file_keys
+    from xmodal.file_hashes import file_keys
 
     path = tmp_path / "a.bin"
     path.write_bytes(b"a" * 100)
@@ -514,7 +516,7 @@ def test_cli_extract_on_real_emoji_subset(emoji_dataset, monkeypatch, capsys, tm
     """`xmodal extract` end to end on 8 real emojis per split; the second run is a cache hit."""
     monkeypatch.setenv("XMODAL_HOME", str(tmp_path / "home"))
     small = subset(emoji_dataset, 8)
-    monkeypatch.setattr("xmodal.data.registry.load_dataset", lambda *a, **k: small)
+    monkeypatch.setattr("xmodal.api.read_dataset", lambda *a, **k: small)
     assert main(["extract", "emoji", "--device", "cpu"]) == 0
     assert main(["extract", "emoji", "--device", "cpu"]) == 0
     out = capsys.readouterr().out.splitlines()

@@ -10,7 +10,7 @@ from PIL import Image
 from xmodal.cli import main
 from xmodal.data.collection import read_csv
 from xmodal.data.flickr8k import read_flickr8k
-from xmodal.data.registry import load_dataset
+from xmodal.data.registry import read_dataset
 from xmodal.data.splits import stable_rank
 from xmodal.errors import DataError, XmodalError
 
@@ -102,17 +102,17 @@ def test_csv_image_root_resolves_relative_paths_elsewhere(tmp_path):
     with pytest.raises(DataError, match=r"nowhere: image root folder not found"):
         read_csv(captions, image_root=tmp_path / "nowhere")
     # Through the registry, as the CLI and configs load datasets.
-    assert len(load_dataset("csv", captions, image_root=tmp_path / "f8k" / "Images")) == 2
+    assert len(read_dataset("csv", captions, image_root=tmp_path / "f8k" / "Images")) == 2
     with pytest.raises(DataError, match="no usable items"):
-        load_dataset("csv", captions, image_root=None, skip_bad=True)  # None: the CSV's folder, as by default
+        read_dataset("csv", captions, image_root=None, skip_bad=True)  # None: the CSV's folder, as by default
 
 
 def test_registry_rejects_options_a_reader_does_not_take(tmp_path):
     root = make_flickr(tmp_path / "f8k")
     with pytest.raises(XmodalError, match=r"dataset 'flickr8k' has no option image_root; it takes none"):
-        load_dataset("flickr8k", root, image_root=root)
+        read_dataset("flickr8k", root, image_root=root)
     with pytest.raises(XmodalError, match=r"dataset 'csv' has no option imageroot; it takes image_root"):
-        load_dataset("csv", root / "captions.txt", imageroot=root)
+        read_dataset("csv", root / "captions.txt", imageroot=root)
 
 
 def test_real_flickr8k_1k_counts_and_split():

@@ -34,16 +34,17 @@ def test_ngram_conv_takes_max_of_tanh_windows_with_right_zero_padding():
 
 def test_bilstm_adds_directions_and_ignores_padding():
     torch.manual_seed(0)
-    encoder = NgramBiLSTM(VOCAB, WORD_DIM, phrase_dim=12, dim=5).eval()
-    ids = torch.tensor([[3, 4, 5, 0, 0, 0], [6, 7, 8, 9, 10, 11]])
+    encoder = NgramBiLSTM(WORD_DIM, phrase_dim=12, dim=5).eval()
+    vectors = torch.randn(2, 6, WORD_DIM)
+    vectors[0, 3:] = 0  # the first text has 3 words
     lengths = torch.tensor([3, 6])
-    states = encoder(ids, lengths)
+    states = encoder(vectors, lengths)
     assert states.shape == (2, 6, 5)
     assert torch.all(states[0, 3:] == 0)
-    alone = encoder(ids[:1, :3], lengths[:1])  # the same text without padding
+    alone = encoder(vectors[:1, :3], lengths[:1])  # the same text without padding
     torch.testing.assert_close(states[0, :3], alone[0])
     # Reference: the LSTM run on the unpadded phrases; forward half + backward half (eq. 4).
-    phrases = encoder.phrases(encoder.words(ids[:1, :3]), torch.ones(1, 3, dtype=torch.bool))
+    phrases = encoder.phrases(vectors[:1, :3], torch.ones(1, 3, dtype=torch.bool))
     both, _ = encoder.lstm(phrases)
     torch.testing.assert_close(states[0, :3], both[0, :, :5] + both[0, :, 5:])
 

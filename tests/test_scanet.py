@@ -319,14 +319,14 @@ def test_sequence_text_models_read_words(text_model):
 
 def test_lstm_and_cnn_encoders_ignore_padding():
     torch.manual_seed(0)
-    vectors = torch.randn(20, 6)
-    for encoder in (WordLSTM(20, 6, 5, vectors), KimCNN(20, 6, 4, word_vectors=vectors)):
-        ids = torch.tensor([[3, 4, 5, 0, 0, 0, 0]])
-        padded = torch.tensor([[3, 4, 5, 7, 9, 2, 1]])  # other ids past the length
-        lengths = torch.tensor([3])
-        torch.testing.assert_close(encoder(ids, lengths), encoder(padded, lengths))
-    one_word = KimCNN(20, 6, 4)(ids[:, :1], torch.tensor([1])).detach()  # shorter than every window
-    assert KimCNN(20, 6, 4).dim == 12 and one_word.shape == (1, 12) and math.isfinite(float(one_word.sum()))
+    vectors = torch.randn(1, 7, 6)
+    padded = vectors.clone()
+    padded[:, 3:] = torch.randn(1, 4, 6)  # other vectors past the length
+    lengths = torch.tensor([3])
+    for encoder in (WordLSTM(6, 5), KimCNN(6, 4)):
+        torch.testing.assert_close(encoder(vectors, lengths), encoder(padded, lengths))
+    one_word = KimCNN(6, 4)(vectors[:, :1], torch.tensor([1])).detach()  # shorter than every window
+    assert KimCNN(6, 4).dim == 12 and one_word.shape == (1, 12) and math.isfinite(float(one_word.sum()))
 
 
 def test_variants_pick_their_inputs():

@@ -20,10 +20,10 @@ from xmodal.api import load_run, train
 from xmodal.cli import main
 from xmodal.errors import XmodalError
 from xmodal.eval.protocol import encode_split
+from xmodal.eval.two_stage import two_stage_search
 from xmodal.search.collection import read_collection
 from xmodal.search.engine import SearchEngine
 from xmodal.search.index import SearchIndex
-from xmodal.search.two_stage import two_stage_search
 from xmodal.search.vector_index import ExactIndex, FaissIndex, unit_rows
 
 N_ITEMS = 30  # 18 train, 4 val, 8 test

@@ -10,7 +10,7 @@ import yaml
 
 from engine_helpers import write_dual_config, write_feature_dataset
 from xmodal.errors import XmodalError
-from xmodal.training.sweep import (
+from xmodal.sweep import (
     expand_grid,
     main,
     metric_value,

@@ -15,8 +15,8 @@ from engine_helpers import write_dual_config, write_feature_dataset
 from xmodal.cli import main
 from xmodal.config import load_config
 from xmodal.errors import XmodalError
+from xmodal.factory import train_config
 from xmodal.training.checkpoint import load_checkpoint
-from xmodal.training.trainer import train
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_train_writes_run_and_learns(features, tmp_path, capsys):
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     assert best["epoch"] == max(log, key=lambda r: r["val"]["map"])["epoch"]
     metrics = _eval_json(run, capsys)
-    assert set(metrics) == {"i2t", "t2i", "rsum"}
+    assert set(metrics) == {"i2t", "t2i", "rsum", "ranking"} and metrics["ranking"] == {"method": "exhaustive"}
     assert set(metrics["i2t"]) == {"map", "map@50", "r@1", "r@5", "r@10", "medr", "meanr"}
     assert metrics["i2t"]["map"] > 0.5  # 4 balanced classes: chance MAP is about 0.25
 
@@ -54,7 +54,7 @@ def test_train_writes_run_and_learns(features, tmp_path, capsys):
 def test_eval_shortlist_two_stage_ranking(features, tmp_path, capsys):
     """dual's first and second stage are the same cosine, so any shortlist K ranks as exhaustive."""
     run = tmp_path / "run"
-    train(load_config(write_dual_config(tmp_path / "c.yaml", features, epochs=2)), run)
+    train_config(load_config(write_dual_config(tmp_path / "c.yaml", features, epochs=2)), run)
     exhaustive = _flat(_eval_json(run, capsys))
     for k in ("3", "1000"):
         two_stage = _flat(_eval_json(run, capsys, "--shortlist", k))
@@ -68,15 +68,15 @@ def test_eval_shortlist_two_stage_ranking(features, tmp_path, capsys):
 
 def test_a_second_train_into_the_same_folder_is_refused(features, tmp_path):
     config = load_config(write_dual_config(tmp_path / "c.yaml", features, epochs=1))
-    train(config, tmp_path / "run")
+    train_config(config, tmp_path / "run")
     with pytest.raises(XmodalError, match="already holds a run; pass --resume"):
-        train(config, tmp_path / "run")
+        train_config(config, tmp_path / "run")
 
 
 def test_early_stopping_stops_and_keeps_the_best(features, tmp_path):
     config = load_config(write_dual_config(tmp_path / "c.yaml", features), [
         "train.epochs=40", "train.early_stopping.patience=2", "optim.lr=0.05"])
-    result = train(config, tmp_path / "run")
+    result = train_config(config, tmp_path / "run")
     assert result.stopped_early and result.epochs_run == result.best_epoch + 2
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["epoch"] == result.best_epoch
 
@@ -161,7 +161,7 @@ def test_bad_configs_are_clear_errors(features, tmp_path, capsys):
 
 def test_corrupt_checkpoint_is_a_clear_error(features, tmp_path, capsys):
     config = load_config(write_dual_config(tmp_path / "c.yaml", features, epochs=1))
-    train(config, tmp_path / "run")
+    train_config(config, tmp_path / "run")
     best = tmp_path / "run" / "checkpoints" / "best.pt"
     best.write_bytes(best.read_bytes()[:100])
     assert main(["eval", str(tmp_path / "run")]) == 2

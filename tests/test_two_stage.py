@@ -10,8 +10,8 @@ from torch import Tensor
 from test_jgcar import make_model
 from xmodal.eval.metrics import direction_metrics, evaluate_retrieval
 from xmodal.eval.protocol import score_matrix
+from xmodal.eval.two_stage import TwoStageResult, rerank, score_pairs, two_stage_scores, two_stage_search
 from xmodal.models.base import Rep, RetrievalModel, take
-from xmodal.search import TwoStageResult, rerank, score_pairs, two_stage_scores, two_stage_search
 
 
 def encoded_jgcar():

@@ -19,49 +19,46 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from xmodal.config import RunConfig, load_config
+from xmodal.config import RunConfig, apply_overrides, list_configs, load_config, validate_config
 from xmodal.data.records import Dataset
-from xmodal.factory import Run
+from xmodal.data.registry import dataset_names, read_dataset
+from xmodal.device import resolve_device
+from xmodal.errors import XmodalError
+from xmodal.eval.protocol import eval_settings, evaluate_split, score_matrix
+from xmodal.factory import data_path, load_trained, train_config
+from xmodal.models import registry
 from xmodal.models.base import InputSpec, Rep, RetrievalModel, rep_to
+from xmodal.run import Run, check_data
+from xmodal.training.trainer import train_run
 
 __all__ = ["TrainedRun", "create_model", "evaluate", "list_configs", "list_datasets", "list_models", "load_config",
            "load_dataset", "load_run", "train"]
 
 
 def list_models() -> list[str]:
-    """Names of the registered models (``cca``, ``dual``, ``gpldan``, ``jgcar``, ...)."""
-    from xmodal.models.registry import list_models as registered
-
-    return list(registered())
+    """Every name :func:`create_model` and configs accept: the models (``cca``, ``dual``, ``jgcar``, ...)
+    and their papers' variants (``jgcar-grl``, ``bssan-w2r``, ...)."""
+    return registry.creatable_names()
 
 
 def create_model(name: str, spec: InputSpec, params: dict[str, Any] | None = None) -> RetrievalModel:
     """A freshly initialised model; ``spec`` says what its inputs are (``ModelData(...).spec``)."""
-    from xmodal.models.registry import create_model as create
-
-    return create(name, spec, params)
+    return registry.create_model(name, spec, params)
 
 
 def list_datasets() -> list[str]:
     """Names of the dataset readers (``emoji``, ``flickr8k``, ``csv``, ``wikipedia-features``, ...)."""
-    from xmodal.data.registry import dataset_names
-
     return dataset_names()
 
 
-def list_configs() -> list[str]:
-    """Names of the shipped configs, ``<model>/<dataset>[-variant]``."""
-    from xmodal.config import list_configs as shipped
+def load_dataset(name: str, path: str | Path | None = None, *, skip_bad: bool = False,
+                 image_root: str | Path | None = None) -> Dataset:
+    """Read a dataset: ``path`` as given, else ``$XMODAL_DATA_<NAME>``; ``emoji`` fetches itself.
 
-    return shipped()
-
-
-def load_dataset(name: str, path: str | Path | None = None, *, skip_bad: bool = False) -> Dataset:
-    """Read a dataset: ``path`` as given, else ``$XMODAL_DATA_<NAME>``; ``emoji`` fetches itself."""
-    from xmodal.data.registry import load_dataset as load
-    from xmodal.factory import data_path
-
-    return load(name, data_path(name, path), skip_bad=skip_bad)
+    ``image_root``: the folder relative image paths resolve against (``csv``, ``karpathy``).
+    """
+    options = {"image_root": Path(image_root)} if image_root is not None else {}
+    return read_dataset(name, data_path(name, path), skip_bad=skip_bad, **options)
 
 
 class TrainedRun:
@@ -72,9 +69,10 @@ class TrainedRun:
     (``[n_images, n_texts]``, higher is more similar).
     """
 
-    def __init__(self, run: Run, folder: Path):
+    def __init__(self, run: Run, folder: Path, data_warning: str | None = None):
         self.run = run
         self.folder = folder
+        self.data_warning = data_warning  # set when the data changed since training (``allow_changed``)
 
     @property
     def model(self) -> RetrievalModel:
@@ -100,17 +98,22 @@ class TrainedRun:
 
     @torch.no_grad()
     def similarity(self, images: Rep, texts: Rep) -> Tensor:
-        from xmodal.eval.protocol import score_matrix
-
         settings = self.config.eval
         return score_matrix(self.model, images, texts, settings.image_block, settings.text_block).cpu()
 
     def evaluate(self, split: str = "test", *, shortlist: int | None = None) -> dict:
-        """Every protocol the split supports (as ``xmodal eval``): ``{"i2t": {...}, "t2i": {...}, "rsum"}``."""
-        from xmodal.eval.protocol import eval_settings, evaluate_split
+        """Every protocol the split supports, exactly as ``xmodal eval --json`` prints it:
+        ``{"i2t": {...}, "t2i": {...}, "rsum", "ranking": {"method": "exhaustive" | "two-stage", "k"}}``.
 
+        ``shortlist`` K overrides the run's ``eval.shortlist`` (0: score every pair).
+        """
+        if shortlist is not None and shortlist < 0:
+            raise XmodalError(f"shortlist {shortlist}: give K >= 0 (0 scores every pair)")
         settings = eval_settings(self.config.eval) | ({} if shortlist is None else {"shortlist": shortlist})
-        return evaluate_split(self.model, self.run.data.split(split), self.run.device, **settings)
+        metrics = evaluate_split(self.model, self.run.data.split(split), self.run.device, **settings)
+        k = settings["shortlist"]
+        ranking = {"method": "two-stage", "k": k} if k else {"method": "exhaustive"}
+        return metrics | {"ranking": ranking} | ({"warning": self.data_warning} if self.data_warning else {})
 
     def __repr__(self) -> str:
         return f"TrainedRun({self.config.model.name} on {self.dataset.name}, {self.folder})"
@@ -121,16 +124,13 @@ def load_run(folder: str | Path, checkpoint: str = "best", device: str | None = 
     """A run trained by :func:`train` or ``xmodal train``, from its folder.
 
     If its data changed since training this raises, unless ``allow_changed``: then its splits
-    are the items the run recorded (a warning is logged).
+    are the items the run recorded (a warning is logged, and kept as ``data_warning``).
     """
-    from xmodal.device import resolve_device
-    from xmodal.factory import check_data, load_trained
-
     run = load_trained(Path(folder), checkpoint, resolve_device(device) if device else None)
     changed = check_data(run, Path(folder), allow_changed)
     if changed:
         logging.getLogger(__name__).warning(changed)
-    return TrainedRun(run, Path(folder))
+    return TrainedRun(run, Path(folder), changed)
 
 
 def train(config: str | Path | RunConfig | Run, out: str | Path, *, path: str | Path | None = None,
@@ -140,9 +140,6 @@ def train(config: str | Path | RunConfig | Run, out: str | Path, *, path: str | 
 
     ``overrides`` are ``--set`` strings (``"train.epochs=3"``); ``path`` is the dataset's path.
     """
-    from xmodal.training.trainer import train as train_config
-    from xmodal.training.trainer import train_run
-
     extra = [*([f"data.path={path}"] if path is not None else []), *overrides]
     if isinstance(config, Run):
         if extra:
@@ -150,8 +147,6 @@ def train(config: str | Path | RunConfig | Run, out: str | Path, *, path: str | 
         train_run(config, Path(out), resume=resume)
     else:
         if isinstance(config, RunConfig):
-            from xmodal.config import apply_overrides, validate_config
-
             config = validate_config(apply_overrides(config.model_dump(mode="json"), extra), "config")
         else:
             config = load_config(config, extra)

@@ -36,7 +36,7 @@ def _verbosity_parser() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     from xmodal.data.images import DEFAULT_MAX_PIXELS
     from xmodal.data.registry import dataset_names
-    from xmodal.features.extract import DEFAULT_EXTRACTORS, EXTRACTORS
+    from xmodal.features.extractors import EXTRACTORS, default_extractors
     from xmodal.search.commands import add_search_verbs
 
     parser = argparse.ArgumentParser(prog="xmodal", description="Attention-based image-text cross-modal retrieval.")
@@ -60,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     extract = add_verb("extract", help="run the frozen encoders once and cache the features")
     _add_dataset_arguments(extract)
-    extract.add_argument("--encoders", default=",".join(DEFAULT_EXTRACTORS),
-                         help=f"comma-separated, from {', '.join(EXTRACTORS)} (default: all)")
+    extract.add_argument("--encoders", default=",".join(default_extractors()),
+                         help=f"comma-separated, from {', '.join(EXTRACTORS)} (default: "
+                              f"{', '.join(default_extractors())})")
     extract.add_argument("--resolution", type=int, default=224, help="image size in px: 224 -> 7x7 grid, 448 -> 14x14")
     extract.add_argument("--batch-size", type=int, default=32)
     extract.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda[:N]")
@@ -129,10 +130,9 @@ def cmd_data_fetch(args: argparse.Namespace) -> None:
 
 
 def _load_dataset(args: argparse.Namespace):
-    from xmodal.data.registry import load_dataset
+    from xmodal.api import load_dataset
 
-    options = {"image_root": args.image_root} if args.image_root else {}
-    return load_dataset(args.name, args.path, skip_bad=args.skip_bad, **options)
+    return load_dataset(args.name, args.path, skip_bad=args.skip_bad, image_root=args.image_root)
 
 
 def cmd_data_info(args: argparse.Namespace) -> int:
@@ -186,6 +186,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
     from xmodal.device import resolve_device
     from xmodal.encoders.image import check_resolution
     from xmodal.features.extract import ExtractOptions, extract
+    from xmodal.features.extractors import EXTRACTORS
 
     check_resolution(args.resolution, "--resolution")
     if args.batch_size < 1:
@@ -195,12 +196,14 @@ def cmd_extract(args: argparse.Namespace) -> None:
                              device=resolve_device(args.device), skip_bad=args.skip_bad,
                              max_image_pixels=args.max_image_pixels)
     names = [n.strip() for n in args.encoders.split(",") if n.strip()]
-    for name in names:
+    extractors = [EXTRACTORS.get(name) for name in names]  # every name checked before any work
+    for extractor in extractors:
+        name = extractor.name
         result = extract(dataset, name, options, force=args.force)
         manifest = result.features.manifest
         encoded = manifest.get("encoded", 0)
         rate = ""
-        if encoded and name == "effnet":
+        if encoded and extractor.side == "image":
             rate = f"  {encoded / max(manifest['seconds'], 1e-9):.1f} images/s"
         state = "cached" if result.cached else "extracted"
         if "encoded" in manifest and not result.cached:  # item-keyed extractors encode only what the cache lacks
@@ -210,7 +213,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
         if result.features.bad_items:
             print(f"        skipped {len(result.features.bad_items)} unreadable image(s): rows left at zero, "
                   "excluded from training and evaluation")
-    if dataset.text_kind == "raw" and {"minilm", "words", "graph", "tfidf"} & set(names):
+    if dataset.text_kind == "raw" and any(extractor.side == "text" for extractor in extractors):
         from xmodal.encoders.coverage import dataset_coverage
 
         print("\n".join(["text coverage:", *dataset_coverage(dataset, options.max_text_tokens)]))
@@ -219,10 +222,10 @@ def cmd_extract(args: argparse.Namespace) -> None:
 def cmd_models(args: argparse.Namespace) -> None:
     from xmodal.config import list_configs
     from xmodal.features.kinds import describe
-    from xmodal.models.registry import list_models
+    from xmodal.models.registry import model_classes
 
     configs = list_configs()
-    for name, cls in list_models().items():
+    for name, cls in model_classes().items():
         needs = [f"{side}: " + " + ".join(" | ".join(describe(side, kind) for kind in part)
                                           for part in cls.input_parts(side)) for side in ("image", "text")]
         if cls.needs_labels:
@@ -230,20 +233,21 @@ def cmd_models(args: argparse.Namespace) -> None:
         own = [config for config in configs if config.split("/")[0] == name]
         print(f"{name:<8} {cls.description}\n{'':<8} needs {'; '.join(needs)}\n{'':<8} configs {', '.join(own) or '-'}")
         if cls.variants:
-            print(f"{'':<8} variants " + ", ".join(f"{name}-{variant}" for variant in cls.variants))
+            print(f"{'':<8} variants " + ", ".join(f"{name}-{variant} ({preset.label})"
+                                                   for variant, preset in cls.variants.items()))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     import math
 
     from xmodal.config import load_config
-    from xmodal.training.trainer import train
+    from xmodal.factory import train_config
 
     overrides = [*([f"data.path={args.path}"] if args.path else []),
                  *([f"data.image_root={args.image_root}"] if args.image_root else []),
                  *(["data.skip_bad=true"] if args.skip_bad else []), *args.overrides]
     config = load_config(args.config, overrides)
-    result = train(config, args.out, resume=args.resume)
+    result = train_config(config, args.out, resume=args.resume)
     state = "stopped early" if result.stopped_early else "finished"
     if math.isnan(result.best_metric):
         measured = "no validation split, so nothing was measured (set data.val_fraction > 0 for one)"
@@ -255,27 +259,20 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     import json
 
-    from xmodal.device import resolve_device
-    from xmodal.eval.protocol import eval_settings, evaluate_split
-    from xmodal.eval.report import format_table
-    from xmodal.factory import check_data, load_trained
+    from xmodal.api import load_run
+    from xmodal.eval.report import format_ranking, format_table
 
-    run = load_trained(args.run, args.checkpoint, resolve_device(args.device) if args.device else None)
-    changed = check_data(run, args.run, args.allow_changed)
-    settings = eval_settings(run.config.eval)
-    if args.shortlist is not None:
-        if args.shortlist < 0:
-            raise XmodalError(f"--shortlist {args.shortlist}: give K >= 0 (0 scores every pair)")
-        settings["shortlist"] = args.shortlist
-    metrics = evaluate_split(run.model, run.data.split(args.split), run.device, **settings)
+    if args.shortlist is not None and args.shortlist < 0:
+        raise XmodalError(f"--shortlist {args.shortlist}: give K >= 0 (0 scores every pair)")
+    trained = load_run(args.run, args.checkpoint, args.device, allow_changed=args.allow_changed)
+    metrics = trained.evaluate(args.split, shortlist=args.shortlist)
     if args.json:
-        print(json.dumps(metrics | ({"warning": changed} if changed else {})))
+        print(json.dumps(metrics))
     else:
-        if changed:
-            print(changed)
-        ranking = f", two-stage K={settings['shortlist']}" if settings["shortlist"] else ""
-        print(f"{run.config.model.name} on {run.dataset.name} ({args.split} split, {args.checkpoint} checkpoint"
-              f"{ranking})")
+        if trained.data_warning:
+            print(trained.data_warning)
+        print(f"{trained.config.model.name} on {trained.dataset.name} ({args.split} split, {args.checkpoint} "
+              f"checkpoint, {format_ranking(metrics['ranking'])})")
         print(format_table(metrics))
 
 

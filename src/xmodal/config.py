@@ -2,6 +2,15 @@
 
 The schema is strict: an unknown key or a value of the wrong type is an error that names the
 key path (``optim.lrr``), so a typo never silently falls back to a default.
+
+Configs compose with the model's named variants (:mod:`xmodal.models.registry`): a config states
+only what differs from the model's defaults, and naming a variant in a later layer (a config
+with ``base:``, or ``--set model.name=jgcar-grl``) replaces what the earlier layers set for the
+preset's parameters. A config may say what else changes when it is trained as one of its
+model's variants (a smaller budget, another text input) in a ``variants:`` section::
+
+    variants:
+      lstm: {data: {text_input: words}, train: {epochs: 10}}
 """
 
 from __future__ import annotations
@@ -13,7 +22,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
 
 from xmodal.data.images import DEFAULT_MAX_PIXELS
+from xmodal.encoders.image import check_resolution
 from xmodal.errors import XmodalError
+from xmodal.models.registry import get_model_class, resolve
 
 
 class Section(BaseModel):
@@ -46,8 +57,6 @@ class DataConfig(Section):
     @field_validator("resolution")
     @classmethod
     def _multiple_of_32(cls, value: int) -> int:
-        from xmodal.encoders.image import check_resolution
-
         try:
             return check_resolution(value, "data.resolution")
         except XmodalError as error:
@@ -125,7 +134,62 @@ def _looks_numeric(text: str) -> bool:
     return True
 
 
+def _model_name(raw: dict[str, Any]) -> Any:
+    model = raw.get("model")
+    return model.get("name") if isinstance(model, dict) else None
+
+
+def _variant_preset(name: Any) -> dict[str, Any]:
+    """The parameters a model name presets (none for a plain model or a name that is not known)."""
+    if not isinstance(name, str):
+        return {}
+    try:
+        return resolve(name)[1]
+    except XmodalError:
+        return {}  # an unknown name is reported by the model registry when the run is built
+
+
+def _name_replaces_presets(raw: dict[str, Any], name: Any) -> dict[str, Any]:
+    """``raw`` without the model parameters the variant ``name`` presets (they came from earlier layers)."""
+    preset = _variant_preset(name)
+    params = (raw.get("model") or {}).get("params") if isinstance(raw.get("model"), dict) else None
+    if not preset or not isinstance(params, dict) or not set(preset) & set(params):
+        return raw
+    kept = {key: value for key, value in params.items() if key not in preset}
+    return {**raw, "model": {**raw["model"], "params": kept}}
+
+
+def _apply_variant_section(raw: dict[str, Any], name: Any) -> dict[str, Any]:
+    """Merge the config's ``variants.<variant>`` settings when it is trained as that variant; drop the section."""
+    sections = raw.pop("variants", None)
+    if sections is None:
+        return raw
+    if not isinstance(sections, dict):
+        raise XmodalError("variants: expected a mapping of variant names to settings, e.g. variants: {grl: {...}}")
+    model = name.partition("-")[0] if isinstance(name, str) else None
+    known = set(get_model_class(model).variants) if model else set()
+    unknown = sorted(set(sections) - known)
+    if unknown:
+        raise XmodalError(f"variants: {', '.join(unknown)} is not a variant of model {model!r}; "
+                          f"its variants: {', '.join(sorted(known)) or 'none'}")
+    variant = name.partition("-")[2] if isinstance(name, str) else ""
+    section = sections.get(variant)
+    if section is None:
+        return raw
+    if not isinstance(section, dict):
+        raise XmodalError(f"variants.{variant}: expected a mapping of sections, e.g. {{train: {{epochs: 10}}}}")
+    return merge_configs(raw, section)
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``--set`` values on top of ``raw``. One that names a variant (``model.name=jgcar-grl``) first
+    replaces the preset's parameters set by the config, and the config's ``variants`` section for
+    the final name applies beneath the other values given."""
+    parsed = [parse_override(override) for override in overrides]
+    named = [value for path, value in parsed if path == ["model", "name"]]
+    if named:
+        raw = _name_replaces_presets(raw, named[-1])
+    raw = _apply_variant_section(raw, named[-1] if named else _model_name(raw))
     for override in overrides:
         path, value = parse_override(override)
         node = raw
@@ -188,8 +252,11 @@ def read_config(name: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, An
 
 
 def merge_configs(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``override`` on top of ``base``: sections merge key by key, any other value replaces."""
+    """``override`` on top of ``base``: sections merge key by key, any other value replaces; a model
+    variant named by ``override`` replaces the values ``base`` set for the preset's parameters."""
     merged = dict(base)
+    if isinstance(override.get("model"), dict) and "name" in override["model"]:
+        merged = _name_replaces_presets(merged, override["model"]["name"])
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = merge_configs(merged[key], value)
@@ -214,6 +281,8 @@ def load_config(name: str | Path | None, overrides: list[str] | None = None,
 
 def validate_config(raw: dict[str, Any], where: str = "config", overridden: set[str] | None = None) -> RunConfig:
     """Check ``raw`` against the schema; ``overridden`` keys are blamed on ``--set``, not on ``where``."""
+    if "variants" in raw:  # not through apply_overrides (a config built in code)
+        raw = _apply_variant_section(dict(raw), _model_name(raw))
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as error:

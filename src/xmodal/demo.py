@@ -19,17 +19,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from xmodal.api import TrainedRun
 from xmodal.config import RunConfig, dump_config, find_config, load_config, read_config
 from xmodal.data.emoji import fetch_emoji
 from xmodal.errors import XmodalError
-from xmodal.eval.protocol import GroundTruth, encode_split, eval_settings, evaluate, score_matrix
+from xmodal.eval.protocol import GroundTruth, encode_split, eval_settings, evaluate_encoded, score_matrix
 from xmodal.eval.report import format_table
-from xmodal.factory import Run, dataset_of, load_trained, with_resolved_paths
+from xmodal.factory import dataset_of, load_trained, train_config, with_resolved_paths
 from xmodal.features.inputs import SplitData
 from xmodal.models.base import Rep, take
 from xmodal.paths import atomic_write_bytes
 from xmodal.report_html import AttentionView, ImageQuery, TextQuery, item_label, render_report, write_report
-from xmodal.training.trainer import train
+from xmodal.run import Run
+from xmodal.search.collection import read_collection
+from xmodal.search.engine import label_words
+from xmodal.search.index import SearchIndex, checkpoint_digest, read_manifest
+from xmodal.training.checkpoint import load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +96,7 @@ def run_demo(out: Path, source: Path | None = None, config_path: Path | None = N
         logger.info("reusing the trained run in %s: same config and data (--retrain to train again)", out)
     else:
         _clear_demo_folder(out)
-        result = train(config, out)
+        result = train_config(config, out)
         logger.info("trained %s: %d epochs, best validation %s %.2f at epoch %d (%.0f s so far)", config.model.name,
                     result.epochs_run, result.metric, result.best_metric, result.best_epoch,
                     time.perf_counter() - started)
@@ -100,7 +105,7 @@ def run_demo(out: Path, source: Path | None = None, config_path: Path | None = N
     split = run.data.split("test")
     with torch.no_grad():
         images, texts = encode_split(run.model, split, run.device)
-        metrics = evaluate(run.model, images, texts, GroundTruth.of(split), **eval_settings(run.config.eval))
+        metrics = evaluate_encoded(run.model, images, texts, GroundTruth.of(split), **eval_settings(run.config.eval))
         scores = score_matrix(run.model, images, texts).cpu()
     table = format_table(metrics)
     text_queries, image_queries = example_queries(run, split, scores, queries)
@@ -123,10 +128,6 @@ def run_demo(out: Path, source: Path | None = None, config_path: Path | None = N
 
 def build_demo_index(out: Path, run: Run) -> Path:
     """The search index of the run's test split in ``out/index``, kept while the checkpoint is unchanged."""
-    from xmodal.api import TrainedRun
-    from xmodal.search.collection import read_collection
-    from xmodal.search.index import SearchIndex, checkpoint_digest, read_manifest
-
     folder = out / "index"
     if (folder / "CURRENT").is_file():
         try:
@@ -145,8 +146,6 @@ def build_demo_index(out: Path, run: Run) -> Path:
 def attention_views(run: Run, split: SplitData, images: Rep, texts: Rep,
                     text_queries: list[TextQuery]) -> list[AttentionView]:
     """The model's attention (``explain``) behind each text query's first-ranked image."""
-    from xmodal.search.engine import label_words
-
     rows = {run.dataset.items[index].id: row for row, index in enumerate(split.item_indices)}
     views = []
     for query in text_queries:
@@ -197,8 +196,6 @@ def _clear_demo_folder(out: Path) -> None:
 
 
 def _best_epoch(out: Path) -> int:
-    from xmodal.training.checkpoint import load_checkpoint
-
     return load_checkpoint(out / "checkpoints" / "best.pt")["best_epoch"]
 
 

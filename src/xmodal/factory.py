@@ -7,39 +7,29 @@ data they built themselves (:func:`make_run`).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from xmodal.config import RunConfig
+from xmodal.config import RunConfig, validate_config
 from xmodal.data.records import Dataset
-from xmodal.data.registry import get_spec, load_dataset
-from xmodal.errors import DataChangedError, XmodalError
+from xmodal.data.registry import get_spec, read_dataset
+from xmodal.device import resolve_device
+from xmodal.errors import XmodalError
 from xmodal.features.extract import ExtractOptions
 from xmodal.features.inputs import ModelData
 from xmodal.features.kinds import describe, get_kind, kind_names
 from xmodal.models.base import RetrievalModel
 from xmodal.models.registry import create_model, get_model_class, model_params
-from xmodal.paths import atomic_write_bytes
+from xmodal.run import Run
+from xmodal.training.checkpoint import load_checkpoint
+from xmodal.training.distributed import init_world, local_device, shutdown
+from xmodal.training.trainer import TrainResult, check_out, train_run
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Run:
-    """Everything training and evaluation need: the resolved config, the data and the model."""
-
-    config: RunConfig
-    dataset: Dataset
-    data: ModelData
-    model: RetrievalModel
-    device: torch.device
-    metric: str  # what early stopping watches: "rsum" or "map"
 
 
 def data_path_variable(dataset: str) -> str:
@@ -85,7 +75,7 @@ def with_resolved_paths(config: RunConfig) -> RunConfig:
 def dataset_of(config: RunConfig) -> Dataset:
     """The dataset a config names, read from its data path (see :func:`resolve_data_path`)."""
     options = {"image_root": Path(config.data.image_root)} if config.data.image_root else {}
-    return load_dataset(config.data.dataset, resolve_data_path(config), skip_bad=config.data.skip_bad, **options)
+    return read_dataset(config.data.dataset, resolve_data_path(config), skip_bad=config.data.skip_bad, **options)
 
 
 def choose_inputs(model_cls: type[RetrievalModel], config: RunConfig,
@@ -169,48 +159,24 @@ def build_run(config: RunConfig, device: torch.device) -> Run:
     return make_run(config, data, model, device)
 
 
-DATA_RECORD = "data.json"
+def train_config(config: RunConfig, out: Path, *, resume: bool = False) -> TrainResult:
+    """Build the run ``config`` describes and train it into ``out`` (the trainer only trains built runs).
 
-
-def record_data(run: Run, out: Path) -> None:
-    """``RUN/data.json``: the data's fingerprint and each split's item ids, so that evaluation can
-    tell when the data changed since training (and still evaluate on what the run used)."""
-    record = {"dataset": run.dataset.name, "path": run.config.data.path, "fingerprint": run.dataset.fingerprint(),
-              "splits": run.data.split_ids()}
-    atomic_write_bytes(out / DATA_RECORD, json.dumps(record).encode())
-
-
-def check_data(run: Run, run_dir: Path, allow_changed: bool) -> str | None:
-    """Refuse a run whose data changed since training; with ``allow_changed`` evaluate on the items
-    the run recorded and return the one line that says so (``None`` when nothing changed)."""
-    path = run_dir / DATA_RECORD
-    if not path.is_file():  # runs trained before xmodal recorded their data
-        return None
-    record = json.loads(path.read_text(encoding="utf-8"))
-    now = run.dataset.fingerprint()
-    if record["fingerprint"] == now:
-        return None
-    recorded = {name: set(ids) for name, ids in record["splits"].items()}
-    current = {name: set(ids) for name, ids in run.data.split_ids().items()}
-    counts = {name: (len(current.get(name, set()) - ids), len(ids - current.get(name, set())))
-              for name, ids in recorded.items()}
-    changes = ", ".join(f"{name} {added:+d}/-{removed} items" for name, (added, removed) in counts.items())
-    what = (f"the data at {run.config.data.path} changed since {run_dir} was trained (fingerprint "
-            f"{record['fingerprint']} -> {now}; {changes})")
-    if not allow_changed:
-        raise DataChangedError(f"{what}; metrics on other data would not be comparable. Pass --allow-changed to "
-                               "evaluate on the items the run recorded (those still present)",
-                               same_items=not any(added or removed for added, removed in counts.values()))
-    run.data.use_split_ids(record["splits"])
-    return f"warning: {what}; evaluating on the items the run recorded (--allow-changed)"
+    Under ``torchrun`` each process builds its own run and trains on its shard of the pairs.
+    """
+    check_out(Path(out), resume)  # before the data are read and extracted
+    device = resolve_device(config.train.device)
+    world = init_world(device)
+    try:
+        device = local_device(device)
+        torch.manual_seed(config.train.seed)
+        return train_run(build_run(config, device), out, resume=resume, world=world)
+    finally:
+        shutdown(world)
 
 
 def load_trained(run_dir: Path, which: str = "best", device: torch.device | None = None) -> Run:
     """A finished (or interrupted) run, rebuilt from its checkpoint's own config."""
-    from xmodal.config import validate_config
-    from xmodal.device import resolve_device
-    from xmodal.training.checkpoint import load_checkpoint
-
     path = Path(run_dir) / "checkpoints" / f"{which}.pt"
     state = load_checkpoint(path)
     config = validate_config(state["config"], str(path))

@@ -14,6 +14,7 @@ from PIL import Image
 
 from xmodal.data.images import load_rgb
 from xmodal.data.records import FeatureRow, Item
+from xmodal.paths import atomic_write_bytes
 
 
 @dataclass
@@ -162,6 +163,4 @@ def render_report(title: str, metrics_table: str, text_queries: list[TextQuery],
 
 
 def write_report(path: Path, page: str) -> None:
-    from xmodal.paths import atomic_write_bytes
-
     atomic_write_bytes(path, page.encode("utf-8"))

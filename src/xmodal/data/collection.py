@@ -39,6 +39,7 @@ from xmodal.data.build import (
     resolve_image,
 )
 from xmodal.data.records import Dataset
+from xmodal.data.registry import DatasetSpec, register_dataset
 from xmodal.data.texts import normalise_caption, read_utf8, require_caption
 from xmodal.errors import DataError, SkipReport
 
@@ -386,3 +387,9 @@ def _json_strings(
                 line=line,
             )
     return [str(entry) for entry in entries]
+
+
+register_dataset(DatasetSpec("folder", "folder of images, each with a same-named .txt of captions", read_folder))
+register_dataset(DatasetSpec("csv", "CSV with image, caption[, label, split, id] columns; relative image paths "
+                             "resolve against the CSV's folder, or image_root", read_csv, options=("image_root",)))
+register_dataset(DatasetSpec("jsonl", "JSON lines with image, captions[, labels, split, id]", read_jsonl))

@@ -20,6 +20,7 @@ import tarfile
 from pathlib import Path
 
 from xmodal.data.records import Dataset, Item
+from xmodal.data.registry import DatasetSpec, register_dataset
 from xmodal.data.splits import stratified_split
 from xmodal.data.texts import normalise_caption
 from xmodal.errors import DataError, SkipReport, XmodalError
@@ -163,3 +164,8 @@ def _keywords(entry: dict, keywords: dict[str, list[str]]) -> list[str]:
             if character in keywords:
                 return list(keywords[character])
     return []
+
+
+register_dataset(DatasetSpec("emoji", "built in: Noto emoji images with names and keywords, 9 categories (fetched "
+                             "with npm, or --path to a folder holding the two npm tarballs)", read_emoji,
+                             needs_path=False))

@@ -20,6 +20,7 @@ from pathlib import Path
 from xmodal.data.build import build_dataset, require_dir
 from xmodal.data.collection import csv_records
 from xmodal.data.records import Dataset
+from xmodal.data.registry import DatasetSpec, register_dataset
 from xmodal.errors import DataError, SkipReport
 
 CAPTIONS_FILE = "captions.txt"
@@ -42,3 +43,7 @@ def read_flickr8k(path: Path, *, skip_bad: bool = False) -> Dataset:
     dataset = build_dataset("flickr8k", captions, records, report, fractions=FLICKR8K_FRACTIONS)
     dataset.source = str(root)
     return dataset
+
+
+register_dataset(DatasetSpec("flickr8k", "Flickr8k folder: captions.txt (image,caption CSV) beside Images/; "
+                             "80/10/10 split by a stable hash of the image name", read_flickr8k))

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from xmodal.data.build import SKIP_HINT, Record, build_dataset, require_file
 from xmodal.data.records import Dataset, Split
+from xmodal.data.registry import DatasetSpec, register_dataset
 from xmodal.data.texts import read_utf8, require_caption
 from xmodal.errors import DataError, SkipReport
 
@@ -122,3 +123,7 @@ def _captions(where: str, sentences: object) -> list[str]:
             raise DataError(where, f"sentences[{number}] has no 'raw' text", f"add the caption, {SKIP_HINT}")
         captions.append(require_caption(raw, f"{where}.sentences[{number}]"))
     return captions
+
+
+register_dataset(DatasetSpec("karpathy", "dataset_{coco,flickr30k,flickr8k}.json beside the images (or image_root)",
+                             read_karpathy, options=("image_root",)))

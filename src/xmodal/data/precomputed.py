@@ -22,6 +22,7 @@ import scipy.io
 
 from xmodal.data.build import SKIP_HINT, require_dir, require_file
 from xmodal.data.records import SPLITS, Dataset, FeatureRow, Item, Split
+from xmodal.data.registry import DatasetSpec, register_dataset
 from xmodal.data.texts import read_utf8, require_caption
 from xmodal.errors import DataError, SkipReport
 
@@ -490,3 +491,9 @@ def _nonfinite_rows(data: np.ndarray) -> np.ndarray:
 def _stack(arrays: list[np.ndarray], keeps: list[np.ndarray]) -> np.ndarray:
     """The kept rows of every split, one after another, as float32 in memory."""
     return np.concatenate([np.asarray(array[keep], dtype=np.float32) for array, keep in zip(arrays, keeps)])
+
+
+register_dataset(DatasetSpec("precomputed", "{split}_images/_texts/_labels.npy arrays, or a .mat with "
+                             "I_tr/T_tr/L_tr...", read_feature_arrays))
+register_dataset(DatasetSpec("scan-precomputed", "SCAN-style {split}_ims.npy + {split}_caps.txt",
+                             read_scan_precomputed))

@@ -15,6 +15,8 @@ from typing import Iterable, Iterator, Literal
 
 import numpy as np
 
+from xmodal.file_hashes import file_keys
+
 Split = Literal["train", "val", "test"]
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
 
@@ -100,14 +102,12 @@ class Dataset:
         """A short hash of everything that decides the dataset's content, as it is now.
 
         Image files contribute their content key (SHA-256 of the bytes, memoised by path, size and
-        file times in the feature store's hash table, :func:`xmodal.features.store.file_keys`), read
+        file times, :func:`xmodal.file_hashes.file_keys`), read
         on each call so that replacing an image under a live ``Dataset`` changes it, while a copy
         of the same files (new file times, another folder) does not; the feature arrays, loaded
         once and never modified, are hashed once per ``Dataset`` object. The feature cache does
         not call this: it keys features item by item (:mod:`xmodal.features.store`).
         """
-        from xmodal.features.store import file_keys
-
         image_keys = iter(file_keys([item.image for item in self.items if isinstance(item.image, Path)]))
         digest = hashlib.sha256(self.name.encode())
         for item in self.items:

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.io
 
 from xmodal.data.records import Dataset, FeatureRow, Item, Split, TextSource
+from xmodal.data.registry import DatasetSpec, register_dataset
 from xmodal.data.texts import read_document, read_utf8
 from xmodal.errors import DataError, SkipReport
 
@@ -173,3 +174,10 @@ def read_article(root: Path, list_path: Path, entry: ListEntry) -> str:
     if not text:
         raise DataError(text_file, "empty text", "write the article text or pass --skip-bad")
     return text
+
+
+register_dataset(DatasetSpec("wikipedia-features", "folder with raw_features.mat and the Wikipedia list files",
+                             read_wikipedia_features))
+register_dataset(DatasetSpec("wikipedia-texts", "the wikipedia-features folder with texts/<id>.xml: SIFT image "
+                             "features, the articles as raw texts", read_wikipedia_texts))
+register_dataset(DatasetSpec("wikipedia", "folder with the list files, texts/ and images/<category>/", read_wikipedia))

@@ -13,6 +13,9 @@ import logging
 from dataclasses import dataclass
 from typing import Sequence
 
+from xmodal.data.records import Dataset, all_texts
+from xmodal.encoders.glove import glove_index
+from xmodal.encoders.minilm import DEFAULT_MAX_TOKENS, load_tokenizer
 from xmodal.encoders.tokenize import tokenize
 
 logger = logging.getLogger(__name__)
@@ -38,8 +41,6 @@ class Coverage:
 
 def glove_coverage(texts: Sequence[str]) -> Coverage:
     """The share of word tokens (:func:`~xmodal.encoders.tokenize.tokenize`) that have a GloVe vector."""
-    from xmodal.encoders.glove import glove_index
-
     index = glove_index()
     tokens = [token for text in texts for token in tokenize(text)]
     return Coverage("glove", "word tokens", sum(token in index for token in tokens), len(tokens), len(texts))
@@ -48,8 +49,6 @@ def glove_coverage(texts: Sequence[str]) -> Coverage:
 def minilm_coverage(texts: Sequence[str], max_tokens: int, tokenizer=None) -> Coverage:
     """The share of MiniLM word pieces that are not ``[UNK]``, and the texts longer than ``max_tokens``."""
     if tokenizer is None:
-        from xmodal.encoders.minilm import load_tokenizer
-
         tokenizer = load_tokenizer()
     pieces = tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
     unknown = tokenizer.unk_token_id
@@ -86,14 +85,11 @@ def warn_if_low(dataset: str, reports: Sequence[Coverage], threshold: float = LO
     return bool(low)
 
 
-def dataset_coverage(dataset, max_tokens: int | None = None) -> list[str]:
+def dataset_coverage(dataset: Dataset, max_tokens: int = DEFAULT_MAX_TOKENS) -> list[str]:
     """The coverage lines of a dataset's raw texts (none when it ships text features); warns when low."""
-    from xmodal.data.records import all_texts
-    from xmodal.features.extract import ExtractOptions
-
     if dataset.text_kind != "raw":
         return []
     texts = [text for _, text in all_texts(dataset.items)]
-    reports = text_coverage(texts, max_tokens or ExtractOptions().max_text_tokens)
+    reports = text_coverage(texts, max_tokens)
     warn_if_low(dataset.name, reports)
     return format_coverage(reports)

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
+from xmodal.encoders.glove import glove_index, glove_matrix
 from xmodal.encoders.tokenize import tokenize
 from xmodal.errors import XmodalError
 from xmodal.paths import atomic_write_bytes
@@ -47,8 +48,6 @@ def common_glove_words(texts: Sequence[str], n_vertices: int, dataset: str, drop
     ``drop_stop_words`` leaves out scikit-learn's English stop-word list: in long texts the most
     frequent words are "the", "of", "and", which carry no topic and would take the first vertices.
     """
-    from xmodal.encoders.glove import glove_index
-
     index = glove_index()
     excluded = _english_stop_words() if drop_stop_words else frozenset()
     counts = Counter(token for text in texts for token in tokenize(text) if token in index and token not in excluded)
@@ -112,8 +111,6 @@ def build_graph(vertices: list[str], vectors: np.ndarray, k: int = DEFAULT_NEIGH
 def build_word_graph(train_texts: Sequence[str], dataset: str, n_vertices: int = DEFAULT_VERTICES,
                      k: int = DEFAULT_NEIGHBOURS, drop_stop_words: bool = False) -> WordGraph:
     """SCANet's graph over the training texts' most frequent GloVe words."""
-    from xmodal.encoders.glove import glove_index, glove_matrix
-
     started = time.perf_counter()
     vertices = common_glove_words(train_texts, n_vertices, dataset, drop_stop_words)
     index, matrix = glove_index(), glove_matrix()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 DIMENSION = 384
+DEFAULT_MAX_TOKENS = 64  # word pieces per window, [CLS] and [SEP] included
 Windows = list[list[int]]  # one text's windows of word-piece ids, [CLS] and [SEP] included
 
 
@@ -48,7 +49,8 @@ def load_tokenizer():
 class MiniLM:
     name = "minilm-l6"
 
-    def __init__(self, max_length: int = 64, device: str | torch.device = "cpu", window_batch: int = 128):
+    def __init__(self, max_length: int = DEFAULT_MAX_TOKENS, device: str | torch.device = "cpu",
+                 window_batch: int = 128):
         if max_length < 3:
             raise ValueError(f"max_length must leave room for [CLS], [SEP] and a word piece, got {max_length}")
         _offline()

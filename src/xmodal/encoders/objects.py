@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
+from xmodal.encoders import image as effnet
+
 # (left, top, right, bottom) as fractions of the width and height.
 BOXES: tuple[tuple[float, float, float, float], ...] = (
     (0.0, 0.0, 1.0, 1.0),  # the whole image
@@ -39,9 +41,7 @@ class ObjectProxies:
     count = len(BOXES)
 
     def __init__(self, device: str | torch.device = "cpu"):
-        from xmodal.encoders.image import EfficientNetLite0
-
-        self.encoder = EfficientNetLite0(CROP_RESOLUTION, device)
+        self.encoder = effnet.EfficientNetLite0(CROP_RESOLUTION, device)
 
     def encode(self, images: list[Image.Image], crops_per_pass: int = 64) -> torch.Tensor:
         """``[B, P, 1280]``; crops go through the network ``crops_per_pass`` at a time (bounded memory)."""

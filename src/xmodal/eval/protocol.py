@@ -17,6 +17,7 @@ from torch import Tensor
 from xmodal.config import EvalConfig
 from xmodal.errors import XmodalError
 from xmodal.eval.metrics import direction_metrics, evaluate_retrieval
+from xmodal.eval.two_stage import two_stage_scores
 from xmodal.models.base import Rep, RetrievalModel, concat_rows, rep_len, rep_to, take
 from xmodal.nn.pairs import rows_per_chunk
 
@@ -96,24 +97,24 @@ def eval_settings(config: EvalConfig) -> dict:
 
 @torch.no_grad()
 def evaluate_split(model: RetrievalModel, split: EvalSplit, device: torch.device, **settings) -> dict:
-    """Encode a split's images and texts once, then :func:`evaluate` them (same keyword settings)."""
+    """Encode a split's images and texts once, then :func:`evaluate_encoded` them (same keyword settings)."""
     was_training = model.training
     model.eval()
     try:
         images, texts = encode_split(model, split, device)
-        return evaluate(model, images, texts, GroundTruth.of(split), **settings)
+        return evaluate_encoded(model, images, texts, GroundTruth.of(split), **settings)
     finally:
         model.train(was_training)
 
 
 @torch.no_grad()
-def evaluate(model: RetrievalModel, images: Rep, texts: Rep, truth: GroundTruth, *,
+def evaluate_encoded(model: RetrievalModel, images: Rep, texts: Rep, truth: GroundTruth, *,
              map_at: Sequence[int] = (50,), image_block: int = 256, text_block: int = 1024,
              shortlist: int = 0) -> dict:
     """Every protocol the ground truth supports: label MAP when labelled, instance recall always.
 
     ``images`` and ``texts`` are encoded representations (``model.encode_images/texts``).
-    ``shortlist`` K > 0 ranks by two-stage search (:mod:`xmodal.search.two_stage`): the top K
+    ``shortlist`` K > 0 ranks by two-stage search (:mod:`xmodal.eval.two_stage`): the top K
     candidates of each query by global cosine, reranked by ``similarity``; ranks beyond K follow
     the first stage. Returns ``{"i2t": {...}, "t2i": {...}, "rsum": ...}`` as
     :func:`evaluate_retrieval` does.
@@ -121,8 +122,6 @@ def evaluate(model: RetrievalModel, images: Rep, texts: Rep, truth: GroundTruth,
     kwargs = {"image_labels": truth.image_labels, "text_labels": truth.text_labels, "gt": truth.matches,
               "map_ks": tuple(map_at)}
     if shortlist:
-        from xmodal.search.two_stage import two_stage_scores
-
         if model.embed(take(images, slice(0, 1))) is None:
             raise XmodalError(f"eval.shortlist={shortlist}: model {model.name!r} has no global vector for a first "
                               "stage; use eval.shortlist=0 (score every pair)")

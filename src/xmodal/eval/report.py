@@ -22,3 +22,8 @@ def format_table(metrics: dict[str, Any]) -> str:
     if "rsum" in metrics:
         lines.append(f"rsum {metrics['rsum']:.1f}")
     return "\n".join(lines)
+
+
+def format_ranking(ranking: dict[str, Any]) -> str:
+    """How a run's scores were ranked, as every retrieval figure should say: "exhaustive" or "two-stage K=20"."""
+    return f"two-stage K={ranking['k']}" if ranking.get("method") == "two-stage" else "exhaustive"

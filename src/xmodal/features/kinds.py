@@ -28,9 +28,18 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from xmodal.data.images import load_rgb, to_rgb
 from xmodal.data.records import Dataset
+from xmodal.encoders import image as effnet
+from xmodal.encoders import minilm
+from xmodal.encoders import objects as object_proxies
+from xmodal.encoders import tfidf as tfidf_encoder
+from xmodal.encoders.graph import build_graph, load_vertices, vertex_counts
+from xmodal.encoders.tokenize import Vocabulary
 from xmodal.errors import XmodalError
+from xmodal.features.extract import extract
 from xmodal.models.base import Rep
+from xmodal.registry import Registry
 
 if TYPE_CHECKING:
     from xmodal.features.inputs import ModelData
@@ -74,25 +83,21 @@ class InputKind:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-_KINDS: dict[tuple[str, str], InputKind] = {}
+KINDS: dict[str, Registry[InputKind]] = {"image": Registry("image input"), "text": Registry("text input")}
 
 
 def register_kind(kind: InputKind) -> InputKind:
-    key = (kind.side, kind.name)
-    if key in _KINDS:
-        raise ValueError(f"{kind.side} input kind {kind.name!r} registered twice")
-    _KINDS[key] = kind
-    return kind
+    return KINDS[kind.side].register(kind.name, kind)
 
 
 def get_kind(side: str, name: str) -> InputKind:
-    if (side, name) not in _KINDS:
-        raise XmodalError(f"unknown {side} input {name!r}; {side} inputs: {', '.join(kind_names(side))}")
-    return _KINDS[(side, name)]
+    if side not in KINDS:
+        raise XmodalError(f"unknown side {side!r}; choose from {', '.join(KINDS)}")
+    return KINDS[side].get(name)
 
 
 def kind_names(side: str) -> list[str]:
-    return [name for kind_side, name in _KINDS if kind_side == side]
+    return KINDS[side].names()
 
 
 def describe(side: str, name: str) -> str:
@@ -149,8 +154,6 @@ def _has_image_sets(dataset: Dataset) -> bool:
 
 
 def _effnet(data: "ModelData"):
-    from xmodal.features.extract import extract
-
     return data.checked_images(extract(data.dataset, "effnet", data.options).features)
 
 
@@ -177,8 +180,6 @@ def _region_source(data: "ModelData") -> KindSource:
 
 def _new_pictures(data: "ModelData", images: Sequence[str | Path | Image.Image], size: int) -> list[Image.Image]:
     """New images (files or PIL images) as extraction decodes them: RGB, ``size x size``."""
-    from xmodal.data.images import load_rgb, to_rgb
-
     if data.dataset.image_kind == "features":
         raise XmodalError(f"dataset {data.dataset.name!r} ships image features: new images cannot be encoded "
                           "the same way (its features came from an encoder xmodal does not have)")
@@ -196,9 +197,7 @@ def _new_image_features(data: "ModelData", images: Sequence[str | Path | Image.I
 
 
 def _load_effnet(resolution: int, device: torch.device):
-    from xmodal.encoders.image import EfficientNetLite0
-
-    return EfficientNetLite0(resolution, device)
+    return effnet.EfficientNetLite0(resolution, device)
 
 
 register_kind(InputKind(
@@ -221,8 +220,6 @@ register_kind(InputKind(
 
 
 def _object_source(data: "ModelData") -> KindSource:
-    from xmodal.features.extract import extract
-
     array = _image_array(data.dataset)
     if array is not None:  # object (region) features the dataset ships, [n, P, d]
         return KindSource(lambda rows: {"objects": float_rows(array, rows)},
@@ -233,10 +230,9 @@ def _object_source(data: "ModelData") -> KindSource:
 
 
 def _new_objects(data: "ModelData", images: Sequence[str | Path | Image.Image]) -> Rep:
-    from xmodal.encoders.objects import CROP_RESOLUTION, ObjectProxies
-
-    pictures = _new_pictures(data, images, 2 * CROP_RESOLUTION)
-    return {"objects": data.encoder("objects", lambda: ObjectProxies(data.options.device)).encode(pictures).cpu()}
+    pictures = _new_pictures(data, images, 2 * object_proxies.CROP_RESOLUTION)
+    encoder = data.encoder("objects", lambda: object_proxies.ObjectProxies(data.options.device))
+    return {"objects": encoder.encode(pictures).cpu()}
 
 
 register_kind(InputKind(
@@ -258,8 +254,6 @@ def _has_raw_texts(dataset: Dataset) -> bool:
 
 
 def _minilm(data: "ModelData"):
-    from xmodal.features.extract import extract
-
     return extract(data.dataset, "minilm", data.options).features
 
 
@@ -279,8 +273,6 @@ def _token_source(data: "ModelData") -> KindSource:
 
 
 def _word_source(data: "ModelData") -> KindSource:
-    from xmodal.features.extract import extract
-
     features = extract(data.dataset, "words", data.options).features
     vectors = torch.from_numpy(np.array(features.array("glove"), dtype=np.float32))
     return KindSource(_sequence_reader(features.array("ids"), features.array("lengths"), "ids", as_float=False),
@@ -298,16 +290,11 @@ def _checked_texts(data: "ModelData", texts: Sequence[str]) -> list[str]:
 
 
 def _new_minilm(data: "ModelData", texts: Sequence[str]):
-    from xmodal.encoders.minilm import MiniLM
-
-    encoder = data.encoder("minilm", lambda: MiniLM(data.options.max_text_tokens, data.options.device))
+    encoder = data.encoder("minilm", lambda: minilm.MiniLM(data.options.max_text_tokens, data.options.device))
     return encoder.encode(_checked_texts(data, texts))
 
 
 def _new_words(data: "ModelData", texts: Sequence[str]) -> Rep:
-    from xmodal.encoders.tokenize import Vocabulary
-    from xmodal.features.extract import extract
-
     vocabulary = data.encoder("vocabulary", lambda: Vocabulary.load(
         extract(data.dataset, "words", data.options).features.path / "vocabulary.json"))
     ids, lengths = vocabulary.encode_padded(_checked_texts(data, texts))
@@ -370,8 +357,6 @@ def torch_sparse(matrix) -> Tensor:
 
 
 def _graph_features(data: "ModelData"):
-    from xmodal.features.extract import extract
-
     return extract(data.dataset, "graph", data.options).features
 
 
@@ -381,8 +366,6 @@ def _graph_spec(vertices: list[str], laplacian, lambda_max: float) -> dict[str, 
 
 
 def _bow_source(data: "ModelData") -> KindSource:
-    from xmodal.encoders.graph import load_vertices
-
     features = _graph_features(data)
     return KindSource(_sparse_rows(features.sparse("bow"), "bow"),
                       _graph_spec(load_vertices(features.path / "vertices.json"), features.sparse("laplacian"),
@@ -390,8 +373,6 @@ def _bow_source(data: "ModelData") -> KindSource:
 
 
 def _new_bow(data: "ModelData", texts: Sequence[str]) -> Rep:
-    from xmodal.encoders.graph import load_vertices, vertex_counts
-
     vertices = data.encoder("graph", lambda: load_vertices(_graph_features(data).path / "vertices.json"))
     texts = _checked_texts(data, texts)
     counts = vertex_counts(texts, vertices)
@@ -403,8 +384,6 @@ def _new_bow(data: "ModelData", texts: Sequence[str]) -> Rep:
 
 
 def _example_graph_spec(dims: ExampleDims, g: torch.Generator) -> dict[str, Any]:
-    from xmodal.encoders.graph import build_graph
-
     vectors = torch.randn(dims.vocab, dims.text_dim, generator=g).numpy()
     graph = build_graph([f"w{i}" for i in range(dims.vocab)], vectors, k=4)
     return _graph_spec(graph.vertices, graph.laplacian, graph.lambda_max)
@@ -427,8 +406,6 @@ register_kind(InputKind(
 
 
 def _tfidf_features(data: "ModelData"):
-    from xmodal.features.extract import extract
-
     return extract(data.dataset, "tfidf", data.options).features
 
 
@@ -438,9 +415,7 @@ def _tfidf_source(data: "ModelData") -> KindSource:
 
 
 def _new_tfidf(data: "ModelData", texts: Sequence[str]) -> Rep:
-    from xmodal.encoders.tfidf import TfidfEncoder
-
-    encoder = data.encoder("tfidf", lambda: TfidfEncoder.load(_tfidf_features(data).path))
+    encoder = data.encoder("tfidf", lambda: tfidf_encoder.TfidfEncoder.load(_tfidf_features(data).path))
     return {"features": torch.from_numpy(encoder.transform(_checked_texts(data, texts)).toarray())}
 
 

@@ -33,10 +33,11 @@ from torch import Tensor, nn
 
 from xmodal.errors import XmodalError
 from xmodal.losses.semantic import correlation_loss, label_cross_entropy
-from xmodal.models.base import Attention, AttentionMap, Batch, EmbeddingModel, InputSpec, Params, Rep
+from xmodal.models.base import Attention, AttentionMap, Batch, EmbeddingModel, InputSpec, Params, Rep, Variant
 from xmodal.models.registry import register
 from xmodal.nn.attention_pool import AttentionPool, uniform_weights, weighted_sum
 from xmodal.nn.pooling import length_mask
+from xmodal.nn.word_input import WordInput
 
 
 class ACLNParams(Params):
@@ -61,24 +62,22 @@ class WordFeatures(nn.Module):
 
     def __init__(self, spec: InputSpec, params: ACLNParams):
         super().__init__()
-        self.embedding: nn.Embedding | None = None
+        # eq. 1's embedding starts from GloVe ("glove") or random at d_a ("random", the paper's reading)
+        self.words = WordInput(spec, "acln", params.finetune_words,
+                               dim=None if params.word_init == "glove" else params.dim)
         self.tokens: nn.Sequential | None = None
         if spec.text == "words":
-            width = spec.text_dim if params.word_init == "glove" else params.dim
-            self.embedding = nn.Embedding(spec.vocab_size, width, padding_idx=0)
-            if params.word_init == "glove" and spec.word_vectors is not None:
-                self.embedding.weight.data.copy_(spec.word_vectors)
-            self.embedding.weight.requires_grad_(params.finetune_words)
-            self.dim = width
+            self.dim = self.words.dim
             self.dropout = nn.Dropout(params.dropout)
         else:
             self.tokens = _layer(spec.text_dim, params.dim, params.dropout)
             self.dim = params.dim
 
     def forward(self, texts: Rep) -> Tensor:
-        if self.embedding is not None:
-            return self.dropout(torch.tanh(self.embedding(texts["ids"])))  # eqs. 1-2
-        return self.tokens(texts["tokens"])
+        vectors, _ = self.words(texts)
+        if self.tokens is None:
+            return self.dropout(torch.tanh(vectors))  # eqs. 1-2
+        return self.tokens(vectors)
 
 
 @register
@@ -91,13 +90,13 @@ class ACLN(EmbeddingModel):
     text_inputs = ("words", "tokens")
     needs_labels = True
     Params = ACLNParams
-    variants = {"baseline": {"attention": "mean"}, "separate": {"attention": "separate"},
-                "shared": {"attention": "shared"}}  # Table 2
+    label = "ACLN (shared attention)"
+    variants = {"baseline": Variant("ACLN baseline (mean, no attention)", {"attention": "mean"}),  # Table 2
+                "separate": Variant("ACLN separate attention", {"attention": "separate"}),
+                "shared": Variant("ACLN (shared attention)", {"attention": "shared"})}
 
     def __init__(self, spec: InputSpec, params: ACLNParams):
         super().__init__(spec, params)
-        if spec.text == "words" and spec.vocab_size is None:
-            raise XmodalError("acln reads word sequences: text input 'words' (with a vocabulary) or 'tokens'")
         if spec.n_classes < 1:
             raise XmodalError("acln trains on category labels (eq. 12), and this data has none")
         self.image_local = nn.Sequential(_layer(spec.image_dim, params.dim, params.dropout),  # FC1i, eq. 3

@@ -51,6 +51,18 @@ def _concat(tensors: list[Tensor]) -> Tensor:
     return torch.cat(tensors)
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A named preset of a model's parameters: one row of a paper's ablation table.
+
+    ``label`` is the row as the paper names it (``GRL``, ``W2R only``); benchmark tables and the
+    reproduction report take their row names from here. ``params`` overrides the model's defaults.
+    """
+
+    label: str
+    params: dict[str, Any]
+
+
 class Params(BaseModel):
     """Base of every model's hyper-parameters: unknown keys are errors, not silently ignored."""
 
@@ -102,6 +114,10 @@ class Batch:
         return len(self.items)
 
 
+# What attention can range over; a page draws each by its name (docs/DESIGN.md, "explain").
+ATTENTION_AXES = ("region", "word", "object", "chunk", "token", "dimension")
+
+
 @dataclass
 class AttentionMap:
     """One attention map: weights of any shape, each dimension named by an axis.
@@ -118,6 +134,9 @@ class AttentionMap:
     labels: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        unknown = set(self.axes) - set(ATTENTION_AXES)
+        if unknown:
+            raise ValueError(f"attention axes {sorted(unknown)} are not among {ATTENTION_AXES}")
         if self.weights.dim() != len(self.axes):
             raise ValueError(f"attention of shape {tuple(self.weights.shape)} needs {self.weights.dim()} axes, "
                              f"got {self.axes}")
@@ -167,8 +186,10 @@ class RetrievalModel(nn.Module, ABC):
     # "total" then trains every other parameter; config ``optim.auxiliary.<term>`` sets the optimiser.
     auxiliary: ClassVar[dict[str, str]] = {}
     Params: ClassVar[type[Params]] = Params
+    # The paper's name for the full model, as its tables print it (benchmark rows are labelled with it).
+    label: ClassVar[str] = ""
     # Named presets of the paper's variants (timm-style): ``jgcar-grl`` is jgcar with these params.
-    variants: ClassVar[dict[str, dict[str, Any]]] = {}
+    variants: ClassVar[dict[str, Variant]] = {}
 
     def __init__(self, spec: InputSpec, params: Params):
         super().__init__()

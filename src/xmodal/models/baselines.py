@@ -12,6 +12,7 @@ from xmodal.losses.ranking import bidirectional_triplet
 from xmodal.models.base import Batch, EmbeddingModel, InputSpec, Params, Rep
 from xmodal.models.registry import register
 from xmodal.nn.pooling import length_mask, masked_mean
+from xmodal.nn.word_input import WORD_KINDS, WordInput
 
 
 class CCAParams(Params):
@@ -33,6 +34,7 @@ class CCA(EmbeddingModel):
     """
 
     name = "cca"
+    label = "cca"
     description = "linear CCA on global features (classic unsupervised baseline)"
     image_inputs = ("global",)
     text_inputs = ("global", "tfidf")
@@ -102,6 +104,7 @@ class Dual(EmbeddingModel):
     """
 
     name = "dual"
+    label = "dual"
     description = "dual encoder: mean-pooled features, projections, hardest-negative triplet loss (VSE++)"
     image_inputs = ("global", "regions")
     text_inputs = ("global", "tfidf", "tokens", "words")
@@ -111,12 +114,7 @@ class Dual(EmbeddingModel):
         super().__init__(spec, params)
         self.image_head = _projection(spec.image_dim, params)
         self.text_head = _projection(spec.text_dim, params)
-        self.words: nn.Embedding | None = None
-        if spec.text == "words":
-            self.words = nn.Embedding(spec.vocab_size, spec.text_dim, padding_idx=0)
-            if spec.word_vectors is not None:
-                self.words.weight.data.copy_(spec.word_vectors)
-            self.words.weight.requires_grad_(params.finetune_words)
+        self.words = WordInput(spec, "dual", params.finetune_words) if spec.text in WORD_KINDS else None
 
     def encode_images(self, images: Rep) -> Rep:
         features = images["regions"].mean(1) if "regions" in images else images["features"]
@@ -126,8 +124,9 @@ class Dual(EmbeddingModel):
         if "features" in texts:
             pooled = texts["features"]
         else:
-            states = self.words(texts["ids"]) if self.words is not None else texts["tokens"]
-            pooled = masked_mean(states, length_mask(texts["lengths"], states.shape[1]))
+            assert self.words is not None
+            states, lengths = self.words(texts)
+            pooled = masked_mean(states, length_mask(lengths, states.shape[1]))
         return {"embedding": self.text_head(pooled)}
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:

@@ -76,12 +76,13 @@ from torch import Tensor, nn
 from xmodal.errors import XmodalError
 from xmodal.losses.ranking import bidirectional_triplet
 from xmodal.losses.sampled_hinge import bssan_objective, sample_negatives, squared_l2
-from xmodal.models.base import Attention, AttentionMap, Batch, InputSpec, Params, Rep, RetrievalModel, take
+from xmodal.models.base import Attention, AttentionMap, Batch, InputSpec, Params, Rep, RetrievalModel, Variant, take
 from xmodal.models.registry import register
 from xmodal.nn.bilinear_attention import BilinearAttention, lstm_last_states, score_mlp
 from xmodal.nn.pairs import all_pairs
 from xmodal.nn.pooling import length_mask
 from xmodal.nn.sequence import AveragedBiLSTM, LastStateGRU
+from xmodal.nn.word_input import WordInput
 
 
 class BSSANParams(Params):
@@ -112,24 +113,20 @@ class BSSAN(RetrievalModel):
     image_parts = (("regions",), ("objects",))
     text_inputs = ("words", "tokens")
     Params = BSSANParams
-    variants = {"w2r": {"branches": "w2r"}, "o2w": {"branches": "o2w"}, "no_reg": {"regularize": False},
-                "full": {"branches": "both", "regularize": True}}  # section V-A
+    label = "BSSAN (full)"
+    variants = {"w2r": Variant("W2R only", {"branches": "w2r"}),  # section V-A
+                "o2w": Variant("O2W only", {"branches": "o2w"}),
+                "no_reg": Variant("no regulariser", {"regularize": False}),
+                "full": Variant("BSSAN (full)", {"branches": "both", "regularize": True})}
 
     def __init__(self, spec: InputSpec, params: BSSANParams):
         super().__init__(spec, params)
-        if spec.text not in ("words", "tokens") or (spec.text == "words" and spec.vocab_size is None):
-            raise XmodalError("bssan reads word sequences: text input 'words' (with a vocabulary) or 'tokens'")
+        self.words = WordInput(spec, "bssan", params.finetune_words)
         if "image.objects" not in spec.parts or "image.regions" not in spec.parts:
             raise XmodalError("bssan reads two image parts: data.image_input: [regions, objects]")
         region_dim = spec.part("image", "regions")["dim"]
         object_dim = spec.part("image", "objects")["dim"]
-        word_dim = spec.text_dim
-        self.words: nn.Embedding | None = None
-        if spec.text == "words":
-            self.words = nn.Embedding(spec.vocab_size, word_dim, padding_idx=0)
-            if spec.word_vectors is not None:
-                self.words.weight.data.copy_(spec.word_vectors)
-            self.words.weight.requires_grad_(params.finetune_words)
+        word_dim = self.words.dim
         self.region_dim, self.object_dim = region_dim, object_dim
         self.use_w2r = params.branches in ("both", "w2r")
         self.use_o2w = params.branches in ("both", "o2w")
@@ -148,11 +145,8 @@ class BSSAN(RetrievalModel):
     def _word_vectors(self, texts: Rep) -> tuple[Tensor, Tensor]:
         """t_k ``[B, L, E]`` cut to ``max_words`` (zero at padding) and lengths ``[B]``."""
         limit = self.params.max_words
-        lengths = texts["lengths"].clamp(0, limit)
-        if self.words is not None:
-            vectors = self.words(texts["ids"][:, :limit])
-        else:
-            vectors = texts["tokens"][:, :limit]
+        vectors, lengths = self.words(texts)
+        vectors, lengths = vectors[:, :limit], lengths.clamp(0, limit)
         return vectors * length_mask(lengths, vectors.shape[1]).unsqueeze(-1), lengths
 
     def encode_images(self, images: Rep, gates: bool = True) -> Rep:

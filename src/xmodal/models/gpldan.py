@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from xmodal.losses.adversarial import discriminator_loss, flipped_modality_loss
 from xmodal.losses.graph_pattern import UdpForm, cosine_distance_matrix, graph_pattern_loss, original_distance_target
-from xmodal.models.base import Attention, AttentionMap, Batch, InputSpec, Params, Rep, RetrievalModel
+from xmodal.models.base import Attention, AttentionMap, Batch, InputSpec, Params, Rep, RetrievalModel, Variant
 from xmodal.models.registry import register
 from xmodal.nn.diversified_attention import ChunkAttention, chunk_gram, pair_cosine, split_chunks
 from xmodal.nn.pairs import all_pairs
@@ -62,12 +62,14 @@ class GPLDAN(RetrievalModel):
     needs_labels = False
     auxiliary = {"discriminator": "discriminator"}
     Params = GPLDANParams
+    label = "GPLDAN"
     variants = {  # Table 3's rows, each adding to the one before; the last row is gpldan itself
-        "pdl": _TABLE3_BASELINE,
-        "mdp": _TABLE3_BASELINE | {"use_mdp": True},
-        "udp": _TABLE3_BASELINE | {"use_udp": True},
-        "mdp-udp": _TABLE3_BASELINE | {"use_udp": True, "use_mdp": True},
-        "mdp-udp-mc": _TABLE3_BASELINE | {"use_udp": True, "use_mdp": True, "use_classifier": True},
+        "pdl": Variant("L_pdl", _TABLE3_BASELINE),
+        "mdp": Variant("+ L_mdp", _TABLE3_BASELINE | {"use_mdp": True}),
+        "udp": Variant("+ L_udp", _TABLE3_BASELINE | {"use_udp": True}),
+        "mdp-udp": Variant("+ L_mdp + L_udp", _TABLE3_BASELINE | {"use_udp": True, "use_mdp": True}),
+        "mdp-udp-mc": Variant("+ L_mdp + L_udp + MC",
+                              _TABLE3_BASELINE | {"use_udp": True, "use_mdp": True, "use_classifier": True}),
     }
 
     def __init__(self, spec: InputSpec, params: GPLDANParams):

@@ -26,7 +26,7 @@ epoch); ``use_intra=False`` is JGCAR-v1 (no J2, J3: labels unused), ``use_decorr
 JGCAR-v2 (no J4); ``dim`` is d.
 
 Retrieval (2.4): ``embed`` is the global vector (first stage), ``similarity`` the co-attentive
-score of every pair of a block (second stage); :mod:`xmodal.search.two_stage` combines them.
+score of every pair of a block (second stage); :mod:`xmodal.eval.two_stage` combines them.
 The per-item parts of the co-attention (``V W_b^T``, ``V W_v^T``, the gates) are computed in
 ``encode_images``/``encode_texts`` and kept in the representation, so scoring a block only does
 the pair part.
@@ -46,11 +46,12 @@ from xmodal.losses.decorrelation import decorrelation_loss
 from xmodal.losses.intra_modal import intra_modal_triplet
 from xmodal.losses.ranking import bidirectional_triplet
 from xmodal.losses.triplet import bidirectional_mean_triplet
-from xmodal.models.base import Attention, AttentionMap, Batch, InputSpec, Params, Rep, RetrievalModel, take
+from xmodal.models.base import Attention, AttentionMap, Batch, InputSpec, Params, Rep, RetrievalModel, Variant, take
 from xmodal.models.registry import register
 from xmodal.nn.coattention import CoAttention, Side
 from xmodal.nn.pooling import length_mask, masked_mean
 from xmodal.nn.sequence import NgramBiLSTM
+from xmodal.nn.word_input import WordInput
 
 
 class JGCARParams(Params):
@@ -87,15 +88,14 @@ class Encoders(nn.Module):
     def __init__(self, spec: InputSpec, params: JGCARParams):
         super().__init__()
         self.image = nn.Sequential(nn.Dropout(params.dropout), nn.Linear(spec.image_dim, params.dim), nn.Tanh())
-        vocab_size = spec.vocab_size if spec.text == "words" else None
-        self.text = NgramBiLSTM(vocab_size, spec.text_dim, params.phrase_dim, params.dim, params.dropout,
-                                spec.word_vectors, params.finetune_words)
+        self.words = WordInput(spec, "jgcar", params.finetune_words)  # W_e of eq. 1, or MiniLM token states
+        self.text = NgramBiLSTM(self.words.dim, params.phrase_dim, params.dim, params.dropout)
 
     def images(self, images: Rep) -> Tensor:
         return self.image(images["regions"])  # eq. 5
 
     def texts(self, texts: Rep) -> Tensor:
-        return self.text(texts["ids"] if "ids" in texts else texts["tokens"], texts["lengths"])
+        return self.text(*self.words(texts))
 
 
 @register
@@ -108,13 +108,14 @@ class JGCAR(RetrievalModel):
     text_inputs = ("words", "tokens")
     needs_labels = False  # only J2/J3 read labels; loss() says so when they are on and labels are missing
     Params = JGCARParams
-    variants = {"grl": {"mode": "global"}, "sgcar": {"mode": "separate"}, "v1": {"use_intra": False},
-                "v2": {"use_decorrelation": False}}  # Table 1's GRL, SGCAR; Table 2's JGCAR-v1, -v2
+    label = "JGCAR"
+    variants = {"grl": Variant("GRL (global only)", {"mode": "global"}),  # Table 1
+                "sgcar": Variant("SGCAR (separate networks)", {"mode": "separate"}),
+                "v1": Variant("JGCAR-v1 (no J2, J3)", {"use_intra": False}),  # Table 2
+                "v2": Variant("JGCAR-v2 (no J4)", {"use_decorrelation": False})}
 
     def __init__(self, spec: InputSpec, params: JGCARParams):
         super().__init__(spec, params)
-        if spec.text not in ("words", "tokens") or (spec.text == "words" and spec.vocab_size is None):
-            raise XmodalError("jgcar reads word sequences: text input 'words' (with a vocabulary) or 'tokens'")
         self.encoder = Encoders(spec, params)
         self.coattention: CoAttention | None = None
         self.global_encoder: Encoders | None = None

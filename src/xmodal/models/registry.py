@@ -1,52 +1,57 @@
-"""Model registry: ``@register`` a class, ``create_model`` by name, ``list_models`` for the CLI."""
+"""Model registry: ``@register`` a class in any module of ``xmodal.models``; it is found by scanning
+the package (no list of modules to keep), created by name, and listed with its variants.
+
+A name is a model (``jgcar``) or one of its named variants, ``<model>-<variant>`` (``jgcar-grl``):
+a preset of parameters declared on the class (:class:`~xmodal.models.base.Variant`).
+"""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from pydantic import ValidationError
 
 from xmodal.errors import XmodalError
 from xmodal.models.base import InputSpec, RetrievalModel
+from xmodal.registry import Registry, import_package_modules
 
-_MODELS: dict[str, type[RetrievalModel]] = {}
-# Modules that define models; imported on first use so `import xmodal` stays light.
-MODEL_MODULES = ("xmodal.models.acln", "xmodal.models.baselines", "xmodal.models.bssan", "xmodal.models.gpldan",
-                 "xmodal.models.jgcar", "xmodal.models.scanet")
+# Modules of the package that define no model.
+NOT_MODELS = ("base", "registry")
+
+
+def _discover() -> None:
+    import_package_modules("xmodal.models", skip=NOT_MODELS)
+
+
+MODELS: Registry[type[RetrievalModel]] = Registry("model", _discover)
 
 
 def register(cls: type[RetrievalModel]) -> type[RetrievalModel]:
-    if cls.name in _MODELS and _MODELS[cls.name] is not cls:
-        raise ValueError(f"model name {cls.name!r} registered twice")
-    _MODELS[cls.name] = cls
-    return cls
+    """Class decorator: make a model creatable by its ``name`` (and its variants' names)."""
+    if "-" in cls.name:
+        raise ValueError(f"model name {cls.name!r}: '-' separates a model from its variant; use '_'")
+    return MODELS.register(cls.name, cls)
 
 
-def _load_all() -> None:
-    for module in MODEL_MODULES:
-        importlib.import_module(module)
-
-
-def list_models() -> dict[str, type[RetrievalModel]]:
-    _load_all()
-    return dict(sorted(_MODELS.items()))
+def model_classes() -> dict[str, type[RetrievalModel]]:
+    """Every registered model class by name, sorted."""
+    return dict(sorted(MODELS.entries().items()))
 
 
 def resolve(name: str) -> tuple[type[RetrievalModel], dict[str, Any]]:
     """A model name, or a named variant ``<model>-<variant>`` (``jgcar-grl``), -> (class, preset params)."""
-    models = list_models()
+    models = model_classes()
     if name in models:
         return models[name], {}
     base, _, variant = name.partition("-")
     if base in models and variant in models[base].variants:
-        return models[base], dict(models[base].variants[variant])
-    raise XmodalError(f"unknown model {name!r}; registered: {', '.join(list_names())}")
+        return models[base], dict(models[base].variants[variant].params)
+    raise XmodalError(f"unknown model {name!r}; choose from {', '.join(creatable_names())}")
 
 
-def list_names() -> list[str]:
+def creatable_names() -> list[str]:
     """Every model and named variant, as configs and ``create_model`` accept them."""
-    return [name for model, cls in list_models().items()
+    return [name for model, cls in model_classes().items()
             for name in (model, *(f"{model}-{variant}" for variant in cls.variants))]
 
 
@@ -67,7 +72,9 @@ def model_params(name: str, params: dict[str, Any] | None = None) -> tuple[type[
 
     A parameter that contradicts the variant's preset (``jgcar-grl`` sets mode=global) is an
     error, not silently either one: a config that says ``acln-baseline`` and ``attention: shared``
-    would otherwise train a model its name does not describe.
+    would otherwise train a model its name does not describe. (A config that *inherits* such a
+    parameter from a base config, or an earlier ``--set``, gives way to the variant named later:
+    :func:`xmodal.config.merge_configs`.)
     """
     cls, preset = resolve(name)
     params = params or {}

@@ -65,11 +65,12 @@ from torch import Tensor, nn
 
 from xmodal.errors import XmodalError
 from xmodal.losses.histogram import MARGIN, WEIGHT, histogram_loss
-from xmodal.models.base import Attention, AttentionMap, Batch, InputSpec, Params, Rep, RetrievalModel
+from xmodal.models.base import Attention, AttentionMap, Batch, InputSpec, Params, Rep, RetrievalModel, Variant
 from xmodal.models.registry import register
 from xmodal.nn.graph_conv import GraphTextModel
 from xmodal.nn.pairs import all_pairs
 from xmodal.nn.sequence import KimCNN, WordLSTM
+from xmodal.nn.word_input import WordInput
 
 TextModel = Literal["gcn", "lstm", "cnn"]
 _TEXT_KINDS: dict[str, tuple[str, ...]] = {"gcn": ("bow",), "lstm": ("words", "tokens"), "cnn": ("words", "tokens")}
@@ -117,9 +118,12 @@ class SCANet(RetrievalModel):
     text_inputs = ("bow", "words", "tokens")  # bow for the GCN; words / tokens for the LSTM and CNN variants
     needs_labels = True
     Params = SCANetParams
+    label = "SCANet (GCN, k = 2)"
     variants = {  # Table 3: co-attention layers 0-3 (2 is scanet itself), LSTM and CNN text models
-        "k0": {"layers": 0}, "k1": {"layers": 1}, "k2": {"layers": 2}, "k3": {"layers": 3},
-        "lstm": {"text_model": "lstm"}, "cnn": {"text_model": "cnn"},
+        "k0": Variant("SCANet k = 0", {"layers": 0}), "k1": Variant("SCANet k = 1", {"layers": 1}),
+        "k2": Variant("SCANet (GCN, k = 2)", {"layers": 2}), "k3": Variant("SCANet k = 3", {"layers": 3}),
+        "lstm": Variant("LSTM text model, k = 2", {"text_model": "lstm"}),
+        "cnn": Variant("CNN text model, k = 2", {"text_model": "cnn"}),
     }
 
     @classmethod
@@ -136,19 +140,18 @@ class SCANet(RetrievalModel):
                               f"(set data.text_input)")
         self.graph: GraphTextModel | None = None
         self.sequence: nn.Module | None = None
+        self.words: WordInput | None = None
         if params.text_model == "gcn":
             graph = spec.part("text", "bow")
             self.graph = GraphTextModel(graph["laplacian"], graph["lambda_max"], params.graph_layers, params.order)
             self.vertices: list[str] = list(graph["vertices"])
             text_width = spec.text_dim  # the GCN keeps one feature per vertex (section 4.1)
         else:
-            vocab_size = spec.vocab_size if spec.text == "words" else None
+            self.words = WordInput(spec, f"scanet text_model={params.text_model!r}", params.finetune_words)
             if params.text_model == "lstm":
-                self.sequence = WordLSTM(vocab_size, spec.text_dim, params.sequence_dim, spec.word_vectors,
-                                         params.finetune_words)
+                self.sequence = WordLSTM(self.words.dim, params.sequence_dim)
             else:
-                self.sequence = KimCNN(vocab_size, spec.text_dim, params.sequence_dim, word_vectors=spec.word_vectors,
-                                       finetune_words=params.finetune_words)
+                self.sequence = KimCNN(self.words.dim, params.sequence_dim)
             text_width = self.sequence.dim
         self.text_fc = nn.Linear(text_width, params.dim)  # the last layer of H_T (eq. 2)
         self.image_fc = nn.Linear(spec.image_dim, params.dim)  # H_I (eq. 3)
@@ -169,9 +172,10 @@ class SCANet(RetrievalModel):
         """f_T (eq. 2), ``[B, N]``."""
         if self.graph is not None:
             return self.text_fc(self.graph(self._vertex_signal(texts["bow"])))
-        words = texts["ids"] if "ids" in texts else texts["tokens"]
-        lengths = texts["lengths"].clamp_max(self.params.max_words)
-        return self.text_fc(self.sequence(words[:, : self.params.max_words], lengths))
+        limit = self.params.max_words
+        assert self.words is not None and self.sequence is not None
+        vectors, lengths = self.words(texts)
+        return self.text_fc(self.sequence(vectors[:, :limit], lengths.clamp_max(limit)))
 
     def image_features(self, images: Rep) -> Tensor:
         """f_I (eq. 3), ``[B, N]``."""

@@ -37,71 +37,47 @@ class NgramConv(nn.Module):
 
 
 class NgramBiLSTM(nn.Module):
-    """Words -> S ``[B, T, dim]``: embeddings, :class:`NgramConv`, Bi-LSTM with directions added.
+    """Word vectors -> S ``[B, T, dim]``: :class:`NgramConv`, Bi-LSTM with directions added.
 
-    The input is word ids ``[B, T]`` embedded by ``W_e`` (eq. 1), or, with ``vocab_size=None``,
-    word vectors ``[B, T, word_dim]`` that are already embedded (MiniLM token states in place of
-    eq. 1's word embeddings). The LSTM runs on packed sequences, so the backward direction starts
-    at each text's last real word and padding positions come out as zeros. ``dropout`` is applied
-    to the embeddings and to the phrase features (the paper uses dropout 0.5 on each layer,
-    section 3.1).
+    The input is word vectors ``[B, T, word_dim]``: eq. 1's embeddings, or MiniLM token states in
+    their place (:class:`xmodal.nn.word_input.WordInput` gives either). The LSTM runs on packed
+    sequences, so the backward direction starts at each text's last real word and padding
+    positions come out as zeros. ``dropout`` is applied to the word vectors and to the phrase
+    features (the paper uses dropout 0.5 on each layer, section 3.1).
     """
 
-    def __init__(self, vocab_size: int | None, word_dim: int, phrase_dim: int, dim: int, dropout: float = 0.0,
-                 word_vectors: Tensor | None = None, finetune_words: bool = True):
+    def __init__(self, word_dim: int, phrase_dim: int, dim: int, dropout: float = 0.0):
         super().__init__()
-        self.words: nn.Embedding | None = None
-        if vocab_size is not None:
-            self.words = nn.Embedding(vocab_size, word_dim, padding_idx=0)  # W_e, eq. 1
-            if word_vectors is not None:
-                self.words.weight.data.copy_(word_vectors)
-            self.words.weight.requires_grad_(finetune_words)
         self.phrases = NgramConv(word_dim, phrase_dim)
         self.lstm = nn.LSTM(phrase_dim, dim, batch_first=True, bidirectional=True)  # eq. 4
         self.dropout = nn.Dropout(dropout)
         self.dim = dim
 
-    def forward(self, words: Tensor, lengths: Tensor) -> Tensor:
-        """``words``: ids ``[B, T]`` (with an embedding) or vectors ``[B, T, word_dim]``; ``lengths [B]``."""
-        mask = length_mask(lengths, words.shape[1])
-        vectors = self.words(words) if self.words is not None else words
+    def forward(self, vectors: Tensor, lengths: Tensor) -> Tensor:
+        """``vectors [B, T, word_dim]``, ``lengths [B]``."""
+        mask = length_mask(lengths, vectors.shape[1])
         phrases = self.phrases(self.dropout(vectors), mask)
         packed = pack_padded_sequence(self.dropout(phrases), lengths.clamp_min(1).cpu(), batch_first=True,
                                       enforce_sorted=False)
-        states, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=words.shape[1])
+        states, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=vectors.shape[1])
         forward, backward = states.split(self.dim, dim=-1)
         return (forward + backward) * mask.unsqueeze(-1)  # eq. 4: the two directions added
-
-
-def word_embedding(vocab_size: int | None, word_dim: int, word_vectors: Tensor | None = None,
-                   finetune: bool = True) -> nn.Embedding | None:
-    """A word-id embedding (padding id 0) started from ``word_vectors`` (GloVe); None for pre-embedded input."""
-    if vocab_size is None:
-        return None
-    embedding = nn.Embedding(vocab_size, word_dim, padding_idx=0)
-    if word_vectors is not None:
-        embedding.weight.data.copy_(word_vectors)
-    embedding.weight.requires_grad_(finetune)
-    return embedding
 
 
 class WordLSTM(nn.Module):
     """Words -> one vector ``[B, dim]``: the last hidden state of an LSTM over the word vectors.
 
-    The text model of SCANet's LSTM baseline (Lu et al., Table 3); inputs as :class:`NgramBiLSTM`
-    (word ids with an embedding, or pre-embedded vectors with ``vocab_size=None``). Packed
-    sequences, so each text's state is taken after its own last word.
+    The text model of SCANet's LSTM baseline (Lu et al., Table 3); word vectors as
+    :class:`NgramBiLSTM` reads them. Packed sequences, so each text's state is taken after its own
+    last word.
     """
 
-    def __init__(self, vocab_size: int | None, word_dim: int, dim: int, word_vectors: Tensor | None = None,
-                 finetune_words: bool = True):
+    def __init__(self, word_dim: int, dim: int):
         super().__init__()
-        self.words = word_embedding(vocab_size, word_dim, word_vectors, finetune_words)
         self.lstm = nn.LSTM(word_dim, dim, batch_first=True)
         self.dim = dim
 
-    def forward(self, words: Tensor, lengths: Tensor) -> Tensor:
-        vectors = self.words(words) if self.words is not None else words
+    def forward(self, vectors: Tensor, lengths: Tensor) -> Tensor:
         packed = pack_padded_sequence(vectors, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
         _, (hidden, _) = self.lstm(packed)
         return hidden[-1] * (lengths > 0).unsqueeze(-1)  # an empty text is a zero vector
@@ -116,24 +92,21 @@ class KimCNN(nn.Module):
     zero-padded on the right for it.
     """
 
-    def __init__(self, vocab_size: int | None, word_dim: int, filters: int, windows: tuple[int, ...] = (3, 4, 5),
-                 word_vectors: Tensor | None = None, finetune_words: bool = True):
+    def __init__(self, word_dim: int, filters: int, windows: tuple[int, ...] = (3, 4, 5)):
         super().__init__()
-        self.words = word_embedding(vocab_size, word_dim, word_vectors, finetune_words)
         self.windows = windows
         self.convs = nn.ModuleList(nn.Conv1d(word_dim, filters, window) for window in windows)
         self.dim = filters * len(windows)
 
-    def forward(self, words: Tensor, lengths: Tensor) -> Tensor:
-        vectors = self.words(words) if self.words is not None else words
-        mask = length_mask(lengths, words.shape[1])
+    def forward(self, vectors: Tensor, lengths: Tensor) -> Tensor:
+        mask = length_mask(lengths, vectors.shape[1])
         x = (vectors * mask.unsqueeze(-1)).transpose(1, 2)  # [B, D, T]
         pooled = []
         for conv, window in zip(self.convs, self.windows):
             padded = nn.functional.pad(x, (0, max(0, window - x.shape[2])))
             features = torch.relu(conv(padded))  # [B, F, T - window + 1]
             # a window is valid when it starts at a position whose whole span is real words (or at 0)
-            starts = torch.arange(features.shape[2], device=words.device)
+            starts = torch.arange(features.shape[2], device=vectors.device)
             valid = (starts[None, :] + window <= lengths[:, None].clamp_min(window)).unsqueeze(1)
             pooled.append(features.masked_fill(~valid, 0.0).amax(2))
         return torch.cat(pooled, dim=1)

@@ -22,7 +22,7 @@ def add_search_verbs(add_verb: Callable[..., argparse.ArgumentParser], common: a
                        help="split:test (the run's own dataset split), a folder of images, a .csv/.jsonl collection "
                             "file or a .txt file of texts")
     build.add_argument("--out", type=Path, required=True, help="the index folder")
-    build.add_argument("--backend", default="exact", choices=BACKENDS,
+    build.add_argument("--backend", default="exact", choices=BACKENDS.names(),
                        help="first-stage vectors: exact (matrix product), faiss, milvus")
     build.add_argument("--faiss-kind", default="flat", choices=FAISS_KINDS, help="with --backend faiss")
     build.add_argument("--milvus-uri", default=None,

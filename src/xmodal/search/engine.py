@@ -2,7 +2,7 @@
 
 A model whose score is the cosine of two global vectors (:class:`~xmodal.models.base.EmbeddingModel`)
 is searched in one stage: the backend's top k is the answer. Every other model is searched in two
-stages (JGCAR section 2.4, :mod:`xmodal.search.two_stage`): the backend's top ``shortlist`` by
+stages (JGCAR section 2.4, :mod:`xmodal.eval.two_stage`): the backend's top ``shortlist`` by
 first-stage cosine, then the model's own ``similarity`` of the query with each shortlisted item,
 sorted. With the ``exact`` backend this is the ranking that ``xmodal eval --shortlist K`` scores.
 """
@@ -17,6 +17,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from xmodal.api import load_run
+from xmodal.encoders.minilm import load_tokenizer
+from xmodal.encoders.tokenize import tokenize
 from xmodal.errors import XmodalError
 from xmodal.models.base import Attention, EmbeddingModel, Rep, rep_to
 from xmodal.search.index import SearchIndex, SideName, rep_rows, run_identity
@@ -56,8 +59,6 @@ class SearchEngine:
     @classmethod
     def open(cls, index_folder: str | Path, run_folder: str | Path | None = None, device: str | None = None,
              shortlist: int = DEFAULT_SHORTLIST) -> "SearchEngine":
-        from xmodal.api import load_run
-
         index = SearchIndex.open(index_folder)
         folder = Path(run_folder) if run_folder is not None else index.run_folder
         run = load_run(folder, index.manifest["run"]["checkpoint"], device, allow_changed=True)
@@ -146,9 +147,6 @@ class SearchEngine:
 def text_labels(text: str) -> list[list[str]]:
     """Ways a text's positions may be laid out by a model's word input: GloVe words, MiniLM word pieces
     (with and without [CLS]/[SEP]). A map's word axis takes the one of its length."""
-    from xmodal.encoders.minilm import load_tokenizer
-    from xmodal.encoders.tokenize import tokenize
-
     pieces = load_tokenizer().tokenize(text)
     return [tokenize(text), ["[CLS]", *pieces, "[SEP]"], pieces]
 

@@ -34,7 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from xmodal.errors import XmodalError
-from xmodal.features.store import hash_file
+from xmodal.file_hashes import hash_file
 from xmodal.models.base import Rep, concat_rows, rep_to, take
 from xmodal.paths import atomic_write_bytes
 from xmodal.progress import progress

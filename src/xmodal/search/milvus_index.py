@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from xmodal.errors import XmodalError
-from xmodal.search.vector_index import VectorIndex
+from xmodal.search.vector_index import BACKENDS, VectorIndex
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class MilvusIndex(VectorIndex):
     backend = "milvus"
     INDEX_TYPES: ClassVar[tuple[str, ...]] = ("FLAT", "HNSW", "IVF_FLAT", "AUTOINDEX")
 
-    def __init__(self, dim: int, options: dict[str, Any] | None = None):
+    def __init__(self, dim: int, options: dict[str, Any] | None = None, device: torch.device | str = "cpu"):
         options = {"index_type": "FLAT", **(options or {})}
         if "uri" not in options or "collection" not in options:
             raise XmodalError("the milvus backend needs a uri and a collection name")
@@ -101,7 +102,8 @@ class MilvusIndex(VectorIndex):
         self.client.flush(self.options["collection"])  # Milvus holds the vectors; make them durable
 
     @classmethod
-    def load(cls, folder: Path, dim: int, options: dict[str, Any]) -> "MilvusIndex":
+    def load(cls, folder: Path, dim: int, options: dict[str, Any], device: torch.device | str = "cpu"
+             ) -> "MilvusIndex":
         index = cls(dim, options)
         if not index.client.has_collection(options["collection"]):
             raise XmodalError(f"Milvus at {options['uri']} has no collection {options['collection']!r}; "
@@ -120,3 +122,6 @@ class MilvusIndex(VectorIndex):
         """Delete the collection (when an index is rebuilt over this one)."""
         if self.client.has_collection(self.options["collection"]):
             self.client.drop_collection(self.options["collection"])
+
+
+BACKENDS.register("milvus", MilvusIndex)

@@ -27,7 +27,9 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
+from xmodal.data.images import load_rgb
 from xmodal.errors import DataError, XmodalError
+from xmodal.report_html import image_png
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +59,6 @@ def attention_json(attention) -> dict[str, Any] | None:
 
 def create_app(engine, limits: Limits = Limits()):
     """The FastAPI app of one opened :class:`~xmodal.search.engine.SearchEngine`."""
-    from xmodal.data.images import load_rgb
-    from xmodal.report_html import image_png
-
     app = FastAPI(title="xmodal search", version="1", docs_url=None, redoc_url=None,  # their pages load a CDN
                   description="Text-to-image and image-to-text search with a trained xmodal run.")
     lock = threading.Lock()

@@ -1,7 +1,7 @@
 """First-stage vector indexes: one small interface, three backends.
 
 Every backend stores unit-length float32 vectors under int64 keys and answers top-k queries by
-inner product (so by cosine, the score of every model's first stage, :mod:`xmodal.search.two_stage`).
+inner product (so by cosine, the score of every model's first stage, :mod:`xmodal.eval.two_stage`).
 
 * ``exact``: the vectors as one matrix; a query is a matrix product and a top-k (torch, on the
   GPU when one is given). Right up to about a million items.
@@ -29,10 +29,10 @@ import torch
 
 from xmodal.errors import XmodalError
 from xmodal.paths import atomic_write_bytes
+from xmodal.registry import Registry
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("exact", "faiss", "milvus")
 FAISS_KINDS = ("flat", "hnsw", "ivfpq")
 
 
@@ -48,7 +48,7 @@ class VectorIndex(ABC):
 
     backend: ClassVar[str]
 
-    def __init__(self, dim: int, options: dict[str, Any] | None = None):
+    def __init__(self, dim: int, options: dict[str, Any] | None = None, device: torch.device | str = "cpu"):
         self.dim = dim
         self.options = dict(options or {})
 
@@ -70,7 +70,8 @@ class VectorIndex(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, folder: Path, dim: int, options: dict[str, Any]) -> "VectorIndex":
+    def load(cls, folder: Path, dim: int, options: dict[str, Any], device: torch.device | str = "cpu"
+             ) -> "VectorIndex":
         """The index ``save`` wrote."""
 
     @abstractmethod
@@ -137,7 +138,7 @@ class FaissIndex(VectorIndex):
         "ivfpq": {"nlist": 0, "pq_m": 0, "nbits": 8, "nprobe": 16},  # 0: chosen from the data (see _ivfpq)
     }
 
-    def __init__(self, dim: int, options: dict[str, Any] | None = None):
+    def __init__(self, dim: int, options: dict[str, Any] | None = None, device: torch.device | str = "cpu"):
         kind = (options or {}).get("kind", "flat")
         if kind not in FAISS_KINDS:
             raise XmodalError(f"unknown faiss index kind {kind!r}; choose from {', '.join(FAISS_KINDS)}")
@@ -220,7 +221,8 @@ class FaissIndex(VectorIndex):
             self._faiss().write_index(self.index, str(folder / "faiss.index"))
 
     @classmethod
-    def load(cls, folder: Path, dim: int, options: dict[str, Any]) -> "FaissIndex":
+    def load(cls, folder: Path, dim: int, options: dict[str, Any], device: torch.device | str = "cpu"
+             ) -> "FaissIndex":
         index = cls(dim, options)
         path = folder / "faiss.index"
         if path.exists():
@@ -237,30 +239,26 @@ class FaissIndex(VectorIndex):
         return 0 if self.index is None else int(self.index.ntotal)
 
 
+def _discover_backends() -> None:
+    from xmodal.search import milvus_index  # noqa: F401  (registers "milvus"; pymilvus loads on first use)
+
+
+BACKENDS: Registry[type[VectorIndex]] = Registry("index backend", _discover_backends)
+BACKENDS.register("exact", ExactIndex)
+BACKENDS.register("faiss", FaissIndex)
+
+
 def make_vector_index(backend: str, dim: int, options: dict[str, Any] | None = None,
                       device: torch.device | str = "cpu") -> VectorIndex:
-    if backend == "exact":
-        return ExactIndex(dim, options, device)
-    if backend == "faiss":
-        return FaissIndex(dim, options)
-    if backend == "milvus":
-        from xmodal.search.milvus_index import MilvusIndex
-
-        return MilvusIndex(dim, options)
-    raise XmodalError(f"unknown index backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    return BACKENDS.get(backend)(dim, options, device)
 
 
 def load_vector_index(folder: Path, backend: str, dim: int, options: dict[str, Any],
                       device: torch.device | str = "cpu") -> VectorIndex:
-    if backend == "exact":
-        return ExactIndex.load(folder, dim, options, device)
-    if backend == "faiss":
-        return FaissIndex.load(folder, dim, options)
-    if backend == "milvus":
-        from xmodal.search.milvus_index import MilvusIndex
-
-        return MilvusIndex.load(folder, dim, options)
-    raise XmodalError(f"{folder}: unknown index backend {backend!r} in the manifest; choose from {', '.join(BACKENDS)}")
+    if backend not in BACKENDS:
+        raise XmodalError(f"{folder}: unknown index backend {backend!r} in the manifest; "
+                          f"choose from {', '.join(BACKENDS)}")
+    return BACKENDS.get(backend).load(folder, dim, options, device)
 
 
 def write_json(path: Path, value: Any) -> None:

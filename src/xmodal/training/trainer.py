@@ -1,4 +1,4 @@
-"""The training loop: optimiser, seeds, AMP, atomic checkpoints, resume, early stopping, DDP.
+"""The training loop of a built run: optimiser, seeds, AMP, atomic checkpoints, resume, early stopping, DDP.
 
 A run folder holds ``config.yaml`` (the resolved config), ``log.jsonl`` (one record per epoch),
 ``curves.png``, and ``checkpoints/last.pt`` + ``checkpoints/best.pt``. Resuming restores the
@@ -23,16 +23,15 @@ import torch
 from torch import nn
 
 from xmodal.config import OptimConfig, OptimizerConfig, RunConfig, dump_config
-from xmodal.device import resolve_device
 from xmodal.errors import XmodalError
 from xmodal.eval.protocol import eval_settings, evaluate_split, headline
-from xmodal.factory import Run, build_run, record_data
 from xmodal.models.base import RetrievalModel
 from xmodal.paths import atomic_write_bytes
 from xmodal.progress import progress
+from xmodal.run import Run, record_data
 from xmodal.training.checkpoint import load_checkpoint, save_checkpoint
 from xmodal.training.curves import append_log, plot_curves, read_log
-from xmodal.training.distributed import World, init_world, local_device, shutdown
+from xmodal.training.distributed import World
 
 SEED_STRIDE = 1_000_003  # keeps (seed, epoch) streams apart
 logger = logging.getLogger(__name__)
@@ -97,26 +96,11 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return torch.randperm(n, generator=generator).numpy()
 
 
-def train(config: RunConfig, out: Path, *, resume: bool = False) -> TrainResult:
-    """Build the run ``config`` describes (:func:`xmodal.factory.build_run`) and train it into ``out``.
-
-    Under ``torchrun`` each process builds its own run and trains on its shard of the pairs.
-    """
-    _check_out(Path(out), resume)  # before the data are read and extracted
-    device = resolve_device(config.train.device)
-    world = init_world(device)
-    try:
-        device = local_device(device)
-        torch.manual_seed(config.train.seed)
-        return train_run(build_run(config, device), out, resume=resume, world=world)
-    finally:
-        shutdown(world)
-
-
 def train_run(run: Run, out: Path, *, resume: bool = False, world: World | None = None) -> TrainResult:
-    """Train a run that is already built (by :func:`xmodal.factory.make_run` from your own parts, say)."""
+    """Train a run that is already built (:func:`xmodal.factory.build_run` from a config, or
+    :func:`xmodal.factory.make_run` from your own parts) into ``out``."""
     out, world = Path(out), world or World()
-    last_path = _check_out(out, resume)
+    last_path = check_out(out, resume)
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / "config.yaml", dump_config(run.config).encode())
@@ -136,7 +120,8 @@ def _write_skipped(run: Run, out: Path) -> None:
         atomic_write_bytes(out / "skipped.txt", ("\n".join(lines) + "\n").encode())
 
 
-def _check_out(out: Path, resume: bool) -> Path:
+def check_out(out: Path, resume: bool) -> Path:
+    """``out``'s last checkpoint; refuses a folder that holds a run unless ``resume``."""
     last_path = out / "checkpoints" / "last.pt"
     if not resume and last_path.exists():
         raise XmodalError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")

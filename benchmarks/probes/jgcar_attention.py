@@ -1,6 +1,6 @@
 """Does JGCAR's co-attention add anything over its global cosine? Measures on a trained run's test split.
 
-    PYTHONPATH=src python benchmarks/jgcar_diagnose.py RUN [RUN ...] [--k 100] [--json OUT.json]
+    python -m benchmarks probe jgcar-attention RUN [RUN ...] [--k 100] [--json OUT.json]
 
 For each run (best checkpoint), over every test image x text pair:
 
@@ -36,9 +36,9 @@ from torch import Tensor
 from xmodal.eval.diagnostics import relative_entropy, spearman_rows, topk_changes
 from xmodal.eval.metrics import direction_metrics
 from xmodal.eval.protocol import encode_split
+from xmodal.eval.two_stage import cosine_scores, two_stage_scores
 from xmodal.factory import load_trained
 from xmodal.nn.coattention import Attended
-from xmodal.search.two_stage import cosine_scores
 
 
 def _entropy(weights: Tensor) -> Tensor:
@@ -125,7 +125,6 @@ def diagnose(run_dir: Path, k: int = 100) -> dict:
 @torch.no_grad()
 def sharpening(run_dir: Path, factors: list[float], k: int = 100) -> dict[float, float]:
     """Test rsum of two-stage search (K = ``k``) with eq. 13's logits scaled by each factor."""
-    from xmodal.search import two_stage_scores
 
     run = load_trained(run_dir)
     model, split = run.model, run.data.split("test")
@@ -173,14 +172,15 @@ def table(results: list[dict], k: int) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks probe jgcar-attention",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--sharpen", type=float, nargs="+", metavar="TAU",
                         help="only the sharpening probe: two-stage rsum with eq. 13's logits times each TAU")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.sharpen:
         print("| run | " + " | ".join(f"tau {tau:g}" for tau in args.sharpen) + " |")
@@ -193,7 +193,3 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     print(table(results, args.k))
-
-
-if __name__ == "__main__":
-    main()

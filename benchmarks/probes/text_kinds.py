@@ -8,7 +8,7 @@ text coverage of GloVe and MiniLM (:mod:`xmodal.encoders.coverage`).
 The Wikipedia articles are read from ``texts/*.xml`` here (the text between ``<text>`` tags;
 the files are not well-formed XML), with the train/test lists of the dataset; no image is read.
 
-    python benchmarks/text_kinds.py --out benchmarks/results/text-kinds-extract.md
+    python -m benchmarks probe text-kinds [--out FILE]
 """
 
 from __future__ import annotations
@@ -16,14 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
-sys.path.insert(0, str(REPO / "src"))
+from benchmarks.plan import SHARED
 
 
 def wikipedia_articles(root: Path):
@@ -79,10 +76,10 @@ def measure(dataset) -> list[str]:
     return lines
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks probe text-kinds", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     from xmodal.logs import configure_logging
 
     configure_logging(0)
@@ -97,7 +94,3 @@ def main() -> None:
     print(text)
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """Does BSSAN's O2W half match texts to images? The spread of its score across texts and across
 images, and of the two halves of eq. 13's first layer, on a trained run's validation split.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bssan_o2w_probe.py RUN [--images 20 --texts 100]
+    python -m benchmarks probe bssan-o2w RUN [--images 20 --texts 100]
 
 Prints: the std of f_o2w over texts (per image, averaged) and over images (per text, averaged);
 the std of the first layer's object half ``W1^o o_j + b1`` and text half ``sum_k beta_j^k W1^s s_k``;
@@ -38,14 +38,10 @@ def probe(run_dir: str, n_images: int, n_texts: int) -> dict:
             "uniform_weight": (1 / texts["lengths"].float()).mean().item()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks probe bssan-o2w")
     parser.add_argument("run")
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--texts", type=int, default=100)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(json.dumps(probe(args.run, args.images, args.texts), indent=1))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,39 +1,71 @@
-"""Shared by the benchmark scripts: train a config for several seeds and tabulate test metrics."""
+"""Training and measuring one benchmark run, resumably, exactly as ``xmodal eval RUN --json`` measures it.
+
+:func:`measure` is the one measurement of every benchmark table: :meth:`xmodal.api.TrainedRun.evaluate`
+on the test split under the run's own protocol (its ``eval`` section: exhaustive scoring, or
+two-stage search with the config's shortlist); a two-stage run is also ranked exhaustively, so a
+table can put the model's own score beside its two-stage one. :func:`train_and_measure` trains a
+run folder unless it is finished, reuses a finished run of exactly the same config found in other
+folders (``--reuse``), and keeps the result in ``RUN/test.json``.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import math
 import shutil
-import statistics
 import time
 from pathlib import Path
 from typing import Callable, Iterable
 
+from xmodal.api import load_run
 from xmodal.config import RunConfig, load_config
-from xmodal.errors import XmodalError
-from xmodal.eval.protocol import evaluate_split
-from xmodal.factory import load_trained, with_resolved_paths
+from xmodal.errors import DataChangedError, XmodalError
+from xmodal.factory import train_config, with_resolved_paths
 from xmodal.models.registry import model_params
 from xmodal.training.curves import read_log
-from xmodal.training.trainer import train
 
-REPO = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("benchmarks")
 
 
-def train_and_test(config: str | Path, out: Path, overrides: Iterable[str] = ()) -> dict:
-    """Train ``config`` (a shipped name or a file) into a fresh ``out``; its best checkpoint's test metrics."""
-    if out.exists():
-        shutil.rmtree(out)
-    train(load_config(config, list(overrides)), out)
-    run = load_trained(out)
-    return evaluate_split(run.model, run.data.split("test"), run.device, map_at=run.config.eval.map_at)
+def measure(run_dir: Path) -> dict:
+    """The test metrics as ``xmodal eval RUN --json`` prints them (``ranking`` says how they were ranked);
+    for a two-stage run also ``exhaustive``, the same run scored on every pair.
+
+    A run whose data fingerprint changed while every item it recorded is still there (shared data
+    copied anew) is evaluated on those items, and the result says so; any other change is an
+    error, as in ``xmodal eval``.
+    """
+    started = time.perf_counter()
+    try:
+        run = load_run(run_dir)
+    except DataChangedError as error:
+        if not error.same_items:
+            raise
+        run = load_run(run_dir, allow_changed=True)
+    metrics = run.evaluate()
+    if metrics["ranking"]["method"] != "exhaustive":
+        metrics["exhaustive"] = {key: value for key, value in run.evaluate(shortlist=0).items()
+                                 if key in ("i2t", "t2i", "rsum", "ranking")}
+    return metrics | {"eval_seconds": time.perf_counter() - started}
+
+
+def effective(config: RunConfig) -> dict:
+    """``config`` as a plain dict with the model's parameters parsed (defaults filled, a variant's preset
+    applied): two configs that train the same model compare equal, however each spells it."""
+    cls, params = model_params(config.model.name, config.model.params)
+    return config.model_dump() | {"model": {"name": cls.name, "params": params.model_dump()}}
+
+
+def config_digest(config: RunConfig) -> str:
+    """What a result was trained with, as a short hash: the effective config less where the data lives."""
+    settings = effective(config)
+    settings["data"] = settings["data"] | {"path": None}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 class EarlierRuns:
-    """Finished training runs under some folders (other benchmarks' ``--out``), by recorded config.
+    """Finished training runs under some folders (other benchmarks' ``--runs``), by recorded config.
 
     A benchmark that would train a config can take a finished run of exactly that config instead
     (:func:`train_and_measure`): its checkpoint is measured again by today's code, so only the
@@ -66,13 +98,6 @@ class EarlierRuns:
             self._index = self._finished()
         settings = effective(wanted)
         return next((run_dir for found, run_dir in self._index if found == settings), None)
-
-
-def effective(config: RunConfig) -> dict:
-    """``config`` as a plain dict with the model's parameters parsed (defaults filled, a variant's preset
-    applied): two configs that train the same model compare equal, however each spells it."""
-    cls, params = model_params(config.model.name, config.model.params)
-    return config.model_dump() | {"model": {"name": cls.name, "params": params.model_dump()}}
 
 
 def _same_config(recorded: Path, wanted: RunConfig) -> bool:
@@ -115,7 +140,7 @@ def adopt_run(source: Path, run_dir: Path) -> None:
 
 
 def train_and_measure(config: str | Path, run_dir: Path, overrides: list[str],
-                      measure: Callable[[Path], dict], earlier: EarlierRuns | None = None) -> dict:
+                      measure: Callable[[Path], dict] = measure, earlier: EarlierRuns | None = None) -> dict:
     """Train into ``run_dir`` and return ``measure(run_dir)`` plus timings, kept in ``run_dir/test.json``.
 
     A run whose ``test.json`` exists is not trained again, so an interrupted benchmark resumes; a
@@ -139,28 +164,9 @@ def train_and_measure(config: str | Path, run_dir: Path, overrides: list[str],
         if run_dir.exists():
             shutil.rmtree(run_dir)
         started = time.perf_counter()
-        trained = train(wanted, run_dir)
+        trained = train_config(wanted, run_dir)
         trained_file.write_text(json.dumps({"train_seconds": time.perf_counter() - started,
                                             "epochs": trained.epochs_run, "best_epoch": trained.best_epoch}))
-    result = measure(run_dir) | json.loads(trained_file.read_text())
+    result = measure(run_dir) | json.loads(trained_file.read_text()) | {"config_digest": config_digest(wanted)}
     done.write_text(json.dumps(result, indent=1))
     return result
-
-
-def mean_std(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
-    """"mean ± std" (one value: itself); "-" when any value is NaN (e.g. MAP of unlabelled data)."""
-    values = [v * scale for v in values]
-    if any(math.isnan(v) for v in values):
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
-def metric_row(name: str, runs: list[dict], keys: list[tuple[str, str]]) -> str:
-    """A markdown row: one mean ± std cell per (direction, metric) key; MAP x1, recall in %."""
-    cells = []
-    for direction, key in keys:
-        values = [run[direction][key] if direction else run[key] for run in runs]
-        cells.append(mean_std(values, digits=3 if key.startswith("map") else 1))
-    return f"| {name} | " + " | ".join(cells) + " |"

@@ -6,7 +6,7 @@ four) is trained on the train split into ``out/<point>``, its best checkpoint sc
 ``out/sweep.md`` and ``out/sweep.json``. A point whose folder already holds a run of the same
 config is resumed (a finished one is only re-scored), so an interrupted sweep can be re-run.
 
-    python -m xmodal.training.sweep --config gpldan/wikipedia-features --out runs/grid \\
+    python -m xmodal.sweep --config gpldan/wikipedia-features --out runs/grid \\
         --grid model.params.alpha=0.1,1,10 --grid model.params.beta=0,0.1,1 --metric map
 """
 
@@ -24,9 +24,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from xmodal.api import load_run
 from xmodal.config import RunConfig, apply_overrides, dump_config, parse_override, read_config, validate_config
 from xmodal.errors import XmodalError
+from xmodal.factory import train_config
 from xmodal.logs import configure_logging
+from xmodal.training.checkpoint import load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -100,27 +103,19 @@ def metric_value(metrics: dict, metric: str) -> float:
 
 def train_point(config: RunConfig, run_dir: Path) -> None:
     """Train ``config`` into ``run_dir``; resume a run of the same config, replace a different one."""
-    from xmodal.training.trainer import train
-
     same = (run_dir / "config.yaml").is_file() and (run_dir / "config.yaml").read_text() == dump_config(config)
     if run_dir.exists() and not same:
         shutil.rmtree(run_dir)
-    train(config, run_dir, resume=same)
+    train_config(config, run_dir, resume=same)
 
 
 def score_run(run_dir: Path, splits: Sequence[str] = ("val",), checkpoint: str = "best") -> dict[str, dict]:
-    """Metrics of a run's checkpoint on each split, under the run's own eval settings."""
-    from xmodal.eval.protocol import eval_settings, evaluate_split
-    from xmodal.factory import load_trained
-
-    run = load_trained(run_dir, checkpoint)
-    kwargs = eval_settings(run.config.eval)
-    return {split: evaluate_split(run.model, run.data.split(split), run.device, **kwargs) for split in splits}
+    """Metrics of a run's checkpoint on each split, as ``xmodal eval --split SPLIT --json`` gives them."""
+    run = load_run(run_dir, checkpoint)
+    return {split: run.evaluate(split) for split in splits}
 
 
 def best_epoch(run_dir: Path) -> int:
-    from xmodal.training.checkpoint import load_checkpoint
-
     return int(load_checkpoint(run_dir / "checkpoints" / "best.pt")["best_epoch"])
 
 
@@ -186,7 +181,7 @@ def parse_grid(entries: Sequence[str]) -> dict[str, list[Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m xmodal.training.sweep", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m xmodal.sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="repeatable")
