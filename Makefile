@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Optional: a folder holding the two emoji npm tarballs, instead of fetching them with npm.
 EMOJI_SOURCE ?=
 
-.PHONY: setup test demo clean browser
+.PHONY: setup test test-fast demo clean browser
 
 setup: $(STAMP)
 
@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml constraints.txt
 test: $(STAMP) browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
+
+# The inner loop: lint and the tests not marked slow (about a minute on 2 cores).
+test-fast: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # The search page's browser test drives Debian's Chromium (never a downloaded browser); installed
 # here when apt-get can (root), else that one test skips and says why.

@@ -394,8 +394,8 @@ def write_report(out: Path) -> None:
     parts = {name: json.loads((out / f"{name}.json").read_text()) for name in PARTS
              if (out / f"{name}.json").is_file()}
     lines = ["# Search engine: served API, incremental updates, backends at scale", "",
-             f"Produced by `benchmarks/search.py` on this project's 2-core CPU (torch 1 thread), shared with other "
-             f"training jobs; latencies move with that load. Parts run: {', '.join(parts) or 'none'}.", ""]
+             f"Produced by `python -m benchmarks search` on this project's 2-core CPU (torch 1 thread), shared with "
+             f"other training jobs; latencies move with that load. Parts run: {', '.join(parts) or 'none'}.", ""]
     serve = parts.get("serve")
     if serve:
         lines += ["## Served API on emoji (`xmodal serve`, 127.0.0.1)", "", f"Collection: {serve['collection']}.", "",

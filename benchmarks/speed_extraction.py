@@ -1,6 +1,6 @@
 """Feature extraction (images/s) against the bare EfficientNet-Lite0 forward pass, one run each.
 
-Part ``extraction`` of ``benchmarks/speed.py``. For each source the pipeline is
+Part ``extraction`` of ``python -m benchmarks speed``. For each source the pipeline is
 :func:`xmodal.features.extract.extract` of the ``effnet`` features (decode with reduce-on-load,
 resize, normalise, forward, write fp16 shards), forced to encode every image into a temporary
 ``XMODAL_HOME``; the bare pass is the network's ``extract_features`` on ready-made batches of the

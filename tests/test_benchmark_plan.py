@@ -129,3 +129,57 @@ def rows_not_run(rows: list[Row]) -> bool:
 def test_summaries_of_one_seed_and_of_no_number():
     assert Summary.of([1.0]).text(1) == "1.0" and Summary.of([1.0, 3.0]).text(1) == "2.0 ± 1.4"
     assert Summary.of([float("nan")]).text(3) == "-" and Summary.of([]) is None
+
+
+def test_adding_a_model_takes_its_module_and_a_config(tmp_path, monkeypatch):
+    """A walk through adding a model: the class (here defined in the test, in practice a module of
+    xmodal/models/) and one config. Nothing else is edited: the registry, the contract test, the
+    plan, the speed benchmark and the public listing all pick it up."""
+    import shutil
+
+    import torch
+
+    import xmodal.config
+    from test_model_contract import test_model_contract
+    from xmodal.models.base import EmbeddingModel, Params, Variant
+    from xmodal.models.registry import MODELS, creatable_names
+
+    class ToyParams(Params):
+        dim: int = 8
+        bias: bool = True
+
+    class Toy(EmbeddingModel):
+        name, label, description = "toy", "Toy", "a linear map per side (the walk-through's model)"
+        image_inputs, text_inputs = ("global",), ("global",)
+        Params = ToyParams
+        variants = {"plain": Variant("Toy without bias", {"bias": False})}
+
+        def __init__(self, spec, params):
+            super().__init__(spec, params)
+            self.image = torch.nn.Linear(spec.image_dim, params.dim, bias=params.bias)
+            self.text = torch.nn.Linear(spec.text_dim, params.dim, bias=params.bias)
+
+        def encode_images(self, images):
+            return {"embedding": self.image(images["features"])}
+
+        def encode_texts(self, texts):
+            return {"embedding": self.text(texts["features"])}
+
+        def loss(self, batch):
+            scores = self.similarity(self.encode_images(batch.images), self.encode_texts(batch.texts))
+            total = torch.nn.functional.cross_entropy(scores * 10, torch.arange(len(scores)))
+            return {"total": total}
+
+    monkeypatch.setitem(MODELS._entries, "toy", Toy)  # what @register does when xmodal/models/toy.py is imported
+    configs = tmp_path / "configs"
+    shutil.copytree(xmodal.config.CONFIG_ROOT, configs)
+    (configs / "toy").mkdir()
+    (configs / "toy" / "emoji.yaml").write_text("model: {name: toy, params: {dim: 16}}\ndata: {dataset: emoji}\n")
+    monkeypatch.setattr(xmodal.config, "CONFIG_ROOT", configs)
+
+    assert {"toy", "toy-plain"} <= set(creatable_names())
+    rows = {arm.model: arm.label for arm in plan_for("emoji", {"toy"})}
+    assert rows == {"toy": "Toy", "toy-plain": "Toy without bias"}
+    assert speed_config("toy") == "toy/emoji"
+    for variant in (None, "plain"):  # the contract test's own case
+        test_model_contract((Toy, ("global",), ("global",), variant))

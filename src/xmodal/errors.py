@@ -29,6 +29,18 @@ class DataError(XmodalError):
         super().__init__(message)
 
 
+class NotFoundError(XmodalError):
+    """What was asked for is not there (an item id in an index): a service answers 404."""
+
+
+class TooLargeError(XmodalError):
+    """The input is over a limit (pixels, bytes): a service answers 413."""
+
+
+class OversizedImageError(DataError, TooLargeError):
+    """An image over the pixel limit (a possible decompression bomb)."""
+
+
 class DataChangedError(XmodalError):
     """A run's data is not what it was trained on; ``same_items`` when every recorded item of every
     split is still there and no other was added (what changed is inside the items or their files)."""

@@ -10,7 +10,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from xmodal.errors import DataError
+from xmodal.errors import DataError, OversizedImageError
 
 # Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS (about 179 megapixels) as possible
 # decompression bombs. xmodal applies its own limit, an option (--max-image-pixels), and says so.
@@ -53,9 +53,9 @@ def load_rgb(path: Path, size: int | None = None, max_pixels: int = DEFAULT_MAX_
 
 def _check_pixels(path: Path, pixels: int, max_pixels: int) -> None:
     if max_pixels and pixels > max_pixels:
-        raise DataError(path, f"{pixels / 1e6:.3g}-megapixel image, over the limit of {max_pixels / 1e6:.3g} "
-                        "megapixels", "raise the limit with --max-image-pixels N (or 0 for none) if you trust the "
-                        "file, shrink it, or pass --skip-bad to skip it")
+        raise OversizedImageError(path, f"{pixels / 1e6:.3g}-megapixel image, over the limit of "
+                                  f"{max_pixels / 1e6:.3g} megapixels", "raise the limit with --max-image-pixels N "
+                                  "(or 0 for none) if you trust the file, shrink it, or pass --skip-bad to skip it")
 
 
 @contextmanager

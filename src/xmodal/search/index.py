@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from xmodal.errors import XmodalError
+from xmodal.errors import NotFoundError, XmodalError
 from xmodal.file_hashes import hash_file
 from xmodal.models.base import Rep, concat_rows, rep_to, take
 from xmodal.paths import atomic_write_bytes
@@ -121,7 +121,7 @@ class SearchIndex:
             for name, side in reversed(self.sides.items()):  # an id on both sides is found as an image
                 self._where |= {entry.id: (name, row) for row, entry in enumerate(side.entries)}
         if item_id not in self._where:
-            raise XmodalError(f"no item {item_id!r} in index {self.folder}")
+            raise NotFoundError(f"no item {item_id!r} in the index")
         return self._where[item_id]
 
     # -- writing -----------------------------------------------------------------------------
@@ -165,8 +165,8 @@ class SearchIndex:
         found = {entry.id for side in self.sides.values() for entry in side.entries} & wanted
         missing = sorted(wanted - found)
         if missing:
-            raise XmodalError(f"no item {', '.join(repr(i) for i in missing[:5])} in index {self.folder}; "
-                              "nothing was removed")
+            raise NotFoundError(f"no item {', '.join(repr(i) for i in missing[:5])} in the index; nothing was "
+                                "removed")
         for side in self.sides.values():
             kept = np.array([entry.id not in wanted for entry in side.entries], dtype=bool)
             if kept.all():

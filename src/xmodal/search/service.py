@@ -28,7 +28,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from xmodal.data.images import load_rgb
-from xmodal.errors import DataError, XmodalError
+from xmodal.errors import DataError, NotFoundError, TooLargeError, XmodalError
 from xmodal.report_html import image_png
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def create_app(engine, limits: Limits = Limits()):
 
     @app.exception_handler(XmodalError)
     async def _user_error(request: Request, error: XmodalError):
-        status = 404 if str(error).startswith("no item") else 400
+        status = 404 if isinstance(error, NotFoundError) else 413 if isinstance(error, TooLargeError) else 400
         return JSONResponse(status_code=status, content={"detail": str(error)})
 
     def check_k(k: Any, name: str, top: int) -> int:
@@ -103,7 +103,7 @@ def create_app(engine, limits: Limits = Limits()):
             load_rgb(path, 64, max_pixels=limits.max_image_pixels)
         except DataError as error:
             path.unlink(missing_ok=True)
-            status = 413 if "megapixel" in error.problem else 415
+            status = 413 if isinstance(error, TooLargeError) else 415
             shown = "over the limit" if status == 413 else "not an image this server can read"
             raise bad(status, f"the upload is {shown}: {error.problem}") from None
         return path
