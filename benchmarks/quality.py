@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+")
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
     parser.add_argument("--models", nargs="+", help="only these registered models' arms")
+    parser.add_argument("--arms", nargs="+", metavar="NAME",
+                        help="only these rows, by model or variant name (jgcar jgcar-grl); the others are reported")
     parser.add_argument("--dataset", dest="extra_datasets", action="append", default=[], metavar="NAME=PATH",
                         help="another dataset: NAME a registry name (csv, jsonl, folder for your own "
                              "collection), PATH its file or folder; trained with the emoji configs")
@@ -114,10 +116,12 @@ def main(argv: list[str] | None = None) -> None:
             continue
         arms = plan_for(name, models, args.quick)
         keep = store if recorded and not args.quick else None
-        measured = None if args.report_only else run_arms(name, path, arms, seeds, runs, extra, keep, reuse)
+        to_run = [arm for arm in arms if not args.arms or arm.model in args.arms]
+        measured = None if args.report_only else run_arms(name, path, to_run, seeds, runs, extra, keep, reuse)
         tables[name] = rows_of(name, path, arms, keep, earlier["datasets"] if keep else {}, measured)
     took = f"This command took {(time.perf_counter() - started) / 60:.1f} minutes." if not args.report_only else ""
-    results = results_report(tables, seeds, earlier["source"], args.quick, took)
+    results = results_report(tables, seeds, earlier["source"], args.quick, took,
+                             recorded=not (args.quick or args.extra_datasets))
     if args.quick or args.extra_datasets:
         out = runs / ("QUICK.md" if args.quick else f"{'-'.join(name for name, *_ in targets)}.md")
         out.parent.mkdir(parents=True, exist_ok=True)

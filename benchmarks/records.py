@@ -54,6 +54,10 @@ def metric(result: dict, key: str) -> float | None:
     if key == "seconds":
         return result["train_seconds"] + result["eval_seconds"]
     head, _, rest = key.partition(".")
+    if head in ("attention", "pointing"):  # attention.<map>.<statistic>; a map name may hold dots
+        name, _, statistic = rest.rpartition(".")
+        value = result.get(head, {}).get(name, {}).get(statistic)
+        return None if value is None else float(value)
     if head == "mean":
         values = [result[direction].get(rest) for direction in ("i2t", "t2i")]
         return None if None in values else sum(values) / 2

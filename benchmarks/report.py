@@ -82,8 +82,31 @@ def dataset_table(rows: list[Row]) -> list[str]:
     return lines
 
 
+def attention_table(rows: list[Row]) -> list[str]:
+    """How each row's attention behaves (:mod:`xmodal.eval.attention`): per map, the normalised entropy
+    (1 = uniform) and the largest weight against the uniform one; where texts have boxes (mosaics),
+    pointing accuracy and the mass on the box against chance. Empty when no row has attention."""
+    lines = []
+    for row in rows:
+        if not row.results:
+            continue
+        maps = dict.fromkeys(name for result in row.results for name in result.get("attention", {}))
+        for name in maps:
+            key = f"attention.{name}"
+            pointing = f"pointing.{name}"
+            cells = [cell(row.summary(f"{key}.entropy"), "map"), cell(row.summary(f"{key}.max_weight"), "map"),
+                     cell(row.summary(f"{key}.uniform_weight"), "map"),
+                     cell(row.summary(f"{pointing}.accuracy"), "map"), cell(row.summary(f"{pointing}.mass"), "map"),
+                     cell(row.summary(f"{pointing}.chance"), "map")]
+            lines.append(f"| {row.arm.label} | `{row.arm.model}` | {name} | " + " | ".join(cells) + " |")
+    if not lines:
+        return []
+    return ["| model | `model.name` | map | entropy (1 = uniform) | largest weight | uniform weight | "
+            "pointing accuracy | mass on the text's box | chance |", "| --- " * 9 + "|", *lines]
+
+
 def results_report(tables: dict[str, list[Row]], seeds: list[int], earlier_source: str, quick: bool = False,
-                   took: str = "") -> list[str]:
+                   took: str = "", recorded: bool = True) -> list[str]:
     """RESULTS.md (or a --quick run's QUICK.md)."""
     fresh = sum(len(row.results) for rows in tables.values() for row in rows)
     earlier = sum(1 for rows in tables.values() for row in rows if not row.results and row.earlier)
@@ -99,7 +122,8 @@ def results_report(tables: dict[str, list[Row]], seeds: list[int], earlier_sourc
              "MAP@all / MAP@50 are label-based (an item is relevant when it shares a category); R@k are instance "
              "recall in %, rsum their sum over both directions. Paper-faithful settings that do not fit the CPU "
              "budget live in the `-paper` configs beside the defaults.", "",
-             f"{fresh} runs of today's configs are recorded in `benchmarks/results/quality.jsonl`. " + took, ""]
+             (f"{fresh} runs of today's configs are recorded in `benchmarks/results/quality.jsonl`. " if recorded
+              else f"{fresh} runs measured (not recorded). ") + took, ""]
     if earlier:
         lines += [f"† {earlier} rows have no run of today's code yet and show the summary of {earlier_source} "
                   "(`benchmarks/results/quality-2026-11-25.json`).", ""]
@@ -108,6 +132,11 @@ def results_report(tables: dict[str, list[Row]], seeds: list[int], earlier_sourc
     lines += [f"Encoders (stand-ins for the papers'): {ENCODERS}", ""]
     for dataset, rows in tables.items():
         lines += [f"## {dataset}", "", *dataset_table(rows), ""]
+        attention = attention_table(rows)
+        if attention:
+            lines += ["Attention on the test split (`xmodal eval`: entropy and largest weight over 200 matching "
+                      "pairs; pointing over every caption with its own image, a region map averaged over its "
+                      "words first where it has one per word):", "", *attention, ""]
         errors = [f"- `{row.arm.model}`: {error}" for row in rows for error in row.failed]
         lines += (["Failed runs:", "", *errors, ""] if errors else [])
     lines += ["## Details per model", "",

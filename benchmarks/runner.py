@@ -22,7 +22,7 @@ from xmodal.api import load_run
 from xmodal.config import RunConfig, load_config
 from xmodal.errors import DataChangedError, XmodalError
 from xmodal.factory import train_config, with_resolved_paths
-from xmodal.models.registry import model_params
+from xmodal.models.registry import model_params, resolve
 from xmodal.training.curves import read_log
 
 logger = logging.getLogger("benchmarks")
@@ -37,13 +37,14 @@ def measure(run_dir: Path) -> dict:
     error, as in ``xmodal eval``.
     """
     started = time.perf_counter()
+    run = load_run(run_dir)
     try:
-        run = load_run(run_dir)
+        metrics = run.evaluate()
     except DataChangedError as error:
         if not error.same_items:
             raise
         run = load_run(run_dir, allow_changed=True)
-    metrics = run.evaluate()
+        metrics = run.evaluate()
     if metrics["ranking"]["method"] != "exhaustive":
         metrics["exhaustive"] = {key: value for key, value in run.evaluate(shortlist=0).items()
                                  if key in ("i2t", "t2i", "rsum", "ranking")}
@@ -58,9 +59,14 @@ def effective(config: RunConfig) -> dict:
 
 
 def config_digest(config: RunConfig) -> str:
-    """What a result was trained with, as a short hash: the effective config less where the data lives."""
-    settings = effective(config)
-    settings["data"] = settings["data"] | {"path": None}
+    """What a result was trained with, as a short hash of the config as written (the variant's preset
+    applied; defaults not filled, so a parameter added to a model later leaves old records valid),
+    less where the data lives and the seed (records are kept per seed)."""
+    cls, preset = resolve(config.model.name)
+    settings = config.model_dump(mode="json")
+    settings["model"] = {"name": cls.name, "params": preset | config.model.params}
+    settings["data"]["path"] = None
+    settings["train"]["seed"] = None
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

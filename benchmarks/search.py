@@ -280,7 +280,7 @@ def part_update(out: Path) -> dict:
     for folder in (updated, rebuilt):
         shutil.rmtree(folder, ignore_errors=True)
     started = time.perf_counter()
-    index = SearchIndex.build(run, run_folder, read_collection(str(base)), updated)
+    index = SearchIndex.build(run, read_collection(str(base)), updated)
     figures["build_10000_s"] = time.perf_counter() - started
     started = time.perf_counter()
     index.add(run, read_collection(str(extra)))
@@ -294,7 +294,7 @@ def part_update(out: Path) -> dict:
     lines = ["" if f"line-{number}" in gone else text for number, text in enumerate(sentences, start=1)]
     final.write_text("\n".join(lines) + "\n")
     started = time.perf_counter()
-    SearchIndex.build(run, run_folder, read_collection(str(final)), rebuilt)
+    SearchIndex.build(run, read_collection(str(final)), rebuilt)
     figures["rebuild_10050_s"] = time.perf_counter() - started
     return figures
 

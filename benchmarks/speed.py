@@ -263,9 +263,9 @@ def two_stage_rows(run_dir: Path, device: torch.device, ks: tuple[int, ...] = (1
     from xmodal.eval.metrics import direction_metrics
     from xmodal.eval.protocol import encode_split
     from xmodal.eval.two_stage import two_stage_search
-    from xmodal.factory import load_trained
+    from xmodal.trained import load_run
 
-    run = load_trained(run_dir, device=device)
+    run = load_run(run_dir, device=str(device)).run
     splits = [run.data.split(name) for name in ("train", "val", "test") if run.data.has_split(name)]
     encoded = [encode_split(run.model, split, device) for split in splits]
     images, texts = concat_rows([rep for rep, _ in encoded]), concat_rows([rep for _, rep in encoded])

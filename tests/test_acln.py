@@ -126,6 +126,36 @@ def test_retrieval_representations():
     torch.testing.assert_close(scores, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_without_labels_the_triplet_trains_the_attended_global_features():
+    """Not in the paper: on unlabelled data (mosaic-flickr8k) eq. 12 is off and eq. 11 becomes VSE++'s triplet."""
+    from dataclasses import replace
+
+    model, batch = make_case(ACLN, ("regions",), ("tokens",))
+    spec = replace(model.spec, n_classes=0)
+    unlabelled = {"semantic": False, "correlation": "triplet", "retrieve_with": "global"}
+    with pytest.raises(XmodalError, match="set model.params.semantic=false"):
+        create_model("acln", spec)
+    with pytest.raises(XmodalError, match="retrieve_with=global and correlation=triplet"):
+        create_model("acln", spec, {"semantic": False})
+    torch.manual_seed(0)
+    plain = create_model("acln", spec, unlabelled)
+    assert plain.image_head is None and not ACLN.labels_needed(plain.params) and ACLN.labels_needed(model.params)
+    batch = Batch(batch.images, batch.texts, batch.items, None)
+    optimizer = torch.optim.Adam(plain.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(40):
+        terms = plain.loss(batch)
+        assert set(terms) == {"total", "correlation"}
+        optimizer.zero_grad()
+        terms["total"].backward()
+        optimizer.step()
+        losses.append(float(terms["total"]))
+    assert losses[-1] < 0.5 * losses[0]
+    plain.eval()
+    images, texts = _encode(plain, batch)
+    torch.testing.assert_close(images["embedding"], images["global"])
+
+
 def test_classifier_can_be_shared_between_modalities():
     model, _ = make_case(ACLN, ("regions",), ("tokens",))
     assert model.image_head is not model.text_head

@@ -23,7 +23,9 @@ ARMS = [arm for dataset in DATASETS for arm in plan_for(dataset)]
 @pytest.mark.parametrize("arm", ARMS, ids=[f"{arm.dataset}:{arm.model}" for arm in ARMS])
 def test_every_arm_loads_as_the_model_it_names(arm, tmp_path):
     config = load_config(arm.config, arm.settings(seed=1, path=tmp_path))
-    assert config.data.dataset == arm.dataset and config.model.name == arm.model
+    assert arm.config.split("/")[1] == arm.dataset and config.model.name == arm.model
+    assert config.data.dataset == arm.dataset or (config.data.dataset, config.data.source) == tuple(
+        arm.dataset.split("-", 1))  # mosaic-flickr8k: the mosaic reader over flickr8k
     cls, params = model_params(config.model.name, config.model.params)
     assert cls.name == arm.family
     variant = arm.model.partition("-")[2]
@@ -183,3 +185,16 @@ def test_adding_a_model_takes_its_module_and_a_config(tmp_path, monkeypatch):
     assert speed_config("toy") == "toy/emoji"
     for variant in (None, "plain"):  # the contract test's own case
         test_model_contract((Toy, ("global",), ("global",), variant))
+
+
+def test_the_attention_table_shows_each_map_and_the_pointing_game():
+    from benchmarks.report import attention_table
+
+    explained = _run(100.0) | {
+        "attention": {"image": {"entropy": 0.9, "max_weight": 0.05, "uniform_weight": 1 / 64, "pairs": 200}},
+        "pointing": {"image": {"accuracy": 0.5, "mass": 0.4, "chance": 0.25, "pairs": 500}}}
+    rows = _rows("emoji", {"acln": [explained, explained], "dual": [_run(200.0)]})
+    table = attention_table(rows)
+    assert len(table) == 3 and table[2].startswith("| ACLN (shared attention) | `acln` | image | 0.900 ± 0.000 |")
+    assert "| 0.500 ± 0.000 | 0.400 ± 0.000 | 0.250 ± 0.000 |" in table[2]
+    assert attention_table(_rows("emoji", {"dual": [_run(200.0)]})) == []  # no row explains: no table

@@ -76,8 +76,8 @@ def test_cli_and_api_rank_as_two_stage_evaluation_does(trained, tmp_path, capsys
     engine = SearchEngine.open(index_folder, shortlist=3)
     assert engine.pairwise == (model == "jgcar")
     run = load_run(run_folder)
-    split = run.run.data.split("test")
-    images, texts = encode_split(run.model, split, run.run.device)
+    split = run.split("test")
+    images, texts = encode_split(run.model, split, run.device)
     image_ids = [run.dataset.items[i].id for i in split.item_indices]
     queries = [entry for entry in engine.index.sides["texts"].entries]
     assert len(queries) == split.n_texts == 16 and len(engine.index.sides["images"]) == 8

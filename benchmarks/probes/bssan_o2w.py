@@ -16,13 +16,13 @@ import json
 import torch
 
 from xmodal.eval.protocol import encode_split
-from xmodal.factory import load_trained
 from xmodal.models.base import take
+from xmodal.trained import load_run
 
 
 @torch.no_grad()
 def probe(run_dir: str, n_images: int, n_texts: int) -> dict:
-    run = load_trained(run_dir)
+    run = load_run(run_dir).run
     model = run.model
     if not getattr(model, "use_o2w", False):
         raise SystemExit(f"{run_dir}: not a BSSAN run with an O2W network")

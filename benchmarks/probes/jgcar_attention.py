@@ -37,8 +37,8 @@ from xmodal.eval.diagnostics import relative_entropy, spearman_rows, topk_change
 from xmodal.eval.metrics import direction_metrics
 from xmodal.eval.protocol import encode_split
 from xmodal.eval.two_stage import cosine_scores, two_stage_scores
-from xmodal.factory import load_trained
 from xmodal.nn.coattention import Attended
+from xmodal.trained import load_run
 
 
 def _entropy(weights: Tensor) -> Tensor:
@@ -93,7 +93,7 @@ def _nanmean(values: Tensor) -> float:
 @torch.no_grad()
 def diagnose(run_dir: Path, k: int = 100) -> dict:
     """The figures of this module's docstring for one run."""
-    run = load_trained(run_dir)
+    run = load_run(run_dir).run
     model, split = run.model, run.data.split("test")
     if getattr(model, "coattention", None) is None:
         raise SystemExit(f"{run_dir}: not a co-attentive JGCAR run (mode {model.params.mode!r})")
@@ -126,7 +126,7 @@ def diagnose(run_dir: Path, k: int = 100) -> dict:
 def sharpening(run_dir: Path, factors: list[float], k: int = 100) -> dict[float, float]:
     """Test rsum of two-stage search (K = ``k``) with eq. 13's logits scaled by each factor."""
 
-    run = load_trained(run_dir)
+    run = load_run(run_dir).run
     model, split = run.model, run.data.split("test")
     attention = model.coattention
     trained = attention.image_score.clone(), attention.text_score.clone()

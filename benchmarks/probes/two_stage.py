@@ -42,8 +42,8 @@ def best_time(compute: Callable[[], object], repeats: int = 2) -> tuple[object, 
 def compare(run_dir: Path, ks: list[int], split_name: str = "test") -> dict[str, dict]:
     """Metrics, pairs scored by the model and seconds of each ranking of one run."""
     run = load_run(run_dir)
-    model, split = run.model, run.run.data.split(split_name)
-    images, texts = encode_split(model, split, run.run.device)
+    model, split = run.model, run.split(split_name)
+    images, texts = encode_split(model, split, run.device)
     if model.embed(images) is None:
         raise SystemExit(f"{run_dir}: model {model.name!r} has no global vector, so no first stage to compare")
     gt = split.ground_truth()

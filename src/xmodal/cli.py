@@ -21,6 +21,8 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-root", type=Path, default=None,
                         help="folder that relative image paths resolve against (csv, karpathy; default: the list "
                              "file's folder)")
+    parser.add_argument("--source", default=None, help="mosaic: the reader of the photos at --path (default: detected)")
+    parser.add_argument("--grid", default=None, help="mosaic: rows x columns of tiles, e.g. 2x2 (the default)")
 
 
 def _verbosity_parser() -> argparse.ArgumentParser:
@@ -132,7 +134,9 @@ def cmd_data_fetch(args: argparse.Namespace) -> None:
 def _load_dataset(args: argparse.Namespace):
     from xmodal.api import load_dataset
 
-    return load_dataset(args.name, args.path, skip_bad=args.skip_bad, image_root=args.image_root)
+    options = {"image_root": args.image_root, "source": args.source, "grid": args.grid}
+    return load_dataset(args.name, args.path, skip_bad=args.skip_bad,
+                        **{key: value for key, value in options.items() if value is not None})
 
 
 def cmd_data_info(args: argparse.Namespace) -> int:
@@ -174,6 +178,7 @@ def describe_dataset(dataset) -> str:
         for name in dataset.label_names:
             counts = [per_split[split][name] for split in splits]
             lines.append(f"{name:<{width}}" + "".join(f"{c:>8}" for c in counts) + f"{sum(counts):>8}")
+    lines += dataset.notes
     if dataset.skipped:
         lines.append(f"skipped {len(dataset.skipped)} bad record(s) (--skip-bad):")
         lines += [f"  {problem}" for problem in dataset.skipped[:5]]

@@ -48,6 +48,11 @@ class DataConfig(Section):
     # val_fraction 1/F are disjoint (cross-validated model selection); 0 is the usual carve.
     val_fold: int = Field(0, ge=0)
     image_root: str | None = None  # folder relative image paths resolve against (csv, karpathy readers)
+    # The mosaic reader's options (xmodal.data.mosaic): the source reader, rows x columns, tile px, groupings
+    source: str | None = None
+    grid: str | None = None
+    tile: int | None = Field(None, ge=32)
+    train_groupings: int | None = Field(None, ge=1)
     skip_bad: bool = False  # skip unreadable records and images (counted, listed in RUN/skipped.txt)
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=0)  # larger images are refused as unreadable (0: no limit)
     graph_vertices: int = Field(2000, ge=2)  # vertices of the word graph (text input 'bow', SCANet 3.1)

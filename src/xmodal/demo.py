@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xmodal.api import TrainedRun
+from xmodal.api import TrainedRun, load_run
 from xmodal.config import RunConfig, dump_config, find_config, load_config, read_config
 from xmodal.data.emoji import fetch_emoji
 from xmodal.errors import XmodalError
 from xmodal.eval.protocol import GroundTruth, encode_split, eval_settings, evaluate_encoded, score_matrix
 from xmodal.eval.report import format_table
-from xmodal.factory import dataset_of, load_trained, train_config, with_resolved_paths
+from xmodal.factory import dataset_of, train_config, with_resolved_paths
 from xmodal.features.inputs import SplitData
 from xmodal.models.base import Rep, take
 from xmodal.paths import atomic_write_bytes
@@ -101,7 +101,8 @@ def run_demo(out: Path, source: Path | None = None, config_path: Path | None = N
                     result.epochs_run, result.metric, result.best_metric, result.best_epoch,
                     time.perf_counter() - started)
         atomic_write_bytes(out / MARKER, json.dumps(stamp).encode())
-    run = load_trained(out)
+    trained = load_run(out)
+    run = trained.run
     split = run.data.split("test")
     with torch.no_grad():
         images, texts = encode_split(run.model, split, run.device)
@@ -120,13 +121,13 @@ def run_demo(out: Path, source: Path | None = None, config_path: Path | None = N
                          config_text=dump_config(run.config), attention=attention)
     report = out / "report.html"
     write_report(report, page)
-    index = build_demo_index(out, run)
+    index = build_demo_index(out, trained)
     return DemoResult(f"{title}, test split ({split.n_items} images, {split.n_texts} texts)", table, metrics,
                       text_queries, image_queries, report, reused, best_epoch, time.perf_counter() - started,
                       index, text_queries[0].text if text_queries else "a dog")
 
 
-def build_demo_index(out: Path, run: Run) -> Path:
+def build_demo_index(out: Path, run: TrainedRun) -> Path:
     """The search index of the run's test split in ``out/index``, kept while the checkpoint is unchanged."""
     folder = out / "index"
     if (folder / "CURRENT").is_file():
@@ -137,7 +138,7 @@ def build_demo_index(out: Path, run: Run) -> Path:
         if built == checkpoint_digest(out / "checkpoints" / "best.pt"):
             logger.info("reusing the search index in %s: same checkpoint", folder)
             return folder
-    SearchIndex.build(TrainedRun(run, out), out, read_collection("split:test", run.dataset), folder, overwrite=True)
+    SearchIndex.build(run, read_collection("split:test", lambda: run.dataset), folder, overwrite=True)
     logger.info("built the search index of the test split in %s", folder)
     return folder
 

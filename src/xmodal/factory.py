@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from xmodal.config import RunConfig, validate_config
+from xmodal.config import RunConfig
 from xmodal.data.records import Dataset
 from xmodal.data.registry import get_spec, read_dataset
 from xmodal.device import resolve_device
@@ -23,9 +23,8 @@ from xmodal.features.extract import ExtractOptions
 from xmodal.features.inputs import ModelData
 from xmodal.features.kinds import describe, get_kind, kind_names
 from xmodal.models.base import RetrievalModel
-from xmodal.models.registry import create_model, get_model_class, model_params
+from xmodal.models.registry import create_model, model_params
 from xmodal.run import Run
-from xmodal.training.checkpoint import load_checkpoint
 from xmodal.training.distributed import init_world, local_device, shutdown
 from xmodal.training.trainer import TrainResult, check_out, train_run
 
@@ -74,7 +73,10 @@ def with_resolved_paths(config: RunConfig) -> RunConfig:
 
 def dataset_of(config: RunConfig) -> Dataset:
     """The dataset a config names, read from its data path (see :func:`resolve_data_path`)."""
-    options = {"image_root": Path(config.data.image_root)} if config.data.image_root else {}
+    data = config.data
+    options = {"image_root": Path(data.image_root) if data.image_root else None, "source": data.source,
+               "grid": data.grid, "tile": data.tile, "train_groupings": data.train_groupings}
+    options = {key: value for key, value in options.items() if value is not None}
     return read_dataset(config.data.dataset, resolve_data_path(config), skip_bad=config.data.skip_bad, **options)
 
 
@@ -112,9 +114,9 @@ def choose_inputs(model_cls: type[RetrievalModel], config: RunConfig,
 
 def build_data(config: RunConfig, device: torch.device, dataset: Dataset | None = None) -> ModelData:
     """The model inputs of ``config``'s dataset (read from ``data.path`` unless ``dataset`` is given)."""
-    model_cls = get_model_class(config.model.name)
+    model_cls, params = model_params(config.model.name, config.model.params)
     dataset = dataset if dataset is not None else dataset_of(config)
-    if model_cls.needs_labels and not dataset.has_labels:
+    if model_cls.labels_needed(params) and not dataset.has_labels:
         raise XmodalError(f"model {model_cls.name!r} trains with labels, but dataset {dataset.name!r} has none")
     image_input, text_input = choose_inputs(model_cls, config, dataset)
     data = ModelData(dataset, image_input, text_input, resolution=config.data.resolution,
@@ -173,20 +175,3 @@ def train_config(config: RunConfig, out: Path, *, resume: bool = False) -> Train
         return train_run(build_run(config, device), out, resume=resume, world=world)
     finally:
         shutdown(world)
-
-
-def load_trained(run_dir: Path, which: str = "best", device: torch.device | None = None) -> Run:
-    """A finished (or interrupted) run, rebuilt from its checkpoint's own config."""
-    path = Path(run_dir) / "checkpoints" / f"{which}.pt"
-    state = load_checkpoint(path)
-    config = validate_config(state["config"], str(path))
-    # The inputs the model was trained on, even if the config left the choice to the model.
-    config.data.image_input, config.data.text_input = state["inputs"]["image"], state["inputs"]["text"]
-    run = build_run(config, device or resolve_device(config.train.device))
-    try:
-        run.model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise XmodalError(f"{path}: weights do not fit model {config.model.name!r} "
-                          f"({str(error).splitlines()[0]}); was the model code changed since training?") from None
-    run.model.eval()
-    return run

@@ -391,5 +391,7 @@ def _json_strings(
 
 register_dataset(DatasetSpec("folder", "folder of images, each with a same-named .txt of captions", read_folder))
 register_dataset(DatasetSpec("csv", "CSV with image, caption[, label, split, id] columns; relative image paths "
-                             "resolve against the CSV's folder, or image_root", read_csv, options=("image_root",)))
-register_dataset(DatasetSpec("jsonl", "JSON lines with image, captions[, labels, split, id]", read_jsonl))
+                             "resolve against the CSV's folder, or image_root", read_csv, options=("image_root",),
+                             detect=lambda path: path.suffix.lower() == ".csv"))
+register_dataset(DatasetSpec("jsonl", "JSON lines with image, captions[, labels, split, id]", read_jsonl,
+                             detect=lambda path: path.suffix.lower() == ".jsonl"))

@@ -168,4 +168,4 @@ def _keywords(entry: dict, keywords: dict[str, list[str]]) -> list[str]:
 
 register_dataset(DatasetSpec("emoji", "built in: Noto emoji images with names and keywords, 9 categories (fetched "
                              "with npm, or --path to a folder holding the two npm tarballs)", read_emoji,
-                             needs_path=False))
+                             needs_path=False, detect=lambda path: path.is_dir() and any(path.glob("emojilib-*.tgz"))))

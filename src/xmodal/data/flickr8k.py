@@ -46,4 +46,5 @@ def read_flickr8k(path: Path, *, skip_bad: bool = False) -> Dataset:
 
 
 register_dataset(DatasetSpec("flickr8k", "Flickr8k folder: captions.txt (image,caption CSV) beside Images/; "
-                             "80/10/10 split by a stable hash of the image name", read_flickr8k))
+                             "80/10/10 split by a stable hash of the image name", read_flickr8k,
+                             detect=lambda path: (path / CAPTIONS_FILE).is_file()))

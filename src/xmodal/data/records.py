@@ -31,6 +31,7 @@ class FeatureRow:
 
 ImageSource = Path | FeatureRow
 TextSource = str | FeatureRow
+Box = tuple[float, float, float, float]  # (left, top, right, bottom) as fractions of the image's width and height
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,9 @@ class Item:
 
     ``labels`` are ids into :attr:`Dataset.label_names` (empty when unlabelled; several for
     multi-label data). ``extra_labels`` holds further label spaces (e.g. emoji subcategories),
-    keyed like :attr:`Dataset.extra_label_names`.
+    keyed like :attr:`Dataset.extra_label_names`. ``text_boxes``, when a dataset knows them, gives
+    for each text the part of the image it describes (a mosaic's tile), so attention can be scored
+    against it (the pointing game, :mod:`xmodal.eval.attention`).
     """
 
     id: str
@@ -48,6 +51,7 @@ class Item:
     labels: tuple[int, ...] = ()
     split: Split = "train"
     extra_labels: dict[str, tuple[int, ...]] = field(default_factory=dict, hash=False, compare=False)
+    text_boxes: tuple[Box, ...] = ()  # one per text, or none
 
 
 @dataclass
@@ -61,6 +65,7 @@ class Dataset:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     source: str = ""
     skipped: list[str] = field(default_factory=list)  # records skipped under --skip-bad: where, and what was wrong
+    notes: list[str] = field(default_factory=list)  # what a reader says about how it built the items (data info)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -112,6 +117,8 @@ class Dataset:
         digest = hashlib.sha256(self.name.encode())
         for item in self.items:
             digest.update(repr((item.id, item.split, item.labels, item.texts)).encode())
+            if item.text_boxes:  # only where a reader gives them, so other datasets' fingerprints stay as they were
+                digest.update(repr(item.text_boxes).encode())
             digest.update(repr(next(image_keys) if isinstance(item.image, Path) else item.image).encode())
         identity = tuple((key, id(array), array.shape, array.dtype.str) for key, array in sorted(self.arrays.items()))
         memo = self.__dict__.get("_arrays_fingerprint")  # (identity of the arrays, their hash)

@@ -31,6 +31,7 @@ class DatasetSpec:
     reader: Reader
     needs_path: bool = True
     options: tuple[str, ...] = ()
+    detect: Callable[[Path], bool] | None = None  # does this path look like this dataset's layout?
 
     def load(self, path: Path | None = None, *, skip_bad: bool = False, **options: Any) -> Dataset:
         if path is None and self.needs_path:
@@ -63,6 +64,22 @@ def dataset_names() -> list[str]:
 
 def get_spec(name: str) -> DatasetSpec:
     return DATASETS.get(name)
+
+
+def detect_reader(path: Path, exclude: tuple[str, ...] = ()) -> str:
+    """The reader whose layout ``path`` has (``captions.txt`` beside ``Images/`` is flickr8k, ...); a
+    folder of images that no reader claims is read by ``folder``."""
+    path = Path(path)
+    found = [name for name, spec in DATASETS.entries().items()
+             if name not in exclude and spec.detect is not None and spec.detect(path)]
+    if len(found) == 1:
+        return found[0]
+    if not found and path.is_dir():
+        return "folder"
+    if not found:
+        raise XmodalError(f"{path}: no reader recognises it; name one (--source NAME, from "
+                          f"{', '.join(n for n in dataset_names() if n not in exclude)})")
+    raise XmodalError(f"{path} looks like {' and '.join(found)}; name the reader (--source NAME)")
 
 
 def read_dataset(name: str, path: Path | None = None, *, skip_bad: bool = False, **options: Any) -> Dataset:

@@ -1,7 +1,7 @@
 """Measures of whether a pairwise (attention) score adds anything over a global cosine.
 
-Used by ``benchmarks/jgcar_diagnose.py`` on JGCAR, usable on any model with attention weights and a
-first-stage score:
+Used by ``python -m benchmarks probe jgcar-attention`` on JGCAR, usable on any model with attention
+weights and a first-stage score:
 
 - :func:`relative_entropy`: entropy of attention distributions divided by ``log`` of the number of
   valid positions (1 = uniform, 0 = all weight on one position);

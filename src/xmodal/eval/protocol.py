@@ -16,6 +16,7 @@ from torch import Tensor
 
 from xmodal.config import EvalConfig
 from xmodal.errors import XmodalError
+from xmodal.eval.attention import attention_report
 from xmodal.eval.metrics import direction_metrics, evaluate_retrieval
 from xmodal.eval.two_stage import two_stage_scores
 from xmodal.models.base import Rep, RetrievalModel, concat_rows, rep_len, rep_to, take
@@ -37,6 +38,9 @@ class EvalSplit(Protocol):
 
     def text_labels(self) -> Tensor | None: ...
 
+    @property
+    def text_boxes(self) -> np.ndarray | None: ...
+
 
 @dataclass
 class GroundTruth:
@@ -45,10 +49,15 @@ class GroundTruth:
     matches: Tensor  # [n_images, n_texts] bool
     image_labels: Tensor | None = None  # [n_images, n_classes] bool
     text_labels: Tensor | None = None  # [n_texts, n_classes] bool
+    text_boxes: np.ndarray | None = None  # [n_texts, 4] the part of its image each text describes (NaN: unknown)
 
     @classmethod
     def of(cls, split: EvalSplit) -> "GroundTruth":
-        return cls(split.ground_truth(), split.labels, split.text_labels())
+        return cls(split.ground_truth(), split.labels, split.text_labels(), getattr(split, "text_boxes", None))
+
+    def text_items(self) -> np.ndarray:
+        """For each text, its image (the first, when a text matches several)."""
+        return self.matches.float().argmax(0).cpu().numpy()
 
 
 @torch.no_grad()
@@ -96,13 +105,22 @@ def eval_settings(config: EvalConfig) -> dict:
 
 
 @torch.no_grad()
-def evaluate_split(model: RetrievalModel, split: EvalSplit, device: torch.device, **settings) -> dict:
-    """Encode a split's images and texts once, then :func:`evaluate_encoded` them (same keyword settings)."""
+def evaluate_split(model: RetrievalModel, split: EvalSplit, device: torch.device, *, attention: bool = False,
+                   **settings) -> dict:
+    """Encode a split's images and texts once, then :func:`evaluate_encoded` them (same keyword settings).
+
+    ``attention`` adds the attention statistics and, where texts have boxes, the pointing game
+    (:mod:`xmodal.eval.attention`): what ``xmodal eval`` reports, not every validation epoch.
+    """
     was_training = model.training
     model.eval()
     try:
         images, texts = encode_split(model, split, device)
-        return evaluate_encoded(model, images, texts, GroundTruth.of(split), **settings)
+        truth = GroundTruth.of(split)
+        metrics = evaluate_encoded(model, images, texts, truth, **settings)
+        if attention:
+            metrics |= attention_report(model, images, texts, truth.text_items(), truth.text_boxes)
+        return metrics
     finally:
         model.train(was_training)
 

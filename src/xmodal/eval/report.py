@@ -21,7 +21,26 @@ def format_table(metrics: dict[str, Any]) -> str:
         lines.append(f"{direction:<5}" + "".join(cells))
     if "rsum" in metrics:
         lines.append(f"rsum {metrics['rsum']:.1f}")
-    return "\n".join(lines)
+    return "\n".join(lines + attention_lines(metrics))
+
+
+def attention_lines(metrics: dict[str, Any]) -> list[str]:
+    """The attention statistics and the pointing game of an evaluation, when the model has attention."""
+    lines = []
+    if metrics.get("attention"):
+        pairs = max(stats["pairs"] for stats in metrics["attention"].values())
+        lines.append(f"attention over {pairs} matching pairs: normalised entropy (1 = uniform), largest weight "
+                     "(uniform weight)")
+        width = max(len(name) for name in metrics["attention"])
+        lines += [f"  {name:<{width}}  {stats['entropy']:.3f}  {stats['max_weight']:.3f} "
+                  f"({stats['uniform_weight']:.3f})" for name, stats in metrics["attention"].items()]
+    if metrics.get("pointing"):
+        lines.append("pointing game: the largest region in the text's box, and the weight on it (chance)")
+        width = max(len(name) for name in metrics["pointing"])
+        lines += [f"  {name:<{width}}  accuracy {stats['accuracy']:.3f} ({stats['chance']:.3f})  mass "
+                  f"{stats['mass']:.3f} ({stats['chance']:.3f})  {stats['pairs']} pairs, {stats['combined']}"
+                  for name, stats in metrics["pointing"].items()]
+    return lines
 
 
 def format_ranking(ranking: dict[str, Any]) -> str:

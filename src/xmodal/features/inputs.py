@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from xmodal.data.splits import stratified_split
 from xmodal.errors import XmodalError
 from xmodal.features.extract import ExtractOptions
 from xmodal.features.kinds import RowReader, get_kind
+from xmodal.features.pipeline import InputPipeline
 from xmodal.models.base import Batch, InputSpec, Rep
 
 
@@ -37,6 +38,7 @@ class SplitData:
     labels: Tensor | None  # [n_items, n_classes] bool
     read_images: RowReader
     read_texts: RowReader
+    text_boxes: np.ndarray | None = None  # [n_texts, 4] the part of its image each text describes (NaN: unknown)
 
     @property
     def n_items(self) -> int:
@@ -85,7 +87,7 @@ class ModelData:
         # A copy: the caller's options are theirs (this sets the resolution the config asks for).
         self.options = replace(extract_options or ExtractOptions(), image_resolution=resolution)
         self.bad_items: set[str] = set()
-        self._encoders: dict[str, object] = {}  # frozen encoders for new images / texts, built on first use
+        self._pipeline: InputPipeline | None = None
         image_parts, text_parts = _as_parts(image_input), _as_parts(text_input)
         image_specs, self._read_images = self._side_reader("image", image_parts)
         text_specs, self._read_texts = self._side_reader("text", text_parts)
@@ -123,28 +125,32 @@ class ModelData:
         self.bad_items |= set(features.bad_items)
         return features
 
-    def encoder(self, name: str, build: Callable[[], object]):
-        """A frozen encoder (or vocabulary) for new items, built once per ModelData."""
-        if name not in self._encoders:
-            self._encoders[name] = build()
-        return self._encoders[name]
+    def refusal(self, side: str) -> str | None:
+        """Why new items of ``side`` cannot be encoded as this dataset's were (it ships features), if so."""
+        if side == "image" and self.dataset.image_kind == "features":
+            return (f"dataset {self.dataset.name!r} ships image features: new images cannot be encoded the same way "
+                    "(its features came from an encoder xmodal does not have)")
+        if side == "text" and self.dataset.text_kind != "raw":
+            return (f"dataset {self.dataset.name!r} ships text features: free-text queries cannot be encoded the "
+                    "same way")
+        return None
+
+    def can_encode_new(self, side: str) -> bool:
+        return self.refusal(side) is None
+
+    def pipeline(self) -> InputPipeline:
+        """How new images and texts become inputs of these kinds (what a run keeps in ``RUN/inputs``)."""
+        if self._pipeline is None:
+            self._pipeline = InputPipeline.from_data(self)
+        return self._pipeline
 
     def encode_new_images(self, images: Sequence[str | Path | Image.Image]) -> Rep:
         """Model inputs for images outside the dataset (files or PIL images), as extraction encodes them."""
-        return self._encode_new("image", self.spec.image_parts, images)
+        return self.pipeline().encode_images(images)
 
     def encode_new_texts(self, texts: Sequence[str]) -> Rep:
         """Model inputs for sentences outside the dataset (queries), with the same frozen encoders."""
-        return self._encode_new("text", self.spec.text_parts, texts)
-
-    def _encode_new(self, side: str, parts: tuple[str, ...], values: Sequence) -> Rep:
-        merged: Rep = {}
-        for name in parts:
-            kind = get_kind(side, name)
-            if kind.encode_new is None:
-                raise XmodalError(f"{side} input {name!r} cannot encode new {side}s outside the dataset")
-            merged |= kind.encode_new(self, values)
-        return merged
+        return self.pipeline().encode_texts(texts)
 
     # -- splits ------------------------------------------------------------------------------
     def _assign_splits(self, val_fraction: float, val_fold: int) -> dict[str, list[int]]:
@@ -189,20 +195,23 @@ class ModelData:
         raw_text_rows: dict[int, list[int]] = {}
         for row, (item_index, text) in enumerate(text_source):
             raw_text_rows.setdefault(item_index, []).append(text.row if isinstance(text, FeatureRow) else row)
-        image_rows, text_rows, text_items = [], [], []
+        image_rows, text_rows, text_items, boxes = [], [], [], []
         for position, item_index in enumerate(positions):
-            image = self.dataset.items[item_index].image
-            image_rows.append(image.row if isinstance(image, FeatureRow) else item_index)
-            for row in raw_text_rows.get(item_index, []):
+            item = self.dataset.items[item_index]
+            image_rows.append(item.image.row if isinstance(item.image, FeatureRow) else item_index)
+            for number, row in enumerate(raw_text_rows.get(item_index, [])):
                 text_rows.append(row)
                 text_items.append(position)
+                boxes.append(item.text_boxes[number] if item.text_boxes else (np.nan,) * 4)
         labels = None
         if self.dataset.has_labels:
             labels = torch.zeros(len(positions), len(self.dataset.label_names), dtype=torch.bool)
             for position, item_index in enumerate(positions):
                 labels[position, list(self.dataset.items[item_index].labels)] = True
+        text_boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         return SplitData(name, np.asarray(positions), np.asarray(image_rows), np.asarray(text_rows),
-                         np.asarray(text_items), labels, self._read_images, self._read_texts)
+                         np.asarray(text_items), labels, self._read_images, self._read_texts,
+                         text_boxes if not np.isnan(text_boxes).all() else None)
 
 
 def make_spec(image_specs: dict[str, dict], text_specs: dict[str, dict], n_classes: int = 0) -> InputSpec:

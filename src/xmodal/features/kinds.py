@@ -9,7 +9,10 @@ vocabulary), its ``tokens`` (MiniLM states), its ``bow`` (counts on SCANet's wor
 - which datasets can feed it (image files or raw texts, or feature arrays of a given shape);
 - how its rows are read for a split (``source``: from the feature cache, extracting once, or
   from the dataset's own arrays) and what it adds to :class:`~xmodal.models.base.InputSpec`;
-- how items outside the dataset (queries) are encoded the same way (``encode_new``);
+- how items outside the dataset (queries) are encoded the same way (``encode_new``, given the
+  run's :class:`~xmodal.features.pipeline.InputPipeline`), and what of the training data that
+  needs (``state``: the vocabulary of ``words``, the graph's words of ``bow``, the TF-IDF
+  vocabularies), which a run keeps in its folder (``save_state`` / ``load_state``);
 - a small synthetic example for tests (``example``).
 
 Adding a kind is one :func:`register_kind` call; models name kinds in ``image_inputs`` /
@@ -34,7 +37,7 @@ from xmodal.encoders import image as effnet
 from xmodal.encoders import minilm
 from xmodal.encoders import objects as object_proxies
 from xmodal.encoders import tfidf as tfidf_encoder
-from xmodal.encoders.graph import build_graph, load_vertices, vertex_counts
+from xmodal.encoders.graph import build_graph, load_vertices, save_vertices, vertex_counts
 from xmodal.encoders.tokenize import Vocabulary
 from xmodal.errors import XmodalError
 from xmodal.features.extract import extract
@@ -43,6 +46,7 @@ from xmodal.registry import Registry
 
 if TYPE_CHECKING:
     from xmodal.features.inputs import ModelData
+    from xmodal.features.pipeline import InputPipeline
 
 Side = Literal["image", "text"]
 RowReader = Callable[[np.ndarray], Rep]
@@ -78,9 +82,13 @@ class InputKind:
     source: Callable[["ModelData"], KindSource]
     example: Callable[[int, torch.Generator, ExampleDims], Rep]
     example_spec: Callable[[ExampleDims, torch.Generator], dict[str, Any]]
-    encode_new: Callable[["ModelData", Sequence[Any]], Rep] | None = None
+    encode_new: Callable[["InputPipeline", Sequence[Any]], Rep] | None = None
     extractor: str | None = None  # the cached extractor behind it (``xmodal extract --encoders``)
     notes: dict[str, str] = field(default_factory=dict)
+    # What encode_new needs of the training data, read from its features; saved into a run's folder.
+    state: Callable[["ModelData"], Any] | None = None
+    save_state: Callable[[Any, Path], None] | None = None
+    load_state: Callable[[Path], Any] | None = None
 
 
 KINDS: dict[str, Registry[InputKind]] = {"image": Registry("image input"), "text": Registry("text input")}
@@ -178,11 +186,12 @@ def _region_source(data: "ModelData") -> KindSource:
                       {"dim": grid.shape[2], "regions": grid.shape[1], "grid_side": features.manifest["grid_side"]})
 
 
-def _new_pictures(data: "ModelData", images: Sequence[str | Path | Image.Image], size: int) -> list[Image.Image]:
+def _new_pictures(pipeline: "InputPipeline", images: Sequence[str | Path | Image.Image], size: int
+                  ) -> list[Image.Image]:
     """New images (files or PIL images) as extraction decodes them: RGB, ``size x size``."""
-    if data.dataset.image_kind == "features":
-        raise XmodalError(f"dataset {data.dataset.name!r} ships image features: new images cannot be encoded "
-                          "the same way (its features came from an encoder xmodal does not have)")
+    refusal = pipeline.refusal("image")
+    if refusal:
+        raise XmodalError(refusal)
     images = list(images)
     if not images:
         raise XmodalError("encode_new_images: give at least one image (a file path or a PIL image)")
@@ -190,10 +199,10 @@ def _new_pictures(data: "ModelData", images: Sequence[str | Path | Image.Image],
             else load_rgb(Path(image), size) for image in images]
 
 
-def _new_image_features(data: "ModelData", images: Sequence[str | Path | Image.Image]):
-    resolution = data.options.image_resolution
-    encoder = data.encoder("effnet", lambda: _load_effnet(resolution, data.options.device))
-    return encoder.encode(_new_pictures(data, images, resolution))
+def _new_image_features(pipeline: "InputPipeline", images: Sequence[str | Path | Image.Image]):
+    resolution = pipeline.options.image_resolution
+    encoder = pipeline.encoder("effnet", lambda: _load_effnet(resolution, pipeline.options.device))
+    return encoder.encode(_new_pictures(pipeline, images, resolution))
 
 
 def _load_effnet(resolution: int, device: torch.device):
@@ -206,7 +215,7 @@ register_kind(InputKind(
     source=_global_image_source,
     example=lambda n, g, dims: {"features": torch.randn(n, dims.image_dim, generator=g)},
     example_spec=lambda dims, g: {"dim": dims.image_dim},
-    encode_new=lambda data, images: {"features": _new_image_features(data, images).pooled.cpu()},
+    encode_new=lambda pipeline, images: {"features": _new_image_features(pipeline, images).pooled.cpu()},
     extractor="effnet"))
 
 register_kind(InputKind(
@@ -215,7 +224,7 @@ register_kind(InputKind(
     source=_region_source,
     example=lambda n, g, dims: {"regions": torch.randn(n, dims.regions, dims.image_dim, generator=g)},
     example_spec=lambda dims, g: {"dim": dims.image_dim, "regions": dims.regions, "grid_side": dims.grid_side},
-    encode_new=lambda data, images: {"regions": _new_image_features(data, images).grid.cpu()},
+    encode_new=lambda pipeline, images: {"regions": _new_image_features(pipeline, images).grid.cpu()},
     extractor="effnet"))
 
 
@@ -229,9 +238,9 @@ def _object_source(data: "ModelData") -> KindSource:
                       {"dim": objects.shape[2], "count": objects.shape[1]})
 
 
-def _new_objects(data: "ModelData", images: Sequence[str | Path | Image.Image]) -> Rep:
-    pictures = _new_pictures(data, images, 2 * object_proxies.CROP_RESOLUTION)
-    encoder = data.encoder("objects", lambda: object_proxies.ObjectProxies(data.options.device))
+def _new_objects(pipeline: "InputPipeline", images: Sequence[str | Path | Image.Image]) -> Rep:
+    pictures = _new_pictures(pipeline, images, 2 * object_proxies.CROP_RESOLUTION)
+    encoder = pipeline.encoder("objects", lambda: object_proxies.ObjectProxies(pipeline.options.device))
     return {"objects": encoder.encode(pictures).cpu()}
 
 
@@ -279,26 +288,34 @@ def _word_source(data: "ModelData") -> KindSource:
                       {"dim": vectors.shape[1], "vocab_size": len(vectors), "word_vectors": vectors})
 
 
-def _checked_texts(data: "ModelData", texts: Sequence[str]) -> list[str]:
-    if not _has_raw_texts(data.dataset):
-        raise XmodalError(f"dataset {data.dataset.name!r} ships text features: free-text queries cannot be "
-                          "encoded the same way")
+def _checked_texts(pipeline: "InputPipeline", texts: Sequence[str]) -> list[str]:
+    refusal = pipeline.refusal("text")
+    if refusal:
+        raise XmodalError(refusal)
     texts = list(texts)
     if not texts or not all(isinstance(text, str) for text in texts):
         raise XmodalError("encode_new_texts: give a non-empty list of strings")
     return texts
 
 
-def _new_minilm(data: "ModelData", texts: Sequence[str]):
-    encoder = data.encoder("minilm", lambda: minilm.MiniLM(data.options.max_text_tokens, data.options.device))
-    return encoder.encode(_checked_texts(data, texts))
+def _new_minilm(pipeline: "InputPipeline", texts: Sequence[str]):
+    options = pipeline.options
+    encoder = pipeline.encoder("minilm", lambda: minilm.MiniLM(options.max_text_tokens, options.device))
+    return encoder.encode(_checked_texts(pipeline, texts))
 
 
-def _new_words(data: "ModelData", texts: Sequence[str]) -> Rep:
-    vocabulary = data.encoder("vocabulary", lambda: Vocabulary.load(
-        extract(data.dataset, "words", data.options).features.path / "vocabulary.json"))
-    ids, lengths = vocabulary.encode_padded(_checked_texts(data, texts))
+def _vocabulary(data: "ModelData") -> Vocabulary:
+    return Vocabulary.load(extract(data.dataset, "words", data.options).features.path / "vocabulary.json")
+
+
+def _new_words(pipeline: "InputPipeline", texts: Sequence[str]) -> Rep:
+    vocabulary: Vocabulary = pipeline.state("text.words")
+    ids, lengths = vocabulary.encode_padded(_checked_texts(pipeline, texts))
     return {"ids": torch.from_numpy(ids).long(), "lengths": torch.from_numpy(lengths).long()}
+
+
+def _token_rep(out) -> Rep:
+    return {"tokens": out.tokens.cpu(), "lengths": out.lengths.long().cpu()}
 
 
 def _example_words(n: int, g: torch.Generator, dims: ExampleDims) -> Rep:
@@ -317,7 +334,7 @@ register_kind(InputKind(
     source=_global_text_source,
     example=lambda n, g, dims: {"features": torch.randn(n, dims.text_dim, generator=g)},
     example_spec=lambda dims, g: {"dim": dims.text_dim},
-    encode_new=lambda data, texts: {"features": _new_minilm(data, texts).sentence.cpu()},
+    encode_new=lambda pipeline, texts: {"features": _new_minilm(pipeline, texts).sentence.cpu()},
     extractor="minilm"))
 
 register_kind(InputKind(
@@ -328,7 +345,10 @@ register_kind(InputKind(
     example_spec=lambda dims, g: {"dim": dims.text_dim, "vocab_size": dims.vocab,
                                   "word_vectors": torch.randn(dims.vocab, dims.text_dim, generator=g)},
     encode_new=_new_words,
-    extractor="words"))
+    extractor="words",
+    state=_vocabulary,
+    save_state=lambda vocabulary, folder: vocabulary.save(folder / "vocabulary.json"),
+    load_state=lambda folder: Vocabulary.load(folder / "vocabulary.json")))
 
 register_kind(InputKind(
     "tokens", "text", "token sequences", ("tokens", "lengths"),
@@ -336,8 +356,7 @@ register_kind(InputKind(
     source=_token_source,
     example=_example_tokens,
     example_spec=lambda dims, g: {"dim": dims.text_dim},
-    encode_new=lambda data, texts: (lambda out: {"tokens": out.tokens.cpu(), "lengths": out.lengths.long().cpu()})(
-        _new_minilm(data, texts)),
+    encode_new=lambda pipeline, texts: _token_rep(_new_minilm(pipeline, texts)),
     extractor="minilm"))
 
 
@@ -372,14 +391,14 @@ def _bow_source(data: "ModelData") -> KindSource:
                                   features.manifest["lambda_max"]))
 
 
-def _new_bow(data: "ModelData", texts: Sequence[str]) -> Rep:
-    vertices = data.encoder("graph", lambda: load_vertices(_graph_features(data).path / "vertices.json"))
-    texts = _checked_texts(data, texts)
+def _new_bow(pipeline: "InputPipeline", texts: Sequence[str]) -> Rep:
+    vertices: list[str] = pipeline.state("text.bow")
+    texts = _checked_texts(pipeline, texts)
     counts = vertex_counts(texts, vertices)
     empty = np.flatnonzero(counts.getnnz(axis=1) == 0)
     if len(empty):
-        raise XmodalError(f"dataset {data.dataset.name!r}: text {texts[empty[0]]!r} has no word of the "
-                          f"{len(vertices)}-word graph; use more common English words, or the tfidf input")
+        raise XmodalError(f"text {texts[empty[0]]!r} has no word of the run's {len(vertices)}-word graph (built on "
+                          f"{pipeline.settings.dataset}); use more common English words, or a run with the tfidf input")
     return {"bow": torch.from_numpy(counts.toarray())}
 
 
@@ -402,7 +421,10 @@ register_kind(InputKind(
     example=_example_bow,
     example_spec=_example_graph_spec,
     encode_new=_new_bow,
-    extractor="graph"))
+    extractor="graph",
+    state=lambda data: load_vertices(_graph_features(data).path / "vertices.json"),
+    save_state=lambda vertices, folder: save_vertices(folder / "vertices.json", vertices),
+    load_state=lambda folder: load_vertices(folder / "vertices.json")))
 
 
 def _tfidf_features(data: "ModelData"):
@@ -414,9 +436,9 @@ def _tfidf_source(data: "ModelData") -> KindSource:
     return KindSource(_sparse_rows(matrix, "features"), {"dim": matrix.shape[1]})
 
 
-def _new_tfidf(data: "ModelData", texts: Sequence[str]) -> Rep:
-    encoder = data.encoder("tfidf", lambda: tfidf_encoder.TfidfEncoder.load(_tfidf_features(data).path))
-    return {"features": torch.from_numpy(encoder.transform(_checked_texts(data, texts)).toarray())}
+def _new_tfidf(pipeline: "InputPipeline", texts: Sequence[str]) -> Rep:
+    encoder: tfidf_encoder.TfidfEncoder = pipeline.state("text.tfidf")
+    return {"features": torch.from_numpy(encoder.transform(_checked_texts(pipeline, texts)).toarray())}
 
 
 register_kind(InputKind(
@@ -426,4 +448,7 @@ register_kind(InputKind(
     example=lambda n, g, dims: {"features": torch.rand(n, dims.text_dim, generator=g)},
     example_spec=lambda dims, g: {"dim": dims.text_dim},
     encode_new=_new_tfidf,
-    extractor="tfidf"))
+    extractor="tfidf",
+    state=lambda data: tfidf_encoder.TfidfEncoder.load(_tfidf_features(data).path),
+    save_state=lambda encoder, folder: encoder.save(folder),
+    load_state=tfidf_encoder.TfidfEncoder.load))

@@ -21,6 +21,11 @@
   ``retrieve_with="logits"`` uses the pre-softmax layer and ``"global"`` the attended global
   features (eq. 9), which keep instance-level detail that the category probabilities lose.
 - Dropout 0.5 after each layer (section 4.1).
+- Unlabelled data (not in the paper, which trains on categories): ``semantic=False`` drops eq. 12's
+  label losses and the classifiers, and ``correlation="triplet"`` replaces eq. 11's ``1 - cos``
+  (which has no negatives, so alone it lets every feature collapse onto one) with the
+  bidirectional hardest-negative triplet of VSE++ on the attended global features, which then
+  rank (``retrieve_with="global"``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from xmodal.errors import XmodalError
+from xmodal.losses.ranking import bidirectional_triplet
 from xmodal.losses.semantic import correlation_loss, label_cross_entropy
 from xmodal.models.base import Attention, AttentionMap, Batch, EmbeddingModel, InputSpec, Params, Rep, Variant
 from xmodal.models.registry import register
@@ -50,6 +56,9 @@ class ACLNParams(Params):
     dropout: float = Field(0.5, ge=0.0, lt=1.0)  # "dropout with probability 0.5 on each layer"
     word_init: Literal["glove", "random"] = "glove"  # eq. 1's W_e: GloVe vectors, or random d_a-wide
     finetune_words: bool = True
+    semantic: bool = True  # eq. 12's label losses; False for unlabelled data (not in the paper)
+    correlation: Literal["cosine", "triplet"] = "cosine"  # eq. 11's 1 - cos, or VSE++'s triplet (not in the paper)
+    margin: float = Field(0.2, gt=0.0)  # of the triplet
 
 
 def _layer(in_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
@@ -95,10 +104,18 @@ class ACLN(EmbeddingModel):
                 "separate": Variant("ACLN separate attention", {"attention": "separate"}),
                 "shared": Variant("ACLN (shared attention)", {"attention": "shared"})}
 
+    @classmethod
+    def labels_needed(cls, params: ACLNParams) -> bool:
+        return params.semantic
+
     def __init__(self, spec: InputSpec, params: ACLNParams):
         super().__init__(spec, params)
-        if spec.n_classes < 1:
-            raise XmodalError("acln trains on category labels (eq. 12), and this data has none")
+        if params.semantic and spec.n_classes < 1:
+            raise XmodalError("acln trains on category labels (eq. 12), and this data has none; for unlabelled "
+                              "data set model.params.semantic=false, correlation=triplet, retrieve_with=global")
+        if not params.semantic and (params.retrieve_with != "global" or params.correlation != "triplet"):
+            raise XmodalError("acln with semantic=false has no classifier and no label to pull pairs apart: set "
+                              "model.params.retrieve_with=global and correlation=triplet")
         self.image_local = nn.Sequential(_layer(spec.image_dim, params.dim, params.dropout),  # FC1i, eq. 3
                                          _layer(params.dim, params.dim, params.dropout))  # FC2i
         self.word_features = WordFeatures(spec, params)
@@ -111,8 +128,11 @@ class ACLN(EmbeddingModel):
         elif params.attention == "separate":
             self.image_attention = AttentionPool(params.dim)
             self.text_attention = AttentionPool(params.dim)
-        self.image_head = self._classifier(spec.n_classes)  # FC3i, FC4i
-        self.text_head = self.image_head if params.shared_classifier else self._classifier(spec.n_classes)
+        self.image_head: nn.Module | None = None
+        self.text_head: nn.Module | None = None
+        if params.semantic:
+            self.image_head = self._classifier(spec.n_classes)  # FC3i, FC4i
+            self.text_head = self.image_head if params.shared_classifier else self._classifier(spec.n_classes)
 
     def _classifier(self, n_classes: int) -> nn.Sequential:
         return nn.Sequential(_layer(self.params.dim, self.params.hidden, self.params.dropout),
@@ -124,29 +144,41 @@ class ACLN(EmbeddingModel):
         weights = uniform_weights(local, mask) if attention is None else attention.weights(local, mask)
         return weighted_sum(weights, local), weights
 
-    def _rep(self, pooled: Tensor, logits: Tensor, weights: Tensor) -> Rep:
-        embedding = {"probabilities": lambda: torch.softmax(logits, -1), "logits": lambda: logits,
-                     "global": lambda: pooled}[self.params.retrieve_with]()
-        return {"embedding": embedding, "global": pooled, "logits": logits, "attention": weights}
+    def _rep(self, pooled: Tensor, head: nn.Module | None, weights: Tensor) -> Rep:
+        rep = {"global": pooled, "attention": weights, "embedding": pooled}
+        if head is not None:
+            logits = head(pooled)
+            rep["logits"] = logits
+            rep["embedding"] = {"probabilities": lambda: torch.softmax(logits, -1), "logits": lambda: logits,
+                                "global": lambda: pooled}[self.params.retrieve_with]()
+        return rep
 
     def encode_images(self, images: Rep) -> Rep:
         pooled, weights = self._pool("image", self.image_local(images["regions"]), None)
-        return self._rep(pooled, self.image_head(pooled), weights)
+        return self._rep(pooled, self.image_head, weights)
 
     def encode_texts(self, texts: Rep) -> Rep:
         local = self.text_local(self.word_features(texts))
         pooled, weights = self._pool("text", local, length_mask(texts["lengths"], local.shape[1]))
-        return self._rep(pooled, self.text_head(pooled), weights) | {"lengths": texts["lengths"]}
+        return self._rep(pooled, self.text_head, weights) | {"lengths": texts["lengths"]}
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         """Eq. 11 (correlation) + eq. 12 (semantic: both modalities' softmax losses)."""
-        if batch.labels is None:
+        params = self.params
+        if params.semantic and batch.labels is None:
             raise XmodalError("acln trains on category labels (eq. 12), and this batch has none")
         images, texts = self.encode_images(batch.images), self.encode_texts(batch.texts)
-        correlation = self.params.correlation_weight * correlation_loss(images["global"], texts["global"])
-        semantic = label_cross_entropy(images["logits"], batch.labels) + label_cross_entropy(texts["logits"],
-                                                                                              batch.labels)
-        return {"total": correlation + semantic, "correlation": correlation, "semantic": semantic}
+        if params.correlation == "triplet":
+            scores = nn.functional.normalize(images["global"], dim=-1) @ nn.functional.normalize(texts["global"],
+                                                                                                 dim=-1).T
+            correlation = bidirectional_triplet(scores, batch.positives(), params.margin)
+        else:
+            correlation = correlation_loss(images["global"], texts["global"])
+        terms = {"correlation": params.correlation_weight * correlation}
+        if params.semantic:
+            terms["semantic"] = (label_cross_entropy(images["logits"], batch.labels)
+                                 + label_cross_entropy(texts["logits"], batch.labels))
+        return {"total": sum(terms.values()), **terms}
 
     def explain(self, images: Rep, texts: Rep) -> Attention | None:
         """The attention (eq. 8) of the first image over its regions and of the first text over its words."""

@@ -197,6 +197,12 @@ class RetrievalModel(nn.Module, ABC):
         self.params = params
 
     @classmethod
+    def labels_needed(cls, params: Params) -> bool:
+        """Whether the model with these parameters trains on labels (``needs_labels``, unless a setting
+        turns the label loss off)."""
+        return cls.needs_labels
+
+    @classmethod
     def input_parts(cls, side: str, params: Params | None = None) -> tuple[tuple[str, ...], ...]:
         """The parts a model reads from ``side``, each a tuple of accepted kinds (preferred first).
 

@@ -13,7 +13,7 @@
   region / word vectors by default (``decorrelation_on="unit"``): eq. 9 on the raw features
   (``"raw"``) fell by shrinking S five-fold in 3 epochs, which shrank the affinities of
   eq. 11 and left the co-attention exactly uniform, so the rerank reproduced the global cosine
-  (benchmarks/jgcar_diagnose.py, benchmarks/results/jgcar.md).
+  (``python -m benchmarks probe jgcar-attention``, benchmarks/results/jgcar.md).
 - Co-attention (2.3): :class:`~xmodal.nn.coattention.CoAttention` (eqs. 11-15) trained with the
   bi-rank loss J_C (eq. 16, :mod:`xmodal.losses.birank`) on all B x B pairs of a batch.
 - Joint objective (eq. 17): ``beta J_G + (1 - beta) J_C``.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from xmodal.data.collection import find_images, read_csv, read_jsonl
 from xmodal.data.records import Dataset, FeatureRow, Split
@@ -50,8 +50,10 @@ def text_id(item_id: str, k: int) -> str:
     return f"{item_id}#{k}"
 
 
-def read_collection(spec: str, dataset: Dataset | None = None, *, skip_bad: bool = False) -> Collection:
-    """The entries a spec names; ``dataset`` is the run's own, needed for ``split:NAME``."""
+def read_collection(spec: str, dataset: Dataset | Callable[[], Dataset] | None = None, *,
+                    skip_bad: bool = False) -> Collection:
+    """The entries a spec names; ``dataset`` is the run's own (or a function that reads it), needed
+    only for ``split:NAME``, so indexing a folder never reads the training data."""
     if spec.startswith(SPLIT_PREFIX):
         return _split_collection(spec, dataset)
     path = Path(spec)
@@ -76,12 +78,14 @@ def single_image(path: Path) -> Collection:
     return Collection(str(path), [Entry(path.stem, str(path))], [])
 
 
-def _split_collection(spec: str, dataset: Dataset | None) -> Collection:
+def _split_collection(spec: str, dataset: Dataset | Callable[[], Dataset] | None) -> Collection:
     name = spec[len(SPLIT_PREFIX):]
     if name not in ("train", "val", "test"):
         raise XmodalError(f"collection {spec!r}: unknown split {name!r}; choose split:train, split:val or split:test")
     if dataset is None:
         raise XmodalError(f"collection {spec!r} names a split of the run's dataset, but no dataset was given")
+    if callable(dataset):
+        dataset = dataset()
     collection = _dataset_collection(spec, dataset, split=name)
     collection.split = name
     return collection

@@ -71,9 +71,9 @@ def cmd_index_build(args: argparse.Namespace) -> None:
     from xmodal.search.index import SearchIndex
 
     run = load_run(args.run, args.checkpoint, allow_changed=True)
-    collection = read_collection(args.collection, run.dataset, skip_bad=args.skip_bad)
+    collection = read_collection(args.collection, lambda: run.dataset, skip_bad=args.skip_bad)
     options = _backend_options(args)
-    index = SearchIndex.build(run, args.run, collection, args.out, args.backend, options, overwrite=args.overwrite)
+    index = SearchIndex.build(run, collection, args.out, args.backend, options, overwrite=args.overwrite)
     print(_summary(index))
 
 
@@ -92,7 +92,7 @@ def cmd_index_add(args: argparse.Namespace) -> None:
 
     index = SearchIndex.open(args.index)
     run = load_run(index.run_folder, index.manifest["run"]["checkpoint"], allow_changed=True)
-    index.check_run(run_identity(index.run_folder, run, index.manifest["run"]["checkpoint"]))
+    index.check_run(run_identity(run))
     merged = Collection(index.manifest["collection"], [], [])
     for path in args.paths:
         part = single_image(Path(path)) if Path(path).is_file() and _is_image(Path(path)) else read_collection(path)

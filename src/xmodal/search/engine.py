@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from xmodal.api import load_run
 from xmodal.encoders.minilm import load_tokenizer
 from xmodal.encoders.tokenize import tokenize
 from xmodal.errors import XmodalError
 from xmodal.models.base import Attention, EmbeddingModel, Rep, rep_to
 from xmodal.search.index import SearchIndex, SideName, rep_rows, run_identity
 from xmodal.search.vector_index import ExactIndex, unit_rows
+from xmodal.trained import TrainedRun, load_run
 
 DEFAULT_SHORTLIST = 100
 MAX_K = 1000
@@ -46,15 +46,15 @@ class Hit:
 class SearchEngine:
     """An opened index and the trained run that built it (the run is checked against the index)."""
 
-    def __init__(self, index: SearchIndex, run, run_folder: Path | None = None, shortlist: int = DEFAULT_SHORTLIST):
-        index.check_run(run_identity(run_folder or index.run_folder, run, index.manifest["run"]["checkpoint"]))
+    def __init__(self, index: SearchIndex, run: TrainedRun, shortlist: int = DEFAULT_SHORTLIST):
+        index.check_run(run_identity(run))
         self.index = index
         self.run = run
         self.shortlist = shortlist
         self.pairwise = not isinstance(run.model, EmbeddingModel)
         for side in index.sides.values():
             if isinstance(side.vectors, ExactIndex):  # first stage on the run's device (GPU when it has one)
-                side.vectors.to(run.run.device)
+                side.vectors.to(run.device)
 
     @classmethod
     def open(cls, index_folder: str | Path, run_folder: str | Path | None = None, device: str | None = None,
@@ -62,7 +62,7 @@ class SearchEngine:
         index = SearchIndex.open(index_folder)
         folder = Path(run_folder) if run_folder is not None else index.run_folder
         run = load_run(folder, index.manifest["run"]["checkpoint"], device, allow_changed=True)
-        return cls(index, run, folder, shortlist)
+        return cls(index, run, shortlist)
 
     # -- queries -----------------------------------------------------------------------------
     def encode_text(self, text: str) -> Rep:
@@ -101,7 +101,7 @@ class SearchEngine:
         rows = side.rows_of(keys)
         if self.pairwise:
             candidates = rep_rows(side, rows)
-            query_on, candidates = rep_to(query, self.run.run.device), rep_to(candidates, self.run.run.device)
+            query_on, candidates = rep_to(query, self.run.device), rep_to(candidates, self.run.device)
             scores = (model.similarity(candidates, query_on)[:, 0] if target == "images"
                       else model.similarity(query_on, candidates)[0]).float().cpu().numpy()
             order = np.argsort(-scores, kind="stable")
@@ -131,7 +131,7 @@ class SearchEngine:
         item = rep_rows(self.index.sides[name], [row])
         query = self.encode_text(text) if text is not None else self.encode_image(image)
         images, texts = (item, query) if name == "images" else (query, item)
-        device = self.run.run.device
+        device = self.run.device
         return self.run.model.explain(rep_to(images, device), rep_to(texts, device))
 
     def explain_labelled(self, item_id: str, text: str | None = None,

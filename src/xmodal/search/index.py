@@ -40,6 +40,7 @@ from xmodal.paths import atomic_write_bytes
 from xmodal.progress import progress
 from xmodal.search.collection import Collection, Entry, text_id
 from xmodal.search.vector_index import VectorIndex, load_vector_index, make_vector_index, unit_rows, write_json
+from xmodal.trained import TrainedRun
 
 logger = logging.getLogger(__name__)
 
@@ -71,15 +72,19 @@ def checkpoint_digest(path: Path) -> str:
     return hash_file(path, length=64)
 
 
-def run_identity(run_folder: Path, run, checkpoint: str = "best") -> dict[str, Any]:
-    """What an index must match: the checkpoint's bytes and the inputs (encoders) it reads."""
-    path = Path(run_folder) / "checkpoints" / f"{checkpoint}.pt"
-    spec = run.run.data.spec
-    data = run.config.data
-    return {"folder": str(Path(run_folder).absolute()), "checkpoint": checkpoint, "sha256": checkpoint_digest(path),
-            "model": run.config.model.name, "dataset": run.dataset.name,
-            "inputs": {"image": list(spec.image_parts), "text": list(spec.text_parts), "resolution": data.resolution,
-                       "graph_vertices": data.graph_vertices, "graph_stop_words": data.graph_stop_words}}
+def run_identity(run: TrainedRun, index_folder: Path | None = None) -> dict[str, Any]:
+    """What an index must match: the checkpoint's bytes and the inputs (encoders) it reads; where the
+    run is, absolute and (for an index that moves with its run) relative to the index."""
+    spec, data = run.pipeline.spec, run.config.data
+    source = Path(run.source).absolute()
+    identity = {"folder": str(source), "checkpoint": run.checkpoint, "sha256": run.checkpoint_sha256(),
+                "model": run.config.model.name, "dataset": run.dataset_name,
+                "inputs": {"image": list(spec.image_parts), "text": list(spec.text_parts),
+                           "resolution": data.resolution, "graph_vertices": data.graph_vertices,
+                           "graph_stop_words": data.graph_stop_words}}
+    if index_folder is not None:
+        identity["relative"] = os.path.relpath(source, Path(index_folder).absolute())
+    return identity
 
 
 class SearchIndex:
@@ -101,7 +106,12 @@ class SearchIndex:
 
     @property
     def run_folder(self) -> Path:
-        return Path(self.manifest["run"]["folder"])
+        """The run that built the index: where it was, else relative to the index (copied together)."""
+        built = self.manifest["run"]
+        recorded = Path(built["folder"])
+        if not recorded.exists() and "relative" in built and (self.folder / built["relative"]).exists():
+            return (self.folder / built["relative"]).resolve()
+        return recorded
 
     def check_run(self, identity: dict[str, Any]) -> None:
         """Refuse a run whose checkpoint or inputs differ from the ones that built the index."""
@@ -126,9 +136,9 @@ class SearchIndex:
 
     # -- writing -----------------------------------------------------------------------------
     @classmethod
-    def build(cls, run, run_folder: Path, collection: Collection, out: Path, backend: str = "exact",
+    def build(cls, run: TrainedRun, collection: Collection, out: Path, backend: str = "exact",
               options: dict[str, Any] | None = None, overwrite: bool = False, batch_size: int = 64) -> "SearchIndex":
-        """Encode ``collection`` with ``run`` (an :class:`xmodal.api.TrainedRun`) and write ``out``."""
+        """Encode ``collection`` with ``run`` and write ``out``."""
         out = Path(out)
         if (out / "CURRENT").exists() and not overwrite:
             raise XmodalError(f"{out} already holds an index; update it with xmodal index add/remove, "
@@ -136,7 +146,7 @@ class SearchIndex:
         if out.exists() and not (out / "CURRENT").exists() and any(out.iterdir()):
             raise XmodalError(f"{out} exists and is not an index; choose an empty or new folder")
         started = time.perf_counter()
-        manifest = {"format": FORMAT, "run": run_identity(run_folder, run), "collection": collection.spec,
+        manifest = {"format": FORMAT, "run": run_identity(run, out), "collection": collection.spec,
                     "backend": backend, "options": dict(options or {}), "next_key": 0, "created": time.time()}
         replaced = SearchIndex.open(out) if (out / "CURRENT").exists() else None
         index = cls(out, manifest, {name: IndexSide([], np.zeros(0, np.int64), {}, None) for name in SIDES})
@@ -267,9 +277,9 @@ def _read_side(folder: Path, manifest: dict[str, Any], name: str, device: torch.
 @torch.no_grad()
 def _encode(run, side: SideName, entries: list[Entry], collection: Collection, batch_size: int) -> Rep:
     """Model representations of ``entries``: from the run's feature cache for its own split, else encoded."""
-    model, device = run.model, run.run.device
+    model, device = run.model, run.device
     if collection.split is not None:
-        split = run.run.data.split(collection.split)
+        split = run.split(collection.split)
         wanted = {entry.id for entry in entries}
         if side == "images":
             ids = [run.dataset.items[i].id for i in split.item_indices]

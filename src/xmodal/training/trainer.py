@@ -25,8 +25,9 @@ from torch import nn
 from xmodal.config import OptimConfig, OptimizerConfig, RunConfig, dump_config
 from xmodal.errors import XmodalError
 from xmodal.eval.protocol import eval_settings, evaluate_split, headline
+from xmodal.features.pipeline import FOLDER as PIPELINE_FOLDER
 from xmodal.models.base import RetrievalModel
-from xmodal.paths import atomic_write_bytes
+from xmodal.paths import atomic_directory, atomic_write_bytes
 from xmodal.progress import progress
 from xmodal.run import Run, record_data
 from xmodal.training.checkpoint import load_checkpoint, save_checkpoint
@@ -105,6 +106,8 @@ def train_run(run: Run, out: Path, *, resume: bool = False, world: World | None 
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / "config.yaml", dump_config(run.config).encode())
         record_data(run, out)
+        with atomic_directory(out / PIPELINE_FOLDER) as staging:  # what encoding new items needs: RUN/inputs/
+            run.data.pipeline().save(staging)
         _write_skipped(run, out)
     if not run.model.trainable:
         return _fit_closed_form(run, run.config, out, world)
