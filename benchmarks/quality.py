@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     earlier = earlier_summaries()
     reuse = EarlierRuns(args.reuse) if args.reuse else None
     started = time.perf_counter()
-    tables: dict[str, list[Row]] = {}
+    measured: dict[str, dict[Arm, list[dict]]] = {}
     for name, path, recorded in targets:
         if not path.exists():
             logger.warning("dataset %s: %s is missing; skipped", name, path)
@@ -117,8 +117,19 @@ def main(argv: list[str] | None = None) -> None:
         arms = plan_for(name, models, args.quick)
         keep = store if recorded and not args.quick else None
         to_run = [arm for arm in arms if not args.arms or arm.model in args.arms]
-        measured = None if args.report_only else run_arms(name, path, to_run, seeds, runs, extra, keep, reuse)
-        tables[name] = rows_of(name, path, arms, keep, earlier["datasets"] if keep else {}, measured)
+        if not args.report_only:
+            measured[name] = run_arms(name, path, to_run, seeds, runs, extra, keep, reuse)
+    # The committed reports cover every benchmark dataset from the records (other processes' runs too);
+    # a quick run or a user's collection reports what it measured.
+    tables: dict[str, list[Row]] = {}
+    if args.quick or args.extra_datasets:
+        for name, path, _ in targets:
+            if name in measured:
+                tables[name] = rows_of(name, path, plan_for(name, models, args.quick), None, {}, measured[name])
+    else:
+        store = RecordStore()  # what every process has recorded by now
+        for name, path in DATASETS.items():
+            tables[name] = rows_of(name, path, plan_for(name), store, earlier["datasets"], measured.get(name))
     took = f"This command took {(time.perf_counter() - started) / 60:.1f} minutes." if not args.report_only else ""
     results = results_report(tables, seeds, earlier["source"], args.quick, took,
                              recorded=not (args.quick or args.extra_datasets))

@@ -11,8 +11,10 @@ marked with its date.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,23 +72,32 @@ def metric(result: dict, key: str) -> float | None:
 
 
 class RecordStore:
-    """Records of finished runs by (dataset, model, seed); the newest record of a key wins."""
+    """Records of finished runs by (dataset, model, seed); the newest record of a key wins.
+
+    Benchmark processes run side by side (one dataset or model each), so :meth:`put` re-reads the
+    file under an exclusive lock before it writes, and writes it whole by rename."""
 
     def __init__(self, path: Path = RECORDS):
         self.path = path
-        self.records: dict[tuple[str, str, int], dict] = {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
+        self.records: dict[tuple[str, str, int], dict] = self._read()
+
+    def _read(self) -> dict[tuple[str, str, int], dict]:
+        records = {}
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
                 if line.strip():
                     record = json.loads(line)
-                    self.records[(record["dataset"], record["model"], record["seed"])] = record
+                    records[(record["dataset"], record["model"], record["seed"])] = record
+        return records
 
     def put(self, record: dict) -> None:
-        self.records[(record["dataset"], record["model"], record["seed"])] = record
-        lines = [json.dumps(record, sort_keys=True) for _, record in sorted(self.records.items())]
-        staging = self.path.with_suffix(".jsonl.tmp")
-        staging.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        staging.replace(self.path)  # whole or not at all
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.records = self._read() | {(record["dataset"], record["model"], record["seed"]): record}
+            lines = [json.dumps(record, sort_keys=True) for _, record in sorted(self.records.items())]
+            staging = self.path.with_suffix(f".jsonl.tmp-{os.getpid()}")
+            staging.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            staging.replace(self.path)  # whole or not at all
 
     def results(self, dataset: str, model: str, digest: str) -> tuple[list[dict], int]:
         """The results of ``model`` on ``dataset`` trained with the config ``digest``, and how many
