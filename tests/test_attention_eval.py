@@ -133,7 +133,7 @@ def test_a_model_with_region_attention_points_at_the_tile_its_caption_names(tmp_
     torch.manual_seed(0)
     run = make_run(config, data, Pointer(data.spec, PointerParams()))
     train_run(run, tmp_path / "run")
-    metrics = TrainedRun(run, tmp_path / "run").evaluate("test")
+    metrics = TrainedRun.of(run, tmp_path / "run").evaluate("test")
     pointing = metrics["pointing"]["image"]
     assert pointing["pairs"] == 32 and pointing["chance"] == 0.25
     assert pointing["accuracy"] >= 0.8 and pointing["mass"] >= 0.6, pointing  # chance: 0.25 each

@@ -105,6 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_search_verbs(add_verb, common)
 
+    run_verb = add_verb("run", help="look after a trained run folder")
+    run_verbs = run_verb.add_subparsers(dest="run_verb", required=True)
+    complete = run_verbs.add_parser("complete", parents=[common],
+                                    help="write RUN/inputs/ (what encoding new images and texts needs) of a run "
+                                         "trained before runs kept it, from its data")
+    complete.add_argument("run", type=Path)
+    complete.add_argument("--path", type=Path, default=None, help="where the run's dataset lives now")
+
+    export = add_verb("export", help="write a trained run as one file (NAME.xmodal) that load_run, index build, "
+                                     "search and serve accept")
+    export.add_argument("run", type=Path)
+    export.add_argument("-o", "--out", type=Path, required=True, help="the file to write, NAME.xmodal")
+    export.add_argument("--checkpoint", default="best", choices=["best", "last"])
+
     demo = add_verb("demo", help="the main job: fetch emoji, extract, train, evaluate, report")
     demo.add_argument("--path", type=Path, default=None,
                       help="the dataset's folder (emoji: a folder holding the two npm tarballs; else npm)")
@@ -271,6 +285,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise XmodalError(f"--shortlist {args.shortlist}: give K >= 0 (0 scores every pair)")
     trained = load_run(args.run, args.checkpoint, args.device, allow_changed=args.allow_changed)
     metrics = trained.evaluate(args.split, shortlist=args.shortlist)
+    trained.record_metrics(f"{args.split}-{args.checkpoint}", metrics)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -281,9 +296,22 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(format_table(metrics))
 
 
+def cmd_run_complete(args: argparse.Namespace) -> None:
+    from xmodal.trained import complete_run
+
+    print(f"wrote {complete_run(args.run, path=args.path)}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from xmodal.trained import export_run
+
+    out = export_run(args.run, args.out, args.checkpoint)
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): xmodal index build {out} --collection FOLDER ...")
+
+
 COMMANDS = {("data", "fetch"): cmd_data_fetch, ("data", "info"): cmd_data_info, ("extract", None): cmd_extract,
             ("models", None): cmd_models, ("train", None): cmd_train, ("eval", None): cmd_eval,
-            ("demo", None): cmd_demo}
+            ("demo", None): cmd_demo, ("run", "complete"): cmd_run_complete, ("export", None): cmd_export}
 
 
 def _commands() -> dict:

@@ -139,6 +139,17 @@ class TrainedRun:
         ranking = {"method": "two-stage", "k": k} if k else {"method": "exhaustive"}
         return metrics | {"ranking": ranking} | ({"warning": self.data_warning} if self.data_warning else {})
 
+    def record_metrics(self, name: str, metrics: dict) -> None:
+        """Keep an evaluation's metrics in ``RUN/metrics/NAME.json`` (an export carries them); a run folder
+        that cannot be written (shared, or an unpacked export) is left as it is."""
+        if (self.folder / EXPORT_MANIFEST).is_file():
+            return
+        try:
+            (self.folder / "metrics").mkdir(exist_ok=True)
+            atomic_write_bytes(self.folder / "metrics" / f"{name}.json", json.dumps(metrics, indent=1).encode())
+        except OSError as error:
+            logger.debug("metrics of %s not kept: %s", self.folder, error)
+
     def _with_data(self) -> Run:
         try:
             data_path(self.config.data.dataset, self.config.data.path)
