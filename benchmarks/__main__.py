@@ -6,7 +6,7 @@ import importlib
 import sys
 
 COMMANDS = {"quality": "benchmarks.quality", "speed": "benchmarks.speed", "search": "benchmarks.search",
-            "cache": "benchmarks.cache_reuse"}
+            "cache": "benchmarks.cache_reuse", "startup": "benchmarks.startup"}
 
 
 def main(argv: list[str]) -> None:

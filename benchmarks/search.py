@@ -26,25 +26,23 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmarks.plan import REPO, SHARED
+from benchmarks.search_trust import part_trust
+from benchmarks.search_trust import report as trust_report
+from benchmarks.serving import XMODAL, Server, declared_length, get, percentile, post_file, post_json, post_raw
 
 EMOJI = SHARED / "emoji"
 WIKI_TEXTS = SHARED / "wikipedia" / "texts"
-XMODAL = [sys.executable, "-m", "xmodal"]
 
 
-PARTS = ("serve", "update", "update-check", "scale")
+PARTS = ("serve", "trust", "update", "update-check", "scale")
 
 
 def sh(*argv: str, **kwargs) -> subprocess.CompletedProcess:
@@ -61,70 +59,7 @@ def train_once(config: str, out: Path, *extra: str) -> Path:
     return out
 
 
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q))
-
-
 # -- serve ---------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def post_json(url: str, body: dict, timeout: float = 120) -> tuple[int, dict]:
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    return _send(request, timeout)
-
-
-def post_file(url: str, field: str, filename: str, content: bytes, fields: dict | None = None) -> tuple[int, dict]:
-    boundary = "xmodalbenchboundary"
-    parts = [f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n".encode()
-             for k, v in (fields or {}).items()]
-    parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
-                 f"Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n")
-    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    request = urllib.request.Request(url, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    return _send(request, 120)
-
-
-def _send(request: urllib.request.Request, timeout: float) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
-
-
-def get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-class Server:
-    def __init__(self, index: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen([*XMODAL, "serve", str(index), "--port", str(self.port), "-q"],
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                if get(self.url + "/health")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("xmodal serve did not come up")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
 
 
 def compare_cli_and_api(index: Path, server: Server, texts: list[str], images: list[str]) -> dict:
@@ -163,6 +98,11 @@ def bad_inputs(server: Server) -> list[dict]:
         ("unknown item id", lambda: get(server.url + "/items/no-such-item")),
         ("path-like id ../../etc/passwd", lambda: get(server.url + "/items/..%2F..%2Fetc%2Fpasswd")),
         ("path-like thumbnail", lambda: get(server.url + "/thumbnails/..%2F..%2Fetc%2Fpasswd")),
+        ("min_score a list", lambda: post_json(server.url + "/search", {"text": "a cat", "min_score": [1]})),
+        ("min_score an object", lambda: post_json(server.url + "/search", {"text": "a cat", "min_score": {"a": 1}})),
+        ("2,500 nested arrays (5 KB body)", lambda: post_raw(server.url + "/search", b"[" * 2500 + b"]" * 2500)),
+        ("lone surrogate in the text", lambda: post_raw(server.url + "/search", b'{"text": "a\\ud800b"}')),
+        ("Content-Length of 100 MB", lambda: declared_length(server.url, "/search", 100_000_000)),
     ]
     rows = []
     for name, call in cases:
@@ -215,12 +155,18 @@ def two_stage_latency(index: Path, texts: list[str], n: int = 100) -> dict:
     return figures
 
 
-def part_serve(out: Path) -> dict:
-    from xmodal.api import load_run
-
+def demo_run(out: Path) -> Path:
+    """``xmodal demo``'s run and index (GPLDAN on emoji), made once."""
     demo = out / "demo"
     if not (demo / "index" / "CURRENT").is_file():
         sh("demo", "--path", str(EMOJI), "--out", str(demo))
+    return demo
+
+
+def part_serve(out: Path) -> dict:
+    from xmodal.api import load_run
+
+    demo = demo_run(out)
     scanet = train_once("scanet/emoji", out / "scanet-emoji")
     scanet_index = out / "scanet-emoji-index"
     if not (scanet_index / "CURRENT").is_file():
@@ -280,14 +226,16 @@ def part_update(out: Path) -> dict:
     for folder in (updated, rebuilt):
         shutil.rmtree(folder, ignore_errors=True)
     started = time.perf_counter()
-    index = SearchIndex.build(run, read_collection(str(base)), updated)
+    SearchIndex.build(run, read_collection(str(base)), updated)
     figures["build_10000_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    index.add(run, read_collection(str(extra)))
+    with SearchIndex.updating(updated) as index:
+        index.add(run, read_collection(str(extra)))
     figures["add_100_s"] = time.perf_counter() - started
     removed = [f"line-{n}" for n in range(1, 5001, 100)]  # 50 ids spread over the index
     started = time.perf_counter()
-    index.remove(removed)
+    with SearchIndex.updating(updated) as index:
+        index.remove(removed)
     figures["remove_50_s"] = time.perf_counter() - started
     final = out / "final.txt"
     gone = set(removed)
@@ -360,6 +308,7 @@ def part_scale(out: Path, n: int, dim: int = 256, n_queries: int = 200, k: int =
         started = time.perf_counter()
         try:
             index = make_vector_index(backend, dim, options)
+            index.begin(1)  # the first version (Milvus tags its rows with it)
             index.add(keys, vectors)
             index.save(folder)
         except Exception as error:  # one backend failing (e.g. Milvus Lite missing) must not lose the others
@@ -419,6 +368,8 @@ def write_report(out: Path) -> None:
         lines += ["", "Bad input against the live server (the demo model's index):", "",
                   "| request | status | message |", "| --- | --- | --- |"]
         lines += [f"| {row['case']} | {row['status']} | {row['detail']} |" for row in bad]
+    if "trust" in parts:
+        lines += trust_report(parts["trust"])
     update = parts.get("update")
     if update and "update-check" in parts:
         update = update | parts["update-check"]
@@ -482,6 +433,8 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         if part == "serve":
             figures = part_serve(args.out)
+        elif part == "trust":
+            figures = part_trust(args.out, demo_run(args.out) / "index")
         elif part == "update":
             figures = part_update(args.out)
         elif part == "update-check":

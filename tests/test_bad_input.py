@@ -236,19 +236,31 @@ def test_a_list_file_that_is_not_utf8_does_not_suggest_skip_bad(tmp_path, capsys
     assert f"{table}:2: not valid UTF-8 (byte 23: 0xe9)" in err and "iconv" in err and "--skip-bad" not in err
 
 
-def test_folder_reader_follows_symlinked_folders_once_and_names_an_all_bad_folder(tmp_path, capsys):
-    real = tmp_path / "real" / "cats"
+def test_folder_reader_follows_links_inside_once_leaves_links_out_and_names_an_all_bad_folder(tmp_path, capsys):
+    from xmodal.data.collection import read_folder
+
+    collection = tmp_path / "collection"
+    real = collection / ".store" / "cats"  # a hidden store the visible folders link into
     real.mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(real / "a.png")
     (real / "a.txt").write_text("a cat\n")
-    collection = tmp_path / "collection"
-    collection.mkdir()
     (collection / "cats").symlink_to(real, target_is_directory=True)
     (real / "loop").symlink_to(collection, target_is_directory=True)  # a link back up the tree
-    from xmodal.data.collection import read_folder
-
     dataset = read_folder(collection)
     assert [item.id for item in dataset] == ["cats/a"] and dataset.label_names == ["cats"]
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    Image.new("RGB", (8, 8)).save(outside / "b.png")
+    (outside / "b.txt").write_text("a dog\n")
+    (collection / "dogs").symlink_to(outside, target_is_directory=True)  # leads out of the collection
+    assert [item.id for item in read_folder(collection)] == ["cats/a"]
+    (collection / "cats").unlink()
+    assert main(["data", "info", "folder", "--path", str(collection)]) == 2
+    err = _error(capsys)
+    assert "no images inside the folder (1 symlink(s) lead outside it and are left out, first: dogs)" in err
+
+    (collection / "cats").symlink_to(real, target_is_directory=True)
     (real / "a.txt").unlink()
     assert main(["data", "info", "folder", "--path", str(collection), "--skip-bad"]) == 2
     err = _error(capsys)

@@ -133,7 +133,7 @@ def test_add_and_remove_equal_a_rebuilt_index(trained, tmp_path, capsys):
     for query in ("colour number 104", "a swatch called 102", "something else"):
         results = [[(h.id, round(h.score, 5)) for h in engine.search_text(query, k=4)] for engine in engines]
         assert results[0] == results[1] == results[2]
-    assert len(list(full.glob("v*"))) == 1  # old versions are gone
+    assert len(list(full.glob("v*"))) == 2  # the live version and the one before it (a reader may be opening it)
 
 
 def test_refusals_and_bad_input(trained, tmp_path, capsys):

@@ -7,6 +7,7 @@ with status 2; nothing the user can fix is shown as a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -323,18 +324,25 @@ def _commands() -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     from xmodal.logs import configure_logging
 
+    for stream in (sys.stdout, sys.stderr):  # a file name or text the OS gave undecoded prints as \udcxx
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbosity)
     command = _commands()[(args.verb, getattr(args, f"{args.verb}_verb", None))]
     try:
         code = command(args)  # a command may return a status (1: it ran and found problems)
+        sys.stdout.flush()
     except XmodalError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `xmodal index info IDX | head -1`: the reader left, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
     return code or 0
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,8 @@ from xmodal.data.records import Dataset
 from xmodal.data.registry import DatasetSpec, register_dataset
 from xmodal.data.texts import normalise_caption, read_utf8, require_caption
 from xmodal.errors import DataError, SkipReport
+
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})
 CSV_REQUIRED = ("image", "caption")
@@ -64,7 +67,16 @@ def read_folder(path: Path, *, skip_bad: bool = False) -> Dataset:
     """
     root = require_dir(path).absolute()
     report = SkipReport(skip_bad)
-    images = find_images(root)
+    outside: list[Path] = []
+    images = find_images(root, outside)
+    if outside:
+        logger.warning("%s: left out %d symlink(s) that lead outside the folder (first: %s)", root, len(outside),
+                       outside[0].relative_to(root))
+    if not images and outside:
+        raise DataError(root, f"no images inside the folder ({len(outside)} symlink(s) lead outside it and are "
+                        "left out, first: " + outside[0].relative_to(root).as_posix() + ")",
+                        "a collection stays inside its folder: copy the images in, or index the folder the links "
+                        "lead to")
     if not images:
         raise DataError(
             root,
@@ -81,12 +93,15 @@ def read_folder(path: Path, *, skip_bad: bool = False) -> Dataset:
     return build_dataset("folder", path, records, report)
 
 
-def find_images(root: Path) -> list[Path]:
+def find_images(root: Path, outside: list[Path] | None = None) -> list[Path]:
     """Image files under ``root``, skipping hidden ones, sorted by relative path.
 
-    Symlinked folders are followed (collections are often assembled from links), each real
-    folder once, so a link back up the tree cannot loop.
+    Symlinks are followed while they stay inside ``root`` (collections are often assembled from
+    links), each real folder once, so a link back up the tree cannot loop. A link that leads out
+    of ``root`` (``up -> ..``) is not followed: it is added to ``outside`` when a list is given,
+    so a caller can say how many it left out.
     """
+    real_root = root.resolve()
     found, seen = [], set()
     for folder, subfolders, files in os.walk(root, followlinks=True):
         identity = (os.stat(folder).st_dev, os.stat(folder).st_ino)
@@ -94,12 +109,28 @@ def find_images(root: Path) -> list[Path]:
             subfolders[:] = []
             continue
         seen.add(identity)
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        kept = []
+        for name in subfolders:
+            if name.startswith("."):
+                continue
+            if _leaves(Path(folder) / name, real_root):
+                (outside if outside is not None else []).append(Path(folder) / name)
+                continue
+            kept.append(name)
+        subfolders[:] = kept
         for name in files:
             file = Path(folder) / name
             if not name.startswith(".") and file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
-                found.append(file)
+                if _leaves(file, real_root):
+                    (outside if outside is not None else []).append(file)
+                else:
+                    found.append(file)
     return sorted(found, key=lambda file: file.relative_to(root).as_posix())
+
+
+def _leaves(path: Path, real_root: Path) -> bool:
+    """A symlink (or a path through one) whose target lies outside the collection's root."""
+    return path.is_symlink() and not path.resolve().is_relative_to(real_root)
 
 
 def _folder_record(root: Path, image: Path, labelled: bool) -> Record:

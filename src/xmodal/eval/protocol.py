@@ -143,8 +143,18 @@ def evaluate_encoded(model: RetrievalModel, images: Rep, texts: Rep, truth: Grou
         if model.embed(take(images, slice(0, 1))) is None:
             raise XmodalError(f"eval.shortlist={shortlist}: model {model.name!r} has no global vector for a first "
                               "stage; use eval.shortlist=0 (score every pair)")
-        return direction_metrics(*two_stage_scores(model, images, texts, shortlist), **kwargs)
-    return evaluate_retrieval(score_matrix(model, images, texts, image_block, text_block), **kwargs)
+        return direction_metrics(*map(finite, two_stage_scores(model, images, texts, shortlist)), **kwargs)
+    return evaluate_retrieval(finite(score_matrix(model, images, texts, image_block, text_block)), **kwargs)
+
+
+def finite(scores: Tensor) -> Tensor:
+    """The scores, when every one is a number: NaN or infinite scores mean damaged or diverged weights."""
+    if not torch.isfinite(scores).all():
+        bad = int((~torch.isfinite(scores)).sum())
+        raise XmodalError(f"{bad:,} of the model's {scores.numel():,} scores are not finite (NaN or infinite): its "
+                          "weights are damaged or training diverged; check the checkpoint (xmodal eval --checkpoint "
+                          "last), or train again")
+    return scores
 
 
 def headline(metrics: dict, metric: str) -> float:

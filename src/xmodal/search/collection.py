@@ -23,7 +23,7 @@ from typing import Any, Callable
 from xmodal.data.collection import find_images, read_csv, read_jsonl
 from xmodal.data.records import Dataset, FeatureRow, Split
 from xmodal.data.texts import normalise_caption, read_utf8
-from xmodal.errors import DataError, XmodalError
+from xmodal.errors import DataError, SkipReport, XmodalError
 
 SPLIT_PREFIX = "split:"
 
@@ -43,6 +43,8 @@ class Collection:
     images: list[Entry]
     texts: list[Entry]
     split: Split | None = None  # set when the entries are a split of the run's own dataset
+    skipped: list[str] = field(default_factory=list)  # what was left out, each with why (--skip-bad, links)
+    skip_bad: bool = False  # unreadable images are left out while encoding too, and listed in ``skipped``
 
 
 def text_id(item_id: str, k: int) -> str:
@@ -58,7 +60,7 @@ def read_collection(spec: str, dataset: Dataset | Callable[[], Dataset] | None =
         return _split_collection(spec, dataset)
     path = Path(spec)
     if path.is_dir():
-        return _folder_collection(path)
+        return _folder_collection(path, skip_bad)
     if not path.is_file():
         raise DataError(path, "no such file or folder",
                         "give a folder of images, a .csv, .jsonl or .txt file, or split:test for the run's test split")
@@ -67,7 +69,10 @@ def read_collection(spec: str, dataset: Dataset | Callable[[], Dataset] | None =
         return _text_file_collection(path)
     if suffix in (".csv", ".jsonl"):
         read = read_csv if suffix == ".csv" else read_jsonl
-        return _dataset_collection(spec, read(path, skip_bad=skip_bad))
+        dataset = read(path, skip_bad=skip_bad)
+        collection = _dataset_collection(spec, dataset)
+        collection.skipped, collection.skip_bad = list(dataset.skipped), skip_bad
+        return collection
     raise DataError(path, f"unknown collection file type {suffix or '(none)'!r}",
                     "use a folder of images, or a .csv, .jsonl or .txt file")
 
@@ -110,20 +115,27 @@ def _dataset_collection(spec: str, dataset: Dataset, split: str | None = None) -
     return Collection(spec, images, texts)
 
 
-def _folder_collection(root: Path) -> Collection:
+def _folder_collection(root: Path, skip_bad: bool = False) -> Collection:
     root = root.absolute()
-    files = find_images(root)
+    outside: list[Path] = []
+    files = find_images(root, outside)
     if not files:
         raise DataError(root, "no images found", "put image files (jpg, png, webp, ...) in the folder")
+    report = SkipReport(skip_bad)
     images, texts = [], []
     for file in files:
         item_id = file.relative_to(root).with_suffix("").as_posix()
         images.append(Entry(item_id, str(file)))
         sidecar = file.with_suffix(".txt")
         if sidecar.is_file():
-            lines = [normalise_caption(line) for line in read_utf8(sidecar).splitlines() if line.strip()]
+            try:
+                lines = [normalise_caption(line) for line in read_utf8(sidecar).splitlines() if line.strip()]
+            except DataError as error:
+                report.handle(error)  # raises unless --skip-bad: then the image is indexed without its texts
+                continue
             texts.extend(Entry(text_id(item_id, k), line, {"image": item_id}) for k, line in enumerate(lines))
-    return Collection(str(root), images, texts)
+    skipped = [f"{link.relative_to(root)}: a symlink that leads outside the folder, not followed" for link in outside]
+    return Collection(str(root), images, texts, skipped=skipped + report.messages(), skip_bad=skip_bad)
 
 
 def _text_file_collection(path: Path) -> Collection:

@@ -29,10 +29,13 @@ def add_search_verbs(add_verb: Callable[..., argparse.ArgumentParser], common: a
                        help="with --backend milvus: a server URI (http://host:19530); default Milvus Lite in INDEX")
     build.add_argument("--checkpoint", default="best", choices=["best", "last"])
     build.add_argument("--overwrite", action="store_true", help="replace an existing index at --out")
-    build.add_argument("--skip-bad", action="store_true", help="skip bad records of a .csv/.jsonl collection")
+    build.add_argument("--skip-bad", action="store_true",
+                       help="skip unreadable images and bad records or caption files, count and list them")
     add = index_verbs.add_parser("add", parents=[common], help="encode and add new items, keep the rest")
     add.add_argument("index", type=Path)
     add.add_argument("paths", nargs="+", help="image files, folders of images, or .csv/.jsonl/.txt collections")
+    add.add_argument("--skip-bad", action="store_true",
+                     help="skip unreadable images and bad records or caption files, count and list them")
     remove = index_verbs.add_parser("remove", parents=[common], help="remove items by id")
     remove.add_argument("index", type=Path)
     remove.add_argument("ids", nargs="+")
@@ -74,7 +77,9 @@ def cmd_index_build(args: argparse.Namespace) -> None:
     collection = read_collection(args.collection, lambda: run.dataset, skip_bad=args.skip_bad)
     options = _backend_options(args)
     index = SearchIndex.build(run, collection, args.out, args.backend, options, overwrite=args.overwrite)
-    print(_summary(index))
+    summary = _summary(index)
+    index.close()
+    print(summary + _skipped(collection))
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -90,18 +95,22 @@ def cmd_index_add(args: argparse.Namespace) -> None:
     from xmodal.search.collection import Collection, read_collection, single_image
     from xmodal.search.index import SearchIndex, run_identity
 
-    index = SearchIndex.open(args.index)
-    run = load_run(index.run_folder, index.manifest["run"]["checkpoint"], allow_changed=True)
-    index.check_run(run_identity(run))
-    merged = Collection(index.manifest["collection"], [], [])
+    merged = Collection("", [], [], skip_bad=args.skip_bad)
     for path in args.paths:
-        part = single_image(Path(path)) if Path(path).is_file() and _is_image(Path(path)) else read_collection(path)
+        part = (single_image(Path(path)) if Path(path).is_file() and _is_image(Path(path))
+                else read_collection(path, skip_bad=args.skip_bad))
         merged.images += part.images
         merged.texts += part.texts
-    counts = index.add(run, merged)
+        merged.skipped += part.skipped
+    with SearchIndex.updating(args.index) as index:  # other writers wait: none loses the other's items
+        run = load_run(index.run_folder, index.manifest["run"]["checkpoint"], allow_changed=True)
+        index.check_run(run_identity(run))
+        merged.spec = index.manifest["collection"]
+        counts = index.add(run, merged)
+        summary = _summary(index)
     print(f"added {counts['images']} image(s) and {counts['texts']} text(s)"
           + (f"; {counts['already_indexed']} were indexed already" if counts["already_indexed"] else ""))
-    print(_summary(index))
+    print(summary + _skipped(merged))
 
 
 def _is_image(path: Path) -> bool:
@@ -113,15 +122,28 @@ def _is_image(path: Path) -> bool:
 def cmd_index_remove(args: argparse.Namespace) -> None:
     from xmodal.search.index import SearchIndex
 
-    index = SearchIndex.open(args.index)
-    print(f"removed {index.remove(args.ids)} item(s)")
-    print(_summary(index))
+    with SearchIndex.updating(args.index) as index:
+        removed = index.remove(args.ids)
+        summary = _summary(index)
+    print(f"removed {removed} item(s)")
+    print(summary)
 
 
 def cmd_index_info(args: argparse.Namespace) -> None:
     from xmodal.search.index import SearchIndex
 
-    print(_summary(SearchIndex.open(args.index)))
+    index = SearchIndex.open(args.index)
+    summary = _summary(index)
+    index.close()
+    print(summary)
+
+
+def _skipped(collection) -> str:
+    if not collection.skipped:
+        return ""
+    shown = "".join(f"\n  {problem}" for problem in collection.skipped[:10])
+    more = f"\n  ... and {len(collection.skipped) - 10} more" if len(collection.skipped) > 10 else ""
+    return f"\nleft out {len(collection.skipped)}:{shown}{more}"
 
 
 def _summary(index) -> str:

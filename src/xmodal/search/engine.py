@@ -23,6 +23,7 @@ from xmodal.errors import XmodalError
 from xmodal.models.base import Attention, EmbeddingModel, Rep, rep_to
 from xmodal.search.index import SearchIndex, SideName, rep_rows, run_identity
 from xmodal.search.vector_index import ExactIndex, unit_rows
+from xmodal.search.versions import live_name
 from xmodal.trained import TrainedRun, load_run
 
 DEFAULT_SHORTLIST = 100
@@ -56,6 +57,19 @@ class SearchEngine:
             if isinstance(side.vectors, ExactIndex):  # first stage on the run's device (GPU when it has one)
                 side.vectors.to(run.device)
 
+    def stale(self) -> bool:
+        """Whether a writer published a newer version of the index than the one searched."""
+        return live_name(self.index.folder) != self.index.version
+
+    def reopened(self) -> SearchIndex:
+        """The index's live version, opened and checked against the run, ready to swap in."""
+        index = SearchIndex.open(self.index.folder)
+        index.check_run(run_identity(self.run))
+        for side in index.sides.values():
+            if isinstance(side.vectors, ExactIndex):
+                side.vectors.to(self.run.device)
+        return index
+
     @classmethod
     def open(cls, index_folder: str | Path, run_folder: str | Path | None = None, device: str | None = None,
              shortlist: int = DEFAULT_SHORTLIST) -> "SearchEngine":
@@ -68,6 +82,10 @@ class SearchEngine:
     def encode_text(self, text: str) -> Rep:
         if not text or not text.strip():
             raise XmodalError("the query text is empty; type some words")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the terminal's encoding could not decode (argv's surrogateescape)
+            raise XmodalError(f"the query text {ascii(text)} is not valid UTF-8; type it in UTF-8") from None
         return self.run.encode_texts([text])
 
     def encode_image(self, image: str | Path | Image.Image) -> Rep:

@@ -9,9 +9,11 @@ Layout of ``INDEX/``::
     v000003/images/vectors/      the first-stage backend's files
     v000003/texts/...            the same for texts
 
-Every change (build, add, remove) writes a complete new version folder and then points
-``CURRENT`` at it, so a reader or a crash never sees a half-written index; the old version is
-deleted afterwards. Nothing is pickled: JSON, safetensors, ``.npy`` and faiss's own format.
+Every change (build, add, remove) holds the index's writer lock, writes a complete new version
+folder whose manifest lists every file's size and SHA-256, and then points ``CURRENT`` at it, so
+a reader or a crash never sees a half-written index and opening refuses a damaged one
+(:mod:`xmodal.search.versions`). Nothing is pickled: JSON, safetensors, ``.npy`` and faiss's own
+format.
 
 Either side may be empty (a folder of images has no texts). Text queries search the images,
 image queries the texts (:mod:`xmodal.search.engine`).
@@ -25,21 +27,34 @@ import os
 import shutil
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from xmodal.errors import NotFoundError, XmodalError
-from xmodal.file_hashes import hash_file
+from xmodal.errors import DataError, NotFoundError, XmodalError
+from xmodal.file_hashes import file_keys, hash_file
 from xmodal.models.base import Rep, concat_rows, rep_to, take
-from xmodal.paths import atomic_write_bytes
 from xmodal.progress import progress
 from xmodal.search.collection import Collection, Entry, text_id
 from xmodal.search.vector_index import VectorIndex, load_vector_index, make_vector_index, unit_rows, write_json
+from xmodal.search.versions import (
+    CURRENT,
+    MANIFEST,
+    file_table,
+    holds_lock,
+    is_partial,
+    live_name,
+    next_version,
+    publish,
+    read_live,
+    verify,
+    writer_lock,
+)
 from xmodal.trained import TrainedRun
 
 logger = logging.getLogger(__name__)
@@ -94,15 +109,45 @@ class SearchIndex:
         self.folder = folder
         self.manifest = manifest
         self.sides = sides
+        self.version = ""  # the version folder this was read from (or last written)
+        self.pending: int | None = None  # the number of the version a writer is preparing
         self._where: dict[str, tuple[SideName, int]] | None = None  # item id -> (side, row), built on first use
 
     # -- reading -----------------------------------------------------------------------------
     @classmethod
     def open(cls, folder: str | Path, device: torch.device | str = "cpu") -> "SearchIndex":
+        """The live version, its files checked against its manifest (a snapshot: later changes need a new open)."""
         folder = Path(folder)
-        version, manifest = read_manifest(folder)
-        sides = {name: _read_side(version / name, manifest, name, device) for name in SIDES}
-        return cls(folder, manifest, sides)
+
+        def read(version: Path) -> "SearchIndex":
+            manifest = _read_manifest(version)
+            verify(version, manifest.get("files", {}))
+            sides = {name: _read_side(version / name, manifest, name, device) for name in SIDES}
+            index = cls(folder, manifest, sides)
+            index.version = version.name
+            return index
+
+        return read_live(folder, read)
+
+    @classmethod
+    @contextmanager
+    def updating(cls, folder: str | Path, device: torch.device | str = "cpu") -> Iterator["SearchIndex"]:
+        """The index opened under its writer lock, for :meth:`add` and :meth:`remove` (other writers wait)."""
+        folder = Path(folder)
+        live_name(folder)  # a clear error before a lock file is made in a folder that is no index
+        with writer_lock(folder):
+            index = cls.open(folder, device)
+            try:
+                index._begin(int(index.version[1:]) + 1)
+                yield index
+            finally:
+                index.close()
+
+    def close(self) -> None:
+        """Let go of the backends' connections (a Milvus Lite file is then free for other processes)."""
+        for side in self.sides.values():
+            if side.vectors is not None:
+                side.vectors.close()
 
     @property
     def run_folder(self) -> Path:
@@ -140,27 +185,46 @@ class SearchIndex:
               options: dict[str, Any] | None = None, overwrite: bool = False, batch_size: int = 64) -> "SearchIndex":
         """Encode ``collection`` with ``run`` and write ``out``."""
         out = Path(out)
-        if (out / "CURRENT").exists() and not overwrite:
+        if (out / CURRENT).exists() and not overwrite:
             raise XmodalError(f"{out} already holds an index; update it with xmodal index add/remove, "
                               "or pass --overwrite to rebuild it")
-        if out.exists() and not (out / "CURRENT").exists() and any(out.iterdir()):
+        if out.is_dir() and not (out / CURRENT).exists() and any(out.iterdir()) and not is_partial(out):
             raise XmodalError(f"{out} exists and is not an index; choose an empty or new folder")
         started = time.perf_counter()
         manifest = {"format": FORMAT, "run": run_identity(run, out), "collection": collection.spec,
                     "backend": backend, "options": dict(options or {}), "next_key": 0, "created": time.time()}
-        replaced = SearchIndex.open(out) if (out / "CURRENT").exists() else None
-        index = cls(out, manifest, {name: IndexSide([], np.zeros(0, np.int64), {}, None) for name in SIDES})
-        index._append(run, collection.images, collection.texts, collection, batch_size)
-        index.manifest["build_seconds"] = round(time.perf_counter() - started, 3)
-        index.save()
-        if replaced is not None:  # vectors kept outside the version folders (Milvus) go with the old index
-            for side in replaced.sides.values():
-                if hasattr(side.vectors, "drop"):
-                    side.vectors.drop()
+        with writer_lock(out):
+            if is_partial(out):  # a first build killed before it was live: nothing in it counts
+                logger.info("replacing the unfinished index left in %s", out)
+                for leftover in out.iterdir():
+                    if leftover.name != "LOCK":
+                        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+            replaced = SearchIndex.open(out) if (out / CURRENT).exists() else None
+            index = cls(out, manifest, {name: IndexSide([], np.zeros(0, np.int64), {}, None) for name in SIDES})
+            index._begin(int(replaced.version[1:]) + 1 if replaced is not None else 1)
+            index._append(run, collection.images, collection.texts, collection, batch_size)
+            index.manifest["build_seconds"] = round(time.perf_counter() - started, 3)
+            index.save()
+            if replaced is not None:  # vectors kept outside the version folders (Milvus) go with the old index
+                for side in replaced.sides.values():
+                    if hasattr(side.vectors, "drop"):
+                        side.vectors.drop()
+                replaced.close()
         return index
 
     def add(self, run, collection: Collection, batch_size: int = 64) -> dict[str, int]:
-        """Encode and append the entries of ``collection`` whose ids are new; returns how many per side."""
+        """Encode and append the entries of ``collection`` whose ids are new; returns how many per side.
+
+        An image whose id is indexed already is skipped when it is the same file content, and refused
+        when it is another image under that name (nothing is added then).
+        """
+        _record_contents(collection.images)
+        indexed = {entry.id: entry.meta.get("content") for entry in self.sides["images"].entries}
+        for entry in collection.images:
+            before, now = indexed.get(entry.id), entry.meta.get("content")
+            if before is not None and now is not None and before != now:
+                raise XmodalError(f"image id {entry.id!r} is indexed already with other content; nothing was added. "
+                                  "Remove it first (xmodal index remove), or give the new image another name")
         known = {name: {entry.id for entry in side.entries} for name, side in self.sides.items()}
         images = [entry for entry in collection.images if entry.id not in known["images"]]
         texts = [entry for entry in collection.texts if entry.id not in known["texts"]]
@@ -190,16 +254,28 @@ class SearchIndex:
         return len(found)
 
     def _append(self, run, images: list[Entry], texts: list[Entry], collection: Collection, batch_size: int) -> None:
+        _record_contents(images)
         for name, entries in (("images", images), ("texts", texts)):
             if not entries:
                 continue
             reps = _encode(run, name, entries, collection, batch_size)
-            vectors = unit_rows(run.model.embed(reps))
+            entries = [entry for entry in entries if not entry.meta.pop("unreadable", False)]  # --skip-bad
+            if not entries:
+                continue
+            raw = run.model.embed(reps)
+            finite = torch.isfinite(raw).all(dim=1)
+            if not finite.all():
+                bad = entries[int((~finite).nonzero()[0])].id
+                raise XmodalError(f"the run gives {name[:-1]} {bad!r} a vector that is not finite (NaN or infinite): "
+                                  "its weights are damaged or diverged; nothing was indexed. Check the run "
+                                  "(xmodal eval) or use another checkpoint")
+            vectors = unit_rows(raw)
             side = self.sides[name]
             keys = np.arange(self.manifest["next_key"], self.manifest["next_key"] + len(entries), dtype=np.int64)
             self.manifest["next_key"] += len(entries)
             if side.vectors is None:
                 side.vectors = make_vector_index(self.manifest["backend"], vectors.shape[1], self._side_options(name))
+                side.vectors.begin(self._writing())
             side.vectors.add(keys, vectors)
             side.entries = side.entries + entries
             side.keys = np.concatenate([side.keys, keys])
@@ -208,26 +284,38 @@ class SearchIndex:
     def _side_options(self, name: SideName) -> dict[str, Any]:
         options = dict(self.manifest["options"])
         if self.manifest["backend"] == "milvus":  # one collection per side, in a Lite file beside the versions
-            options.setdefault("uri", str(self.folder.absolute() / "milvus.db"))
+            options.setdefault("uri", "milvus.db")  # relative to the index: a copied index has its own
             options["collection"] = f"xmodal_{name}_{uuid.uuid4().hex[:12]}"
+            options["root"] = str(self.folder.absolute())  # where a relative uri lies (not saved)
         return options
 
+    def _begin(self, number: int) -> None:
+        """Start preparing version ``number``: backends that keep vectors outside the versions tag changes."""
+        self.pending = number
+        for side in self.sides.values():
+            if side.vectors is not None:
+                side.vectors.begin(number)
+
+    def _writing(self) -> int:
+        if self.pending is None or not holds_lock(self.folder):
+            raise RuntimeError("an index changed outside build, or add / remove inside SearchIndex.updating(folder)")
+        return self.pending
+
     def save(self) -> None:
-        """Write a complete new version, then switch ``CURRENT`` to it."""
+        """Write a complete new version, then switch ``CURRENT`` to it (the writer lock must be held)."""
+        if not holds_lock(self.folder):
+            raise RuntimeError("SearchIndex.save outside the writer lock: change an index through build, or "
+                               "add / remove inside SearchIndex.updating(folder)")
         self._where = None  # the rows may have changed
-        self.folder.mkdir(parents=True, exist_ok=True)
-        current = self.folder / "CURRENT"
-        previous = current.read_text().strip() if current.is_file() else None
-        number = int(previous[1:]) + 1 if previous else 1
-        version = self.folder / f"v{number:06d}"
-        if version.exists():  # left by a crash before CURRENT moved: never live, safe to drop
-            shutil.rmtree(version)
-        version.mkdir()
+        version = next_version(self.folder)
+        if int(version.name[1:]) != self._writing():
+            raise RuntimeError(f"version {version.name} is not the one being prepared ({self.pending})")
         self.manifest["sides"] = {}
         for name, side in self.sides.items():
             folder = version / name
             (folder / "vectors").mkdir(parents=True)
-            lines = [json.dumps({"key": int(key), "id": e.id, "source": e.source, "meta": e.meta}, ensure_ascii=False)
+            # ASCII JSON: a file name the OS gave undecoded (a lone surrogate) round-trips as \udcxx
+            lines = [json.dumps({"key": int(key), "id": e.id, "source": e.source, "meta": e.meta})
                      for key, e in zip(side.keys, side.entries)]
             (folder / "items.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
             if side.reps:
@@ -237,40 +325,62 @@ class SearchIndex:
             self.manifest["sides"][name] = {"items": len(side),
                                             "dim": side.vectors.dim if side.vectors is not None else None,
                                             "options": side.vectors.options if side.vectors is not None else None}
-        write_json(version / "manifest.json", self.manifest)
-        _sync_tree(version)
-        atomic_write_bytes(current, f"{version.name}\n".encode())
-        if previous and (self.folder / previous).exists():
-            shutil.rmtree(self.folder / previous)
+        self.manifest["files"] = file_table(version)
+        write_json(version / MANIFEST, self.manifest)
+        publish(self.folder, version)
+        self.version = version.name
 
 
 def read_manifest(folder: Path) -> tuple[Path, dict[str, Any]]:
     """The live version folder of an index and its manifest (nothing else is read)."""
-    current = folder / "CURRENT"
-    if not current.is_file():
-        raise XmodalError(f"{folder} is not a search index (no CURRENT file); build one with xmodal index build")
-    version = folder / current.read_text().strip()
-    manifest_path = version / "manifest.json"
+    return read_live(folder, lambda version: (version, _read_manifest(version)))
+
+
+def _read_manifest(version: Path) -> dict[str, Any]:
+    path = version / MANIFEST
+    where = f"{version.parent.name}/{version.name}/{MANIFEST}"
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise
     except (OSError, ValueError) as error:
-        raise XmodalError(f"{manifest_path}: cannot read the index manifest ({error}); rebuild the index") from None
-    if manifest.get("format") != FORMAT:
-        raise XmodalError(f"{manifest_path}: index format {manifest.get('format')!r}, this xmodal reads {FORMAT}; "
-                          "rebuild the index with xmodal index build")
-    return version, manifest
+        raise XmodalError(f"{where}: cannot read the index manifest ({type(error).__name__}); rebuild the index "
+                          "with xmodal index build --overwrite") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise XmodalError(f"{where}: index format {found!r}, this xmodal reads {FORMAT}; rebuild the index with "
+                          "xmodal index build --overwrite")
+    return manifest
 
 
 def _read_side(folder: Path, manifest: dict[str, Any], name: str, device: torch.device | str) -> IndexSide:
-    lines = (folder / "items.jsonl").read_text(encoding="utf-8").splitlines()
-    records = [json.loads(line) for line in lines if line]
-    entries = [Entry(r["id"], r["source"], r.get("meta") or {}) for r in records]
-    keys = np.array([r["key"] for r in records], dtype=np.int64)
-    reps = load_file(folder / "rep.safetensors") if (folder / "rep.safetensors").exists() else {}
-    dim, options = manifest["sides"][name]["dim"], manifest["sides"][name]["options"]
+    """One side of a version; anything that does not add up (a manifest edited beside its files, a
+    backend that lost rows) is one line naming the part, never a traceback."""
+    where = f"{folder.parent.parent.name}/{folder.parent.name}/{name}"
+    try:
+        lines = (folder / "items.jsonl").read_text(encoding="utf-8").splitlines()
+        records = [json.loads(line) for line in lines if line]
+        entries = [Entry(r["id"], r["source"], r.get("meta") or {}) for r in records]
+        keys = np.array([r["key"] for r in records], dtype=np.int64)
+        reps = load_file(folder / "rep.safetensors") if (folder / "rep.safetensors").exists() else {}
+        dim, options = manifest["sides"][name]["dim"], manifest["sides"][name]["options"]
+    except FileNotFoundError:
+        raise  # a version pruned under a reader: read_live tries the new one
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise XmodalError(f"{where}: unreadable ({type(error).__name__}: {str(error)[:80]}); rebuild the index with "
+                          "xmodal index build --overwrite") from None
+    problem = None
+    if len(keys) and not (np.diff(keys) > 0).all():
+        problem = "its keys are not in increasing order"
+    elif any(len(value) != len(entries) for value in reps.values()):
+        problem = f"{len(entries)} items but representations of another count"
+    if problem:
+        raise XmodalError(f"{where}: {problem} (damaged); rebuild the index with xmodal index build --overwrite")
     vectors = None if dim is None else load_vector_index(folder / "vectors", manifest["backend"], dim, options, device)
     if vectors is not None and len(vectors) != len(entries):
-        raise XmodalError(f"{folder}: {len(entries)} items but {len(vectors)} vectors; rebuild the index")
+        raise XmodalError(f"{where}: {len(entries)} items but {len(vectors)} vectors; rebuild the index")
+    if vectors is not None and vectors.dim != dim:
+        raise XmodalError(f"{where}: vectors of width {vectors.dim}, the manifest says {dim}; rebuild the index")
     return IndexSide(entries, keys, reps, vectors)
 
 
@@ -306,25 +416,38 @@ def _encode(run, side: SideName, entries: list[Entry], collection: Collection, b
         if missing:
             raise XmodalError(f"{noun} {missing[0]!r} has no {content} to encode (a features-only dataset): "
                               "index such a dataset by split:NAME with the run that read it")
-        parts.append(_cpu(encode_new([entry.source for entry in chunk])))
-    return concat_rows(parts)
+        try:
+            parts.append(_cpu(encode_new([entry.source for entry in chunk])))
+        except DataError as error:
+            if not collection.skip_bad:
+                raise DataError(error.where, error.problem, "fix or remove it, or pass --skip-bad to index the "
+                                "others") from None
+            parts.append(_encode_readable(encode_new, chunk, collection))
+    return concat_rows([part for part in parts if part])
+
+
+def _encode_readable(encode_new, chunk: list[Entry], collection: Collection) -> Rep:
+    """A batch that held an unreadable image, encoded one by one; the bad ones are listed and marked."""
+    parts = []
+    for entry in chunk:
+        try:
+            parts.append(_cpu(encode_new([entry.source])))
+        except DataError as error:
+            collection.skipped.append(f"{entry.id}: {error.problem}")
+            entry.meta["unreadable"] = True
+    return concat_rows(parts) if parts else {}
+
+
+def _record_contents(images: list[Entry]) -> None:
+    """Each image file's content key in its metadata, so a different image under a known id is noticed."""
+    files = [entry for entry in images if entry.source is not None and "content" not in entry.meta]
+    for entry, key in zip(files, file_keys([Path(entry.source) for entry in files])):  # type: ignore[arg-type]
+        if key is not None:
+            entry.meta["content"] = key
 
 
 def _cpu(rep: Rep) -> Rep:
     return {key: value.detach().cpu() for key, value in rep.items()}
-
-
-def _sync_tree(folder: Path) -> None:
-    """fsync every file under ``folder`` and the folders themselves, before CURRENT points at it."""
-    for root, _, files in os.walk(folder):
-        for name in files:
-            with open(Path(root) / name, "rb") as stream:
-                os.fsync(stream.fileno())
-        descriptor = os.open(root, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
 
 
 def rep_rows(side: IndexSide, rows: Sequence[int] | np.ndarray) -> Rep:

@@ -52,6 +52,11 @@ class VectorIndex(ABC):
         self.dim = dim
         self.options = dict(options or {})
 
+    def begin(self, version: int) -> None:
+        """A writer starts the index version ``version`` (backends whose vectors live outside the version
+        folders tag what it changes with it; for the others there is nothing to do)."""
+        return None
+
     @abstractmethod
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         """Add rows (``vectors`` already unit length, ``[n, dim]``) under new ``keys``."""
@@ -79,6 +84,10 @@ class VectorIndex(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend, **self.options}
+
+    def close(self) -> None:
+        """Let go of what the backend holds open (a Milvus connection); in-memory backends hold nothing."""
+        return None
 
 
 class ExactIndex(VectorIndex):
@@ -120,8 +129,20 @@ class ExactIndex(VectorIndex):
     @classmethod
     def load(cls, folder: Path, dim: int, options: dict[str, Any], device: torch.device | str = "cpu") -> "ExactIndex":
         index = cls(dim, options, device)
-        index.keys = np.load(folder / "keys.npy", allow_pickle=False)
-        index.vectors = torch.from_numpy(np.load(folder / "vectors.npy", allow_pickle=False)).to(index.device)
+        try:  # never unpickled: an object array is refused by numpy itself
+            keys = np.load(folder / "keys.npy", allow_pickle=False)
+            vectors = np.load(folder / "vectors.npy", allow_pickle=False)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as error:
+            raise XmodalError(f"{_where(folder)}: unreadable vectors ({str(error)[:80]}); rebuild the index") from None
+        if keys.ndim != 1 or keys.dtype != np.int64 or vectors.ndim != 2 or len(vectors) != len(keys):
+            raise XmodalError(f"{_where(folder)}: keys and vectors do not match; rebuild the index")
+        if vectors.shape[1] != dim:
+            raise XmodalError(f"{_where(folder)}: vectors of width {vectors.shape[1]}, the index says {dim}; "
+                              "rebuild the index")
+        index.keys = keys
+        index.vectors = torch.from_numpy(np.asarray(vectors, np.float32)).to(index.device)
         return index
 
     def __len__(self) -> int:
@@ -227,7 +248,14 @@ class FaissIndex(VectorIndex):
         path = folder / "faiss.index"
         if path.exists():
             faiss = cls._faiss()
-            index.index = faiss.read_index(str(path))
+            try:
+                index.index = faiss.read_index(str(path))
+            except RuntimeError as error:  # faiss raises RuntimeError for a file it cannot parse
+                raise XmodalError(f"{_where(folder)}: unreadable faiss index ({str(error).splitlines()[0][:80]}); "
+                                  "rebuild the index") from None
+            if index.index.d != dim:
+                raise XmodalError(f"{_where(folder)}: vectors of width {index.index.d}, the index says {dim}; "
+                                  "rebuild the index")
             inner = faiss.downcast_index(index.index.index)
             if index.kind == "hnsw":  # search settings are not part of faiss's file
                 inner.hnsw.efSearch = int(index.options["ef_search"])
@@ -261,5 +289,10 @@ def load_vector_index(folder: Path, backend: str, dim: int, options: dict[str, A
     return BACKENDS.get(backend).load(folder, dim, options, device)
 
 
+def _where(folder: Path) -> str:
+    """A backend folder named from its index version on (``v000002/images/vectors``), not the whole path."""
+    return "/".join(folder.parts[-3:])
+
+
 def write_json(path: Path, value: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(value, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+    atomic_write_bytes(path, (json.dumps(value, indent=1) + "\n").encode("ascii"))  # \uXXXX for the rest
