@@ -168,7 +168,46 @@ def test_training_uses_uniform_attention_for_negatives_only(monkeypatch):
     seen = spy_on_w2r(softmax_model, monkeypatch)
     softmax_model.train()
     softmax_model.loss(batch)
-    assert not seen[0][0].any()
+    assert seen[0][0] is None  # eq. 1 for every pair
+
+
+def test_negative_images_mirror_eq_7_and_their_hinges_add_up(monkeypatch):
+    """negatives="both" (beyond the paper): column 2 pairs each text with another item's image."""
+    model, batch = make_model(negatives="both")
+    calls = []
+    original = model.w2r_scores
+
+    def spy(region_keys, region_gates, words, word_gates, lengths, uniform=None, regions=None):
+        scores, alpha = original(region_keys, region_gates, words, word_gates, lengths, uniform, regions)
+        calls.append((region_keys, words, uniform, scores))
+        return scores, alpha
+
+    monkeypatch.setattr(model, "w2r_scores", spy)
+    model.train()
+    torch.manual_seed(5)
+    terms = model.loss(batch)
+    region_keys, words, uniform, scores = calls[0]
+    assert region_keys.shape[:2] == (6, 3) and uniform.tolist() == [[False, True, True]] * 6
+    keys = model.encode_images(batch.images)["region_keys"]
+    for row in range(6):
+        torch.testing.assert_close(region_keys[row, 0], keys[row])  # the pair's own image ...
+        torch.testing.assert_close(region_keys[row, 1], keys[row])  # ... with a negative text
+        torch.testing.assert_close(words[row, 2], words[row, 0])  # the pair's own text ...
+        other = [r for r in range(6) if torch.equal(region_keys[row, 2], keys[r])]  # ... with another image
+        assert other and all(batch.items[r] != batch.items[row] for r in other)
+    hinge = (model.params.margin - scores[:, :1] + scores[:, 1:]).clamp_min(0).sum() / 6  # both hinges of a pair
+    torch.testing.assert_close(terms["L1"], hinge)
+
+
+def test_unit_length_inputs_make_scores_blind_to_the_features_scale():
+    model, batch = make_model(input_norm="l2")
+    with torch.no_grad():
+        scores = model.similarity(model.encode_images(batch.images), model.encode_texts(batch.texts))
+        louder = {key: 7.0 * value for key, value in batch.images.items()}
+        torch.testing.assert_close(model.similarity(model.encode_images(louder), model.encode_texts(batch.texts)),
+                                   scores)
+        regions = model.encode_images(batch.images, gates=False)["regions"]
+    torch.testing.assert_close(regions.norm(dim=-1), torch.ones(regions.shape[:2]))
 
 
 def test_explain_maps_rows_sum_to_one_on_the_grid():

@@ -48,3 +48,11 @@ def test_negatives_are_texts_of_other_items():
 def test_a_batch_of_one_item_still_draws_an_index():
     negatives = sample_negatives(torch.tensor([4, 4, 4]))
     assert negatives.shape == (3,) and negatives.max() < 3
+
+
+def test_sampled_hinge_sums_several_negatives_per_pair():
+    positive = torch.tensor([1.0, 0.0])
+    negative = torch.tensor([[0.5, 1.5], [-2.0, 0.25]])  # hinges at M = 1: [0.5, 1.5], [0, 1.25]
+    assert sampled_hinge(positive, negative, 1.0).item() == pytest.approx(0.5 + 1.5 + 0.0 + 1.25)
+    with pytest.raises(ValueError, match="differ"):
+        sampled_hinge(positive, torch.zeros(3, 2), 1.0)

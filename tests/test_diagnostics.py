@@ -40,3 +40,37 @@ def test_topk_changes_counts_queries_and_replaced_items():
     assert changes["order"] == pytest.approx(2 / 3)
     assert changes["set"] == pytest.approx(1 / 3)
     assert changes["replaced"] == pytest.approx(1 / 3)
+
+
+def test_score_variance_split_separates_row_column_and_interaction_effects():
+    from xmodal.eval.diagnostics import score_variance_split
+
+    rows = torch.tensor([[1.0], [-1.0]])  # an image effect of variance 1
+    assert score_variance_split(rows.expand(2, 3).clone()) == pytest.approx({"image": 1, "text": 0, "interaction": 0})
+    columns = torch.tensor([[2.0, -2.0]])
+    assert score_variance_split(columns.expand(3, 2).clone()) == pytest.approx({"image": 0, "text": 1,
+                                                                                "interaction": 0})
+    identity = torch.eye(4)  # matching only: after removing the means, what is left is interaction
+    assert score_variance_split(identity) == pytest.approx({"image": 0, "text": 0, "interaction": 1})
+    # Mixed by hand: a_i = (+1, -1), b_j = (+2, -2), e = +-0.5 in a checkerboard:
+    # variances 1, 4 and 0.25 of 5.25 in all.
+    mixed = rows + columns + 0.5 * torch.tensor([[1.0, -1.0], [-1.0, 1.0]])
+    assert score_variance_split(mixed) == pytest.approx({"image": 1 / 5.25, "text": 4 / 5.25,
+                                                         "interaction": 0.25 / 5.25})
+
+
+def test_module_grad_norms_are_per_module_and_add_up_in_squares():
+    from xmodal.eval.diagnostics import module_grad_norms
+
+    model = torch.nn.Module()
+    model.a = torch.nn.Linear(1, 1, bias=False)
+    model.b = torch.nn.Linear(1, 1, bias=False)
+    model.unused = torch.nn.Linear(1, 1)
+    with torch.no_grad():
+        model.a.weight.fill_(3.0)
+        model.b.weight.fill_(4.0)
+    x = torch.tensor([[1.0]])
+    loss = (model.a(x) * model.b(x)).sum()  # d/da = b = 4, d/db = a = 3
+    norms = module_grad_norms(model, loss)
+    assert norms == pytest.approx({"a": 4.0, "b": 3.0, "total": 5.0})
+    assert model.a.weight.grad is None  # measured without touching .grad (an optimiser step is unaffected)

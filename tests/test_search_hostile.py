@@ -208,6 +208,11 @@ def test_malformed_requests_are_4xx_and_errors_name_no_server_path(trained, tmp_
     missing = client.get(f"/thumbnails/{SearchIndex.open(index).sides['images'].entries[0].id}")
     assert missing.status_code == 404 and "/tmp" not in missing.text
     assert client.post("/search", json={"text": "red", "k": 3}).status_code == 200  # still serving
+    busy = TestClient(create_app(SearchEngine.open(index), Limits(max_uploads=0)))  # every upload over the cap
+    png = (tmp_path / "up.png")
+    Image.new("RGB", (32, 32), colour(3)).save(png)
+    refused = busy.post("/search", files={"image": ("up.png", png.read_bytes(), "image/png")})
+    assert refused.status_code == 503 and "uploads are in progress" in refused.json()["detail"]
 
 
 def test_a_killed_build_is_replaced_and_a_broken_pipe_ends_quietly(trained, tmp_path):  # noqa: F811

@@ -24,6 +24,8 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
                              "file's folder)")
     parser.add_argument("--source", default=None, help="mosaic: the reader of the photos at --path (default: detected)")
     parser.add_argument("--grid", default=None, help="mosaic: rows x columns of tiles, e.g. 2x2 (the default)")
+    parser.add_argument("--tile", type=int, default=None,
+                        help="mosaic: tile size in px, a multiple of 32 (default 224; the mosaic configs use 128)")
 
 
 def _verbosity_parser() -> argparse.ArgumentParser:
@@ -149,7 +151,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> None:
 def _load_dataset(args: argparse.Namespace):
     from xmodal.api import load_dataset
 
-    options = {"image_root": args.image_root, "source": args.source, "grid": args.grid}
+    options = {"image_root": args.image_root, "source": args.source, "grid": args.grid, "tile": args.tile}
     return load_dataset(args.name, args.path, skip_bad=args.skip_bad,
                         **{key: value for key, value in options.items() if value is not None})
 

@@ -14,6 +14,8 @@ Readings chosen where the paper is open:
   matrices of the two networks (:func:`squared_l2`); biases and batch norm are left out.
 - The negative ``T_i^-`` is one text, drawn uniformly from the batch's texts of other images
   (:func:`sample_negatives`): another caption of the same image is never a negative.
+- Beyond the paper, a pair may have several negatives (BSSAN's ``negatives="both"`` adds a
+  negative image ``V_i^-`` for ``T_i``, the mirror of eq. 7): their hinges are summed per pair.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from torch import Tensor
 
 
 def sampled_hinge(positive: Tensor, negative: Tensor, margin: float) -> Tensor:
-    """``sum_i max(0, margin - positive_i + negative_i)`` (eqs. 7, 17): one negative per pair."""
-    if positive.shape != negative.shape:
+    """``sum_i max(0, margin - positive_i + negative_i)`` (eqs. 7, 17): one negative per pair
+    (``negative [B]``), or several (``negative [B, K]``: the hinges of each pair summed)."""
+    if negative.shape[: positive.dim()] != positive.shape or negative.dim() > positive.dim() + 1:
         raise ValueError(f"positive {tuple(positive.shape)} and negative {tuple(negative.shape)} scores differ")
+    if negative.dim() > positive.dim():
+        positive = positive.unsqueeze(-1)
     return (margin - positive + negative).clamp_min(0).sum()
 
 
@@ -40,7 +45,7 @@ def bssan_objective(w2r: tuple[Tensor, Tensor] | None, o2w: tuple[Tensor, Tensor
                     margin: float, lam: float, delta: float) -> dict[str, Tensor]:
     """Eq. 18 on a batch, divided by its size: named terms ``L1``, ``L2``, ``reg`` and their sum ``bssan``.
 
-    ``w2r`` / ``o2w`` are (positive, negative) scores ``[B]`` of a network, or None when the
+    ``w2r`` / ``o2w`` are (positive ``[B]``, negative ``[B]`` or ``[B, K]``) scores of a network, or None when the
     variant has no such network (BSSAN_o2w, BSSAN_w2r); ``regulariser`` is ``L_reg`` or None
     (BSSAN_no_reg). Each term is reported already weighted and divided by B.
     """

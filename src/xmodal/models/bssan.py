@@ -98,6 +98,8 @@ class BSSANParams(Params):
     max_words: int = Field(30, ge=1)  # texts cut to 30 words (section V-B)
     attention_scale: float = Field(1.0, gt=0.0)  # multiplies eqs. 2 / 10's tanh logits (1: as printed)
     negative_attention: Literal["uniform", "softmax"] = "uniform"  # eq. 8 (uniform) or eq. 1 for negatives
+    input_norm: Literal["none", "l2"] = "none"  # l2: regions, objects, words at unit length (not in the paper)
+    negatives: Literal["texts", "both"] = "texts"  # both: also a negative image per pair (not in the paper)
     global_dim: int = Field(256, ge=1)  # the first-stage head (not in the paper)
     global_margin: float = Field(0.2, ge=0.0)
     global_weight: float = Field(1.0, ge=0.0)
@@ -146,13 +148,17 @@ class BSSAN(RetrievalModel):
         """t_k ``[B, L, E]`` cut to ``max_words`` (zero at padding) and lengths ``[B]``."""
         limit = self.params.max_words
         vectors, lengths = self.words(texts)
-        vectors, lengths = vectors[:, :limit], lengths.clamp(0, limit)
+        vectors, lengths = self._scaled(vectors[:, :limit]), lengths.clamp(0, limit)
         return vectors * length_mask(lengths, vectors.shape[1]).unsqueeze(-1), lengths
+
+    def _scaled(self, vectors: Tensor) -> Tensor:
+        """The input vectors as the model reads them: as given, or at unit length (``input_norm``)."""
+        return nn.functional.normalize(vectors, dim=-1) if self.params.input_norm == "l2" else vectors
 
     def encode_images(self, images: Rep, gates: bool = True) -> Rep:
         """Per-image parts; ``gates=False`` keeps the regions instead of ``W_ih^u r_j`` (training, where
         each image meets two texts, so projecting the attended u_k is cheaper than every region)."""
-        regions, objects = images["regions"], images["objects"]
+        regions, objects = self._scaled(images["regions"]), self._scaled(images["objects"])
         rep = {"embedding": self.global_image(regions.mean(1))}
         if self.use_w2r:
             rep["region_keys"] = self.w2r_attention.keys(regions)  # W r_j, [B, D, E]
@@ -302,31 +308,38 @@ class BSSAN(RetrievalModel):
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         """Eq. 18 (terms L1, L2, reg, bssan) on (image, text) and (image, sampled negative text) pairs,
-        plus the first-stage head's triplet loss (``global``)."""
+        with ``negatives="both"`` also (sampled negative image, text), plus the first-stage head's
+        triplet loss (``global``)."""
         params = self.params
-        images, texts = self.encode_images(batch.images, gates=False), self.encode_texts(batch.texts)
-        # Pairs [B, 2]: (image i, text i) and (image i, sampled negative text), so the image side
-        # broadcasts ([B, 1, ...]) instead of being copied per pair; positives and negatives go
-        # through the networks (and their batch norm) as one batch.
+        mirror = params.negatives == "both"
+        images, texts = self.encode_images(batch.images, gates=mirror), self.encode_texts(batch.texts)
+        # Pairs [B, C]: column 0 (image i, text i), column 1 (image i, a sampled negative text), and
+        # with negatives="both" column 2 (a sampled negative image, text i). Without column 2 the
+        # image side broadcasts ([B, 1, ...]) instead of being copied per pair. Positives and
+        # negatives go through the networks (and their batch norm) as one batch.
         rows = torch.arange(len(batch), device=batch.items.device)
-        text_index = torch.stack([rows, sample_negatives(batch.items)], dim=1)
-        uniform = torch.tensor([False, params.negative_attention == "uniform"], device=rows.device).expand(len(rows), 2)
-        pair_images = {key: value.unsqueeze(1) for key, value in images.items() if key != "embedding"}
+        text_index = torch.stack([rows, sample_negatives(batch.items)] + ([rows] if mirror else []), dim=1)
+        per_item = {key: value for key, value in images.items() if key != "embedding"}
+        if mirror:
+            image_index = torch.stack([rows, rows, sample_negatives(batch.items)], dim=1)
+            pair_images = take(per_item, image_index)
+        else:
+            pair_images = {key: value.unsqueeze(1) for key, value in per_item.items()}
+        negative = torch.ones_like(text_index, dtype=torch.bool)
+        negative[:, 0] = False
+        uniform = negative if params.negative_attention == "uniform" else None  # eq. 8 for the negatives
         pair_texts = take({k: v for k, v in self._cut(texts).items() if k != "embedding"}, text_index)
         lengths = pair_texts["lengths"]
         w2r = o2w = None
         if self.use_w2r:
-            scores = self.w2r_scores(pair_images["region_keys"], None, pair_texts["words"], pair_texts["word_gates"],
-                                     lengths, uniform, regions=pair_images["regions"])[0]
-            w2r = (scores[:, 0], scores[:, 1])
+            scores = self.w2r_scores(pair_images["region_keys"], pair_images.get("region_gates"), pair_texts["words"],
+                                     pair_texts["word_gates"], lengths, uniform, regions=pair_images.get("regions"))[0]
+            w2r = (scores[:, 0], scores[:, 1:])
         if self.use_o2w:
             scores = self.o2w_scores(pair_images["object_queries"], pair_images["object_first"],
                                      pair_texts["states"], pair_texts["state_first"], lengths, uniform)[0]
-            o2w = (scores[:, 0], scores[:, 1])
-        if not self.use_w2r:  # BSSAN_o2w: its loss is L2 alone, unweighted
-            o2w_lam = 1.0
-        else:
-            o2w_lam = params.lam
+            o2w = (scores[:, 0], scores[:, 1:])
+        o2w_lam = params.lam if self.use_w2r else 1.0  # BSSAN_o2w: its loss is L2 alone, unweighted
         regulariser = squared_l2(self.regularized_weights()) if params.regularize else None
         terms = bssan_objective(w2r, o2w, regulariser, params.margin, o2w_lam, params.delta)
         cosines = nn.functional.normalize(images["embedding"], dim=-1) @ nn.functional.normalize(

@@ -219,6 +219,8 @@ def create_app(engine, limits: Limits = Limits()):
         kind = request.headers.get("content-type", "")
         if kind.startswith("multipart/form-data"):
             if uploads["open"] >= limits.max_uploads:
+                async for _ in request.stream():  # discarded (bounded by BodyLimit), so the client reads the 503
+                    pass
                 raise _bad(503, f"{limits.max_uploads} uploads are in progress; try again in a moment")
             uploads["open"] += 1
             try:
