@@ -108,8 +108,8 @@ def test_the_server_swaps_to_each_new_version_and_says_which(trained, tmp_path):
     assert app.state.watcher.check() is False  # nothing new
 
 
-@pytest.mark.parametrize("damage", ["keys reordered", "items cut", "rep deleted", "pickle keys", "CURRENT binary",
-                                    "manifest edited", "wrong width"])
+@pytest.mark.parametrize("damage", ["keys reordered", "items cut", "rep deleted", "rep cut", "vectors deleted",
+                                    "vectors cut", "pickle keys", "CURRENT binary", "manifest edited", "wrong width"])
 def test_a_damaged_index_is_refused_in_one_line(trained, tmp_path, capsys, damage):  # noqa: F811
     index = tmp_path / "index"
     build(trained["dual"], index)
@@ -122,6 +122,11 @@ def test_a_damaged_index_is_refused_in_one_line(trained, tmp_path, capsys, damag
         path.write_bytes(path.read_bytes()[:-40])
     elif damage == "rep deleted":
         (version / "images" / "rep.safetensors").unlink()
+    elif damage in ("rep cut", "vectors cut"):
+        path = version / "images" / ("rep.safetensors" if damage == "rep cut" else "vectors/vectors.npy")
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "vectors deleted":
+        (version / "images" / "vectors" / "vectors.npy").unlink()
     elif damage == "pickle keys":
         np.save(keys, np.array([object()] * 8, dtype=object), allow_pickle=True)
     elif damage == "CURRENT binary":
@@ -213,6 +218,11 @@ def test_malformed_requests_are_4xx_and_errors_name_no_server_path(trained, tmp_
     Image.new("RGB", (32, 32), colour(3)).save(png)
     refused = busy.post("/search", files={"image": ("up.png", png.read_bytes(), "image/png")})
     assert refused.status_code == 503 and "uploads are in progress" in refused.json()["detail"]
+    not_image = client.post("/search", files={"image": ("x.png", b"%PDF-1.4 not an image", "image/png")})
+    assert not_image.status_code == 415 and "the uploaded file" in not_image.json()["detail"]
+    assert "xmodal-upload" not in not_image.text and "tmp" not in not_image.text
+    relative = client.get("/items/..%2F..%2Fetc%2Fpasswd")  # named as sent, not cut like a server path
+    assert relative.status_code == 404 and "'../../etc/passwd'" in relative.json()["detail"]
 
 
 def test_a_killed_build_is_replaced_and_a_broken_pipe_ends_quietly(trained, tmp_path):  # noqa: F811

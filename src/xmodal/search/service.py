@@ -148,7 +148,7 @@ def create_app(engine, limits: Limits = Limits()):
                   description="Text-to-image and image-to-text search with a trained xmodal run.", lifespan=lifespan)
     workers = anyio.CapacityLimiter(limits.workers)
     uploads = {"open": 0}
-    private = [str(path) for path in (engine.index.folder.absolute(), engine.run.folder, Path(tempfile.gettempdir()))]
+    private = [str(path) for path in (engine.index.folder.absolute(), engine.run.folder)]
 
     def upload_limit(method: str, path: str) -> int:
         if method == "POST" and path in ("/search", "/explain"):
@@ -161,7 +161,9 @@ def create_app(engine, limits: Limits = Limits()):
         """A message without this machine's paths (the index's, the run's, temporary files')."""
         for path in private:
             message = message.replace(path, Path(path).name)
-        return re.sub(r"(/[\w.-]+){2,}", lambda match: Path(match.group(0)).name, message)
+        # Any other absolute path (an image's source, say) by its file name; a relative id the client
+        # sent (``../../etc/passwd``) is left as it was sent.
+        return re.sub(r"(?<![\w.~-])(/[\w.-]+){2,}", lambda match: Path(match.group(0)).name, message)
 
     @app.exception_handler(XmodalError)
     async def _user_error(request: Request, error: XmodalError):
@@ -211,7 +213,8 @@ def create_app(engine, limits: Limits = Limits()):
             path.unlink(missing_ok=True)
             status = 413 if isinstance(error, TooLargeError) else 415
             shown = "over the limit" if status == 413 else "not an image this server can read"
-            raise _bad(status, f"the upload is {shown}: {public(error.problem)}") from None
+            problem = error.problem.replace(str(path), "the uploaded file")
+            raise _bad(status, f"the upload is {shown}: {public(problem)}") from None
         return path
 
     async def query_of(request: Request, model: type[BaseModel]) -> tuple[dict[str, Any], Path | None]:
