@@ -1,6 +1,6 @@
 """How long ``xmodal serve`` takes to answer its first query on the demo index, and what a run weighs (issue 28).
 
-    OMP_NUM_THREADS=1 python -m benchmarks startup [--before OTHER_CHECKOUT/src] [--out /tmp/xmodal-bench-startup]
+    OMP_NUM_THREADS=1 python -m benchmarks startup [--before OTHER_CHECKOUT/src] [--out DIR] [--fresh]
 
 For this checkout's ``src`` (and, with ``--before``, another checkout's, measured in the same run):
 ``xmodal demo`` trains the demo run and its index with a private ``XMODAL_HOME`` (the emoji data is
@@ -71,8 +71,10 @@ def folder_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
-def measure(label: str, source: Path, out: Path) -> dict:
+def measure(label: str, source: Path, out: Path, fresh: bool = False) -> dict:
     root = out / label
+    if (root / "figures.json").is_file() and not fresh:
+        return json.loads((root / "figures.json").read_text())
     home, demo = root / "home", root / "demo"
     if not (root / "demo.done").is_file():
         shutil.rmtree(root, ignore_errors=True)
@@ -102,8 +104,15 @@ def measure(label: str, source: Path, out: Path) -> dict:
         finally:
             if away.exists():
                 away.rename(home)
+    figures["commit"] = commit_of(source)  # what was measured, kept with its figures
     print(label, json.dumps(figures), flush=True)
+    (root / "figures.json").write_text(json.dumps(figures))
     return figures
+
+
+def commit_of(source: Path) -> str:
+    done = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or source.parent.name
 
 
 def write_report(results: dict[str, dict], path: Path) -> None:
@@ -112,7 +121,8 @@ def write_report(results: dict[str, dict], path: Path) -> None:
              + (" --before OTHER/src`" if len(results) > 1 else "`")
              + " on this project's 2-core CPU (torch 1 thread), shared with other jobs. Seconds from starting "
              "`xmodal serve RUN/index` to the first `POST /search` answered 200 (one text query); every version "
-             "measured in the same run. `in place`: where the demo trained it, its cache warm; `moved, empty "
+             "measured in the same run (each version's figures are kept in OUT and reused unless --fresh). "
+             "`in place`: where the demo trained it, its cache warm; `moved, empty "
              "cache`: run and index copied to another folder, an empty `XMODAL_HOME`; `moved, no data`: the same "
              "with the training data gone.", "",
              "| code | " + " | ".join(WAYS) + " | run folder MB | index MB | .xmodal MB |",
@@ -131,13 +141,14 @@ def write_report(results: dict[str, dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks startup")
     parser.add_argument("--before", type=Path, default=None, help="another checkout's src folder, measured too")
-    parser.add_argument("--before-label", default="before")
+    parser.add_argument("--fresh", action="store_true", help="measure again what OUT already holds")
     parser.add_argument("--out", type=Path, default=Path("/tmp/xmodal-bench-startup"))
     parser.add_argument("--report", type=Path, default=REPO / "benchmarks" / "results" / "startup.md")
     args = parser.parse_args(argv)
     results = {}
     if args.before is not None:
-        results[f"{args.before_label} ({args.before.parent.name})"] = measure("before", args.before.absolute(),
-                                                                             args.out)
-    results["this checkout"] = measure("after", REPO / "src", args.out)
+        before = measure("before", args.before.absolute(), args.out, args.fresh)
+        results[f"before (commit {before.get('commit') or commit_of(args.before)})"] = before
+    after = measure("after", REPO / "src", args.out, args.fresh)
+    results[f"after (commit {after.get('commit') or commit_of(REPO / 'src')})"] = after
     write_report(results, args.report)

@@ -156,6 +156,29 @@ def test_without_labels_the_triplet_trains_the_attended_global_features():
     torch.testing.assert_close(images["embedding"], images["global"])
 
 
+def test_the_triplet_sums_the_batch_negatives_when_hardest_negative_is_off():
+    """hardest_negative=False (mosaic configs: the max-violation triplet collapsed there) reaches the loss."""
+    from dataclasses import replace
+
+    from xmodal.losses.ranking import bidirectional_triplet
+
+    model, batch = make_case(ACLN, ("regions",), ("tokens",))
+    spec = replace(model.spec, n_classes=0)
+    batch = Batch(batch.images, batch.texts, batch.items, None)
+    common = {"semantic": False, "correlation": "triplet", "retrieve_with": "global"}
+    losses = []
+    for hardest in (True, False):
+        torch.manual_seed(0)
+        acln = create_model("acln", spec, {**common, "hardest_negative": hardest}).eval()
+        images, texts = _encode(acln, batch)
+        scores = torch.nn.functional.normalize(images["global"], dim=-1) @ torch.nn.functional.normalize(
+            texts["global"], dim=-1).T
+        expected = bidirectional_triplet(scores, batch.positives(), acln.params.margin, hardest)
+        losses.append(acln.loss(batch)["correlation"])
+        torch.testing.assert_close(losses[-1], expected)
+    assert losses[1] > losses[0]  # the sum over negatives is larger than the hardest alone
+
+
 def test_classifier_can_be_shared_between_modalities():
     model, _ = make_case(ACLN, ("regions",), ("tokens",))
     assert model.image_head is not model.text_head

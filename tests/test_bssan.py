@@ -260,3 +260,23 @@ def test_cpu_configs_use_eq1_for_negatives_and_paper_configs_keep_eq8(name, nega
         assert params.w2r_lstm < 1024 and config.train.epochs <= 10 and params.margin == load_config(
             "bssan/flickr8k").model.params["margin"]
     assert config.data.resolution == (224 if "emoji" in name else 448)  # emoji images are 64 px
+
+
+def test_the_bilinear_scale_acts_inside_the_tanh_and_the_attention_scale_after_it():
+    from xmodal.nn.bilinear_attention import BilinearAttention
+
+    attention = BilinearAttention(3, 4, scale=2.0, inner_scale=5.0)
+    with torch.no_grad():
+        attention.bias.fill_(0.1)
+    queries, keys = torch.randn(2, 3), torch.randn(6, 4)
+    expected = 2.0 * torch.tanh(5.0 * queries @ attention.weight @ keys.T + 0.1)  # e = s * tanh(k q^T W r + b)
+    torch.testing.assert_close(attention.logits(queries, attention.keys(keys)), expected)
+    model, batch = make_model(bilinear_scale=5.0, attention_scale=2.0)  # the block still equals the pairs
+    with torch.no_grad():
+        images, texts = model.encode_images(batch.images), model.encode_texts(batch.texts)
+        alpha = model.w2r_scores(images["region_keys"][:1], images["region_gates"][:1], texts["words"][:1],
+                                 texts["word_gates"][:1], texts["lengths"][:1])[1][0]
+    words = int(batch.texts["lengths"][0])
+    vectors = model._word_vectors(take(batch.texts, slice(0, 1)))[0][0, :words]
+    inner = 5.0 * vectors @ model.w2r_attention.weight @ batch.images["regions"][0].T + model.w2r_attention.bias
+    torch.testing.assert_close(alpha[:words], torch.softmax(2.0 * torch.tanh(inner), dim=-1))

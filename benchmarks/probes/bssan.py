@@ -79,7 +79,7 @@ def attention_figures(model, images, texts, text_items: np.ndarray, n: int = 500
     figures = {}
     if model.use_w2r:
         attention = model.w2r_attention
-        pre = torch.einsum("nld,nrd->nlr", text["words"], image["region_keys"]) + attention.bias
+        pre = attention.pre_tanh(text["words"], image["region_keys"])
         weights = attention.weights(attention.scale * torch.tanh(pre))
         regions = torch.ones(pre.shape[0], pre.shape[-1], dtype=torch.bool)
         figures["w2r"] = _logit_figures(pre, weights, word_mask, regions)
@@ -92,7 +92,7 @@ def attention_figures(model, images, texts, text_items: np.ndarray, n: int = 500
                            "gate_std_from_words": float(word_part.std())}
     if model.use_o2w:
         attention = model.o2w_attention
-        pre = torch.einsum("npd,nld->npl", image["object_queries"], text["states"]) + attention.bias
+        pre = attention.pre_tanh(image["object_queries"], text["states"])
         weights = attention.weights(attention.scale * torch.tanh(pre), word_mask)
         objects = torch.ones(pre.shape[:2], dtype=torch.bool)
         figures["o2w"] = _logit_figures(pre, weights, objects, word_mask)

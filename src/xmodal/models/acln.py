@@ -59,6 +59,7 @@ class ACLNParams(Params):
     semantic: bool = True  # eq. 12's label losses; False for unlabelled data (not in the paper)
     correlation: Literal["cosine", "triplet"] = "cosine"  # eq. 11's 1 - cos, or VSE++'s triplet (not in the paper)
     margin: float = Field(0.2, gt=0.0)  # of the triplet
+    hardest_negative: bool = True  # the triplet's VSE++ max violation; False sums over the batch's negatives
 
 
 def _layer(in_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
@@ -171,7 +172,7 @@ class ACLN(EmbeddingModel):
         if params.correlation == "triplet":
             scores = nn.functional.normalize(images["global"], dim=-1) @ nn.functional.normalize(texts["global"],
                                                                                                  dim=-1).T
-            correlation = bidirectional_triplet(scores, batch.positives(), params.margin)
+            correlation = bidirectional_triplet(scores, batch.positives(), params.margin, params.hardest_negative)
         else:
             correlation = correlation_loss(images["global"], texts["global"])
         terms = {"correlation": params.correlation_weight * correlation}

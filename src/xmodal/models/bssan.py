@@ -97,6 +97,7 @@ class BSSANParams(Params):
     o2w_mlp: list[int] = Field(default_factory=lambda: [256, 64])  # hidden widths on [o_j; u_j]
     max_words: int = Field(30, ge=1)  # texts cut to 30 words (section V-B)
     attention_scale: float = Field(1.0, gt=0.0)  # multiplies eqs. 2 / 10's tanh logits (1: as printed)
+    bilinear_scale: float = Field(1.0, gt=0.0)  # multiplies t^T W r (o^T W' s) inside the tanh (1: as printed)
     negative_attention: Literal["uniform", "softmax"] = "uniform"  # eq. 8 (uniform) or eq. 1 for negatives
     input_norm: Literal["none", "l2"] = "none"  # l2: regions, objects, words at unit length (not in the paper)
     negatives: Literal["texts", "both"] = "texts"  # both: also a negative image per pair (not in the paper)
@@ -133,12 +134,13 @@ class BSSAN(RetrievalModel):
         self.use_w2r = params.branches in ("both", "w2r")
         self.use_o2w = params.branches in ("both", "o2w")
         if self.use_w2r:  # theta_w2r: W, b of eq. 2; the LSTM and MLP of eq. 5
-            self.w2r_attention = BilinearAttention(word_dim, region_dim, params.attention_scale)
+            self.w2r_attention = BilinearAttention(word_dim, region_dim, params.attention_scale, params.bilinear_scale)
             self.w2r_lstm = nn.LSTM(region_dim + word_dim, params.w2r_lstm, batch_first=True)  # input [u_k; t_k]
             self.w2r_mlp = score_mlp(params.w2r_lstm, params.w2r_mlp)
         if self.use_o2w:  # theta_o2w: the Bi-LSTM, W', b' of eq. 10, the MLP of eq. 13
             self.o2w_text = AveragedBiLSTM(word_dim, params.o2w_lstm)
-            self.o2w_attention = BilinearAttention(object_dim, params.o2w_lstm, params.attention_scale)
+            self.o2w_attention = BilinearAttention(object_dim, params.o2w_lstm, params.attention_scale,
+                                                   params.bilinear_scale)
             self.o2w_mlp = score_mlp(object_dim + params.o2w_lstm, params.o2w_mlp)
         self.global_image = nn.Linear(region_dim, params.global_dim)
         self.global_gru = LastStateGRU(word_dim, params.global_dim)

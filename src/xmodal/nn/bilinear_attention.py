@@ -9,7 +9,10 @@ part is then one contraction (:meth:`BilinearAttention.logits`) over broadcast p
 
 ``tanh`` bounds every logit to [-1, 1], so the weights of D keys can differ by at most a factor
 e^2 (about 7.4): with 196 regions the printed eq. 2 cannot attend sharply. ``scale`` multiplies
-the logits before the softmax (1: as printed), the same knob as ACLN's ``attention_scale``.
+the logits after tanh, before the softmax (1: as printed), the same knob as ACLN's
+``attention_scale``. ``inner_scale`` multiplies ``q^T W k`` before the bias and tanh (1: as
+printed): raw CNN features put most logits where tanh is flat, unit-length ones put them all near
+0, and neither learns where to look; a scale brings them to where tanh has a slope.
 
 :func:`lstm_last_states` runs an ``nn.LSTM``'s single layer over sequences whose input gate
 pre-activations ``W_ih x_t + b`` were already computed (for BSSAN's W2R they are a sum of a
@@ -25,14 +28,15 @@ from torch import Tensor, nn
 
 
 class BilinearAttention(nn.Module):
-    """``e = scale * tanh(q^T W k + b)`` over keys (BSSAN eqs. 2, 10) and masked softmax weights (eqs. 1, 9)."""
+    """``e = scale * tanh(inner_scale * q^T W k + b)`` over keys (BSSAN eqs. 2, 10) and masked softmax weights
+    (eqs. 1, 9)."""
 
-    def __init__(self, query_dim: int, key_dim: int, scale: float = 1.0):
+    def __init__(self, query_dim: int, key_dim: int, scale: float = 1.0, inner_scale: float = 1.0):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(query_dim, key_dim))  # W
         nn.init.xavier_uniform_(self.weight)
         self.bias = nn.Parameter(torch.zeros(()))  # b, one scalar (eq. 2 "the bias term")
-        self.scale = scale
+        self.scale, self.inner_scale = scale, inner_scale
 
     def keys(self, keys: Tensor) -> Tensor:
         """``W k_j`` for keys ``[..., N, key_dim]`` -> ``[..., N, query_dim]`` (per item)."""
@@ -42,9 +46,13 @@ class BilinearAttention(nn.Module):
         """``q^T W`` for queries ``[..., Q, query_dim]`` -> ``[..., Q, key_dim]`` (per item)."""
         return queries @ self.weight
 
+    def pre_tanh(self, queries: Tensor, keys: Tensor) -> Tensor:
+        """``inner_scale * q_i . k_j + b`` ``[..., Q, N]``: eq. 2's argument of tanh."""
+        return self.inner_scale * torch.einsum("...qd,...nd->...qn", queries, keys) + self.bias
+
     def logits(self, queries: Tensor, keys: Tensor) -> Tensor:
-        """``scale * tanh(q_i . k_j + b)`` ``[..., Q, N]`` for queries and keys already in one space."""
-        return self.scale * torch.tanh(torch.einsum("...qd,...nd->...qn", queries, keys) + self.bias)
+        """``scale * tanh(inner_scale * q_i . k_j + b)`` ``[..., Q, N]`` for queries and keys already in one space."""
+        return self.scale * torch.tanh(self.pre_tanh(queries, keys))
 
     @staticmethod
     def weights(logits: Tensor, key_mask: Tensor | None = None) -> Tensor:
