@@ -12,6 +12,10 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+import socket
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +30,7 @@ from xmodal.cli import main
 from xmodal.errors import XmodalError
 from xmodal.search.engine import SearchEngine
 from xmodal.search.index import SearchIndex
-from xmodal.search.service import Limits, create_app
+from xmodal.search.service import Limits, create_app, server_config
 from xmodal.search.versions import read_live
 
 
@@ -223,6 +227,64 @@ def test_malformed_requests_are_4xx_and_errors_name_no_server_path(trained, tmp_
     assert "xmodal-upload" not in not_image.text and "tmp" not in not_image.text
     relative = client.get("/items/..%2F..%2Fetc%2Fpasswd")  # named as sent, not cut like a server path
     assert relative.status_code == 404 and "'../../etc/passwd'" in relative.json()["detail"]
+
+
+def test_slow_clients_are_cut_off_and_the_server_keeps_answering(trained, tmp_path):  # noqa: F811
+    """Case 12: 300 half-open connections used to stay open for good. Here 40 clients open a
+    connection and never finish their request head (some send nothing, some drip a byte at a time)."""
+    import uvicorn
+
+    index = tmp_path / "index"
+    build(trained["dual"], index)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    limits = Limits(header_timeout_s=1.0, max_connections=100)
+    server = uvicorn.Server(server_config(SearchEngine.open(index), port=port, limits=limits))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    try:
+        slow = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(40)]
+        for i, connection in enumerate(slow):
+            if i % 2:
+                connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+        health = urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+        assert health.status == 200  # answered while they hang
+        dripping = slow[1]
+        started = time.time()
+        closed = False
+        while time.time() - started < 5 and not closed:
+            try:
+                dripping.sendall(b"X")  # a byte every 0.2 s does not keep it open
+                time.sleep(0.2)
+            except OSError:
+                closed = True
+        assert closed or dripping.recv(100) == b"", "a dripping client was never cut off"
+        assert all(connection.recv(100) == b"" for connection in slow[2:])  # every one closed by the server
+        for connection in slow:
+            connection.close()
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).status == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_a_file_name_that_is_not_utf8_is_indexed_and_printed(trained, tmp_path, capsys):  # noqa: F811
+    """Case 10: a Latin-1 file name (the OS hands Python a lone surrogate) used to end in a traceback."""
+    photos = images(tmp_path / "photos", 100, 2)
+    name = os.fsdecode(b"caf\xe9.png")
+    Image.new("RGB", (32, 32), colour(7)).save(photos / name)
+    index = tmp_path / "index"
+    assert main(["index", "build", str(trained["dual"]), "--collection", str(photos), "--out", str(index)]) == 0
+    reopened = SearchIndex.open(index)
+    assert name[:-4] in {entry.id for entry in reopened.sides["images"].entries}  # the same name after a reload
+    capsys.readouterr()
+    assert main(["search", str(index), "--text", "colour number 7", "-k", "3"]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "caf" in captured.out
 
 
 def test_a_killed_build_is_replaced_and_a_broken_pipe_ends_quietly(trained, tmp_path):  # noqa: F811

@@ -84,6 +84,12 @@ def file_keys(paths: Sequence[Path]) -> list[str | None]:
     return keys
 
 
+def _storable(path: str) -> str:
+    """The path as SQLite can store it: bytes the OS name had that are not UTF-8 become \\xNN escapes
+    (a row also matches on size, times and inode, so an escape that looks like another name is harmless)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class _HashDatabase:
     """The on-disk memo of file hashes; failing to open or write it only costs re-reading files."""
 
@@ -104,7 +110,8 @@ class _HashDatabase:
             return None
         try:
             row = self.connection.execute("SELECT key FROM files WHERE path = ? AND size = ? AND mtime_ns = ? AND "
-                                          "ctime_ns = ? AND inode = ?", (path, size, mtime_ns, ctime_ns, inode)
+                                          "ctime_ns = ? AND inode = ?", (_storable(path), size, mtime_ns, ctime_ns,
+                                                                         inode)
                                           ).fetchone()
         except sqlite3.Error:
             return None
@@ -115,7 +122,8 @@ class _HashDatabase:
             return
         try:
             with self.connection:
-                self.connection.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
+                self.connection.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+                                            [(_storable(row[0]), *row[1:]) for row in rows])
         except sqlite3.Error as error:
             logger.warning("cannot update the file-hash memo (%s)", error)
 

@@ -18,7 +18,8 @@ It stays up under load and bad input:
   its nesting bounded and validated by request models, texts must be valid Unicode.
 - Model work runs off the event loop, in a bounded pool of worker threads, one query on the model
   at a time (torch already uses every core for one); ``/health`` never waits for it. Concurrent
-  uploads beyond a cap are answered 503 at once, and a body that stalls is dropped (408).
+  uploads beyond a cap are answered 503 at once, a body that stalls is dropped (408), and a
+  connection that has not sent a whole request head within 10 s is closed (slow clients).
 - The index is watched: when a writer publishes a new version (``xmodal index add / remove``),
   the server swaps to it between queries; every answer comes from one complete version.
 - Error bodies name items and limits, never a path on the server.
@@ -64,6 +65,8 @@ class Limits:
     max_uploads: int = 8  # concurrent image uploads; more are answered 503 at once
     workers: int = 4  # threads doing model work (one at a time on the model; the rest wait their turn)
     body_timeout_s: float = 30.0  # a request body that stalls longer is dropped (408)
+    header_timeout_s: float = 10.0  # a connection that has not sent a whole request head by then is closed
+    max_connections: int = 1000  # open connections (idle, half-sent or busy); more are answered 503
     refresh_s: float = 0.5  # how often the server looks for a new version of the index
 
 
@@ -378,14 +381,53 @@ class IndexWatcher:
             self.check()
 
 
+class _RequestHeadDeadline:
+    """Mixed into uvicorn's HTTP protocol: close a connection whose request head is not complete in time.
+
+    uvicorn times out idle keep-alive connections, but one that sends its headers a byte at a time
+    (or nothing at all) is kept forever, so a few hundred slow clients can use up the connection
+    limit. The deadline starts when the connection opens and again after each response; it closes
+    the connection only while the client is still sending a request head.
+    """
+
+    header_timeout_s: float = Limits.header_timeout_s
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_head_deadline()
+
+    def _arm_head_deadline(self) -> None:
+        self._heads_awaited = getattr(self, "_heads_awaited", 0) + 1  # an older deadline no longer counts
+        self.loop.call_later(self.header_timeout_s, self._head_deadline_passed, self._heads_awaited)
+
+    def _head_deadline_passed(self, awaited: int) -> None:
+        import h11
+
+        if awaited == self._heads_awaited and not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            logger.debug("closing a connection that sent no whole request head in %.0f s", self.header_timeout_s)
+            self.transport.close()
+
+
+def server_config(engine, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits()):
+    """The uvicorn configuration ``serve`` runs: timeouts for slow clients and a connection cap."""
+    import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    protocol = type("XmodalH11Protocol", (_RequestHeadDeadline, H11Protocol),
+                    {"header_timeout_s": limits.header_timeout_s})
+    return uvicorn.Config(create_app(engine, limits), host=host, port=port, log_level="warning", http=protocol,
+                          timeout_keep_alive=5, limit_concurrency=limits.max_connections,
+                          h11_max_incomplete_event_size=16 * 1024)
+
+
 def serve(engine, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits()) -> None:
     import uvicorn
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("serving on %s: anyone who can reach this address can query the index", host)
     logger.info("serving %s on http://%s:%d/ (API schema at /openapi.json)", engine.index.folder, host, port)
-    started = time.perf_counter()
-    config = uvicorn.Config(create_app(engine, limits), host=host, port=port, log_level="warning",
-                            timeout_keep_alive=5, limit_concurrency=256, h11_max_incomplete_event_size=16 * 1024)
-    logger.debug("app ready in %.2f s", time.perf_counter() - started)
-    uvicorn.Server(config).run()
+    uvicorn.Server(server_config(engine, host, port, limits)).run()
