@@ -9,12 +9,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-import socket
 import urllib.request
 from pathlib import Path
 

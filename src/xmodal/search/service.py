@@ -33,7 +33,6 @@ import logging
 import re
 import tempfile
 import threading
-import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
