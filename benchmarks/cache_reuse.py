@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from benchmarks.plan import SHARED
+from xmodal.paths import folder_bytes
 
 COMMAND = ["-m", "xmodal.cli", "extract"]
 
@@ -139,7 +140,7 @@ def killed_run(home: Path, listing: Path, total: int, fraction: float) -> dict:
 
 
 def disk_mib(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+    return folder_bytes(path) / 2**20
 
 
 def main(argv: list[str] | None = None) -> None:

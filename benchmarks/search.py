@@ -37,6 +37,7 @@ from benchmarks.plan import REPO, SHARED
 from benchmarks.search_trust import part_trust
 from benchmarks.search_trust import report as trust_report
 from benchmarks.serving import XMODAL, Server, declared_length, get, percentile, post_file, post_json, post_raw
+from xmodal.paths import folder_bytes
 
 EMOJI = SHARED / "emoji"
 WIKI_TEXTS = SHARED / "wikipedia" / "texts"
@@ -281,10 +282,6 @@ def clustered_vectors(n: int, dim: int, seed: int, centres: np.ndarray) -> np.nd
 def resident_bytes() -> int:
     with open("/proc/self/statm") as stream:
         return int(stream.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def folder_bytes(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
 def part_scale(out: Path, n: int, dim: int = 256, n_queries: int = 200, k: int = 10) -> dict:

@@ -30,25 +30,30 @@ from pathlib import Path
 
 from benchmarks.plan import REPO, SHARED
 from benchmarks.serving import free_port, post_json
+from xmodal.paths import folder_bytes
 
 EMOJI = SHARED / "emoji"
 WAYS = ("in place", "moved, empty cache", "moved, no data")
 
 
+def environment(source: Path, home: Path) -> dict[str, str]:
+    """A subprocess's environment: xmodal imported from ``source``, its home (data, caches) in ``home``."""
+    return {**os.environ, "PYTHONPATH": str(source), "XMODAL_HOME": str(home)}
+
+
 def xmodal(source: Path, home: Path, *argv: str, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(source), "XMODAL_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "xmodal", *argv], env=env, capture_output=True, text=True, **kwargs)
+    return subprocess.run([sys.executable, "-m", "xmodal", *argv], env=environment(source, home), capture_output=True,
+                          text=True, **kwargs)
 
 
 def first_answer_seconds(source: Path, home: Path, index: Path, timeout: float = 1800) -> dict:
     """Seconds from starting ``xmodal serve`` to its first answered search (or how it failed)."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(source), "XMODAL_HOME": str(home)}
     log = index.parent / f"serve-{port}.log"
     started = time.perf_counter()
     with open(log, "w") as stream:
         process = subprocess.Popen([sys.executable, "-m", "xmodal", "serve", str(index), "--port", str(port)],
-                                   env=env, stdout=stream, stderr=subprocess.STDOUT)
+                                   env=environment(source, home), stdout=stream, stderr=subprocess.STDOUT)
     try:
         while time.perf_counter() - started < timeout:
             if process.poll() is not None:
@@ -65,10 +70,6 @@ def first_answer_seconds(source: Path, home: Path, index: Path, timeout: float =
     finally:
         process.terminate()
         process.wait(timeout=60)
-
-
-def folder_bytes(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
 def measure(label: str, source: Path, out: Path, fresh: bool = False) -> dict:

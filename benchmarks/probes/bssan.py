@@ -80,7 +80,7 @@ def attention_figures(model, images, texts, text_items: np.ndarray, n: int = 500
     if model.use_w2r:
         attention = model.w2r_attention
         pre = attention.pre_tanh(text["words"], image["region_keys"])
-        weights = attention.weights(attention.scale * torch.tanh(pre))
+        weights = attention.weights(attention.logits(text["words"], image["region_keys"]))
         regions = torch.ones(pre.shape[0], pre.shape[-1], dtype=torch.bool)
         figures["w2r"] = _logit_figures(pre, weights, word_mask, regions)
         # Suspect 4: the LSTM's gate pre-activations, W_ih [u_k; t_k], split into the attended regions'
@@ -93,7 +93,7 @@ def attention_figures(model, images, texts, text_items: np.ndarray, n: int = 500
     if model.use_o2w:
         attention = model.o2w_attention
         pre = attention.pre_tanh(image["object_queries"], text["states"])
-        weights = attention.weights(attention.scale * torch.tanh(pre), word_mask)
+        weights = attention.weights(attention.logits(image["object_queries"], text["states"]), word_mask)
         objects = torch.ones(pre.shape[:2], dtype=torch.bool)
         figures["o2w"] = _logit_figures(pre, weights, objects, word_mask)
         # The first layer of eq. 13 on [o_j; u_j]: its object half against its attended-words half.

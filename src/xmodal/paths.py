@@ -32,6 +32,11 @@ def xmodal_home() -> Path:
     return Path(os.environ.get("XMODAL_HOME", Path.home() / ".cache" / "xmodal")).expanduser()
 
 
+def folder_bytes(folder: Path) -> int:
+    """The bytes of every file below ``folder`` (what it takes on disk, before block rounding)."""
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
 def current_umask() -> int:
     """The process umask, read without changing it where the system allows.
 

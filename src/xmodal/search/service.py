@@ -393,6 +393,7 @@ class _RequestHeadDeadline:
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        self._heads_awaited = 0  # request heads this connection has been given a deadline for
         self._arm_head_deadline()
 
     def on_response_complete(self) -> None:
@@ -400,7 +401,7 @@ class _RequestHeadDeadline:
         self._arm_head_deadline()
 
     def _arm_head_deadline(self) -> None:
-        self._heads_awaited = getattr(self, "_heads_awaited", 0) + 1  # an older deadline no longer counts
+        self._heads_awaited += 1  # an older deadline no longer counts
         self.loop.call_later(self.header_timeout_s, self._head_deadline_passed, self._heads_awaited)
 
     def _head_deadline_passed(self, awaited: int) -> None:
