@@ -60,7 +60,7 @@ def paper_w2r(model, regions: torch.Tensor, words: torch.Tensor, uniform: bool =
 
 def paper_o2w(model, objects: torch.Tensor, words: torch.Tensor, uniform: bool = False) -> tuple:
     """Eqs. 9-14 for one pair: objects O [P, Q], words T [L, E] (no padding)."""
-    lstm = model.o2w_text.lstm
+    lstm = model.o2w_text.rnn
     both, _ = lstm(words.unsqueeze(0))
     s = (both[0, :, : lstm.hidden_size] + both[0, :, lstm.hidden_size :]) / 2  # merge mode "average"
     attention = model.o2w_attention
@@ -244,9 +244,9 @@ def test_regulariser_covers_weights_not_biases_batch_norm_or_the_global_head():
     model, _ = make_model()
     covered = {id(weight) for weight in model.regularized_weights()}
     assert id(model.w2r_attention.weight) in covered and id(model.w2r_lstm.weight_hh_l0) in covered
-    assert id(model.o2w_mlp[0].weight) in covered and id(model.o2w_text.lstm.weight_ih_l0_reverse) in covered
+    assert id(model.o2w_mlp[0].weight) in covered and id(model.o2w_text.rnn.weight_ih_l0_reverse) in covered
     assert id(model.w2r_mlp[1].weight) not in covered  # batch norm
-    assert id(model.global_image.weight) not in covered and id(model.words.embedding.weight) not in covered
+    assert id(model.global_head.image.weight) not in covered and id(model.words.embedding.weight) not in covered
 
 
 @pytest.mark.parametrize("name, negatives", [("bssan/flickr8k", "softmax"), ("bssan/emoji", "softmax"),

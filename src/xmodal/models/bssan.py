@@ -50,7 +50,8 @@ Readings and choices where the paper is open (each tested in tests/test_bssan.py
   among 0.1, 0.5 and 2.0: the MLP scores are unbounded, and a larger M keeps more pairs in the hinge).
 - Two-stage search needs a global vector the paper does not have: a light head (mean of the
   regions through one linear layer; a GRU over the words) trained alongside with a hardest-negative
-  triplet loss (VSE++) on the batch, its own parameters only (term ``global``); ``embed`` returns it.
+  triplet loss (VSE++) on the batch, its own parameters only (term ``global``); ``embed`` returns it
+  (:class:`xmodal.nn.global_head.GlobalHead`, shared with SCAN).
 
 Speed: every score runs an LSTM over one pair. Everything that depends on one side is computed
 once per item in ``encode_*``: ``W r_j`` per image (E-wide: narrower than ``W^T t_k``'s M = 1280),
@@ -74,14 +75,14 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from xmodal.errors import XmodalError
-from xmodal.losses.ranking import bidirectional_triplet
 from xmodal.losses.sampled_hinge import bssan_objective, sample_negatives, squared_l2
 from xmodal.models.base import Attention, AttentionMap, Batch, InputSpec, Params, Rep, RetrievalModel, Variant, take
 from xmodal.models.registry import register
 from xmodal.nn.bilinear_attention import BilinearAttention, lstm_last_states, score_mlp
+from xmodal.nn.global_head import GlobalHead
 from xmodal.nn.pairs import all_pairs
 from xmodal.nn.pooling import length_mask
-from xmodal.nn.sequence import AveragedBiLSTM, LastStateGRU
+from xmodal.nn.sequence import AveragedBiRNN
 from xmodal.nn.word_input import WordInput
 
 
@@ -138,12 +139,11 @@ class BSSAN(RetrievalModel):
             self.w2r_lstm = nn.LSTM(region_dim + word_dim, params.w2r_lstm, batch_first=True)  # input [u_k; t_k]
             self.w2r_mlp = score_mlp(params.w2r_lstm, params.w2r_mlp)
         if self.use_o2w:  # theta_o2w: the Bi-LSTM, W', b' of eq. 10, the MLP of eq. 13
-            self.o2w_text = AveragedBiLSTM(word_dim, params.o2w_lstm)
+            self.o2w_text = AveragedBiRNN(word_dim, params.o2w_lstm)
             self.o2w_attention = BilinearAttention(object_dim, params.o2w_lstm, params.attention_scale,
                                                    params.bilinear_scale)
             self.o2w_mlp = score_mlp(object_dim + params.o2w_lstm, params.o2w_mlp)
-        self.global_image = nn.Linear(region_dim, params.global_dim)
-        self.global_gru = LastStateGRU(word_dim, params.global_dim)
+        self.global_head = GlobalHead(region_dim, word_dim, params.global_dim, params.global_margin)
 
     # -- per-item parts --------------------------------------------------------------------------
     def _word_vectors(self, texts: Rep) -> tuple[Tensor, Tensor]:
@@ -161,7 +161,7 @@ class BSSAN(RetrievalModel):
         """Per-image parts; ``gates=False`` keeps the regions instead of ``W_ih^u r_j`` (training, where
         each image meets two texts, so projecting the attended u_k is cheaper than every region)."""
         regions, objects = self._scaled(images["regions"]), self._scaled(images["objects"])
-        rep = {"embedding": self.global_image(regions.mean(1))}
+        rep = {"embedding": self.global_head.images(regions)}
         if self.use_w2r:
             rep["region_keys"] = self.w2r_attention.keys(regions)  # W r_j, [B, D, E]
             if gates:
@@ -180,7 +180,7 @@ class BSSAN(RetrievalModel):
 
     def encode_texts(self, texts: Rep) -> Rep:
         words, lengths = self._word_vectors(texts)
-        rep = {"embedding": self.global_gru(words, lengths), "lengths": lengths}
+        rep = {"embedding": self.global_head.texts(words, lengths), "lengths": lengths}
         if self.use_w2r:
             lstm = self.w2r_lstm
             w_input = lstm.weight_ih_l0[:, self.region_dim :]  # the t_k half of W_ih
@@ -344,8 +344,6 @@ class BSSAN(RetrievalModel):
         o2w_lam = params.lam if self.use_w2r else 1.0  # BSSAN_o2w: its loss is L2 alone, unweighted
         regulariser = squared_l2(self.regularized_weights()) if params.regularize else None
         terms = bssan_objective(w2r, o2w, regulariser, params.margin, o2w_lam, params.delta)
-        cosines = nn.functional.normalize(images["embedding"], dim=-1) @ nn.functional.normalize(
-            texts["embedding"], dim=-1).T
-        terms["global"] = bidirectional_triplet(cosines, batch.positives(), params.global_margin, hardest=True)
+        terms["global"] = self.global_head.loss(images["embedding"], texts["embedding"], batch.positives())
         terms["total"] = terms["bssan"] + params.global_weight * terms["global"]
         return terms

@@ -112,21 +112,22 @@ class KimCNN(nn.Module):
         return torch.cat(pooled, dim=1)
 
 
-class AveragedBiLSTM(nn.Module):
-    """Bi-directional LSTM whose two directions are averaged (BSSAN section IV-B, merge mode "average").
+class AveragedBiRNN(nn.Module):
+    """Bi-directional LSTM or GRU whose two directions are averaged (BSSAN section IV-B, merge mode
+    "average"; SCAN section 3.4, a bi-directional GRU).
 
     ``vectors [B, T, in_dim]`` with ``lengths [B]`` -> ``[B, T, dim]``, zero at padding; runs on
     packed sequences, so the backward direction starts at each text's last real word.
     """
 
-    def __init__(self, in_dim: int, dim: int):
+    def __init__(self, in_dim: int, dim: int, cell: type[nn.LSTM] | type[nn.GRU] = nn.LSTM):
         super().__init__()
-        self.lstm = nn.LSTM(in_dim, dim, batch_first=True, bidirectional=True)
+        self.rnn = cell(in_dim, dim, batch_first=True, bidirectional=True)
         self.dim = dim
 
     def forward(self, vectors: Tensor, lengths: Tensor) -> Tensor:
         packed = pack_padded_sequence(vectors, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
-        states, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=vectors.shape[1])
+        states, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=vectors.shape[1])
         forward, backward = states.split(self.dim, dim=-1)
         return (forward + backward) / 2 * length_mask(lengths, vectors.shape[1]).unsqueeze(-1)
 
