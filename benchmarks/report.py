@@ -105,6 +105,44 @@ def attention_table(rows: list[Row]) -> list[str]:
             "pointing accuracy | mass on the text's box | chance |", "| --- " * 9 + "|", *lines]
 
 
+# A mosaic benchmark and the plain dataset of its tiles (issue 25: what pooling loses).
+MOSAIC_SOURCES = {"mosaic-emoji": "emoji", "mosaic-flickr8k": "flickr8k"}
+
+
+def _rsum_cell(row: Row) -> str:
+    """A row's own rsum (exhaustive when it has it) with its seeds, or "-"."""
+    summary = row.summary("exhaustive.rsum") or row.summary("rsum")
+    if summary is None:
+        return "-"
+    ranked = "" if row.summary("exhaustive.rsum") else f", {format_ranking(row.ranking)}" if row.ranking else ""
+    return f"{cell(summary, 'rsum')} ({row.seeds}{ranked})"
+
+
+def mosaic_table(tables: dict[str, list[Row]]) -> list[str]:
+    """Each model run on a mosaic benchmark beside the same ``model.name`` on the plain dataset of its
+    tiles: rsum on both and the change, and its region attention's pointing accuracy against chance.
+    Empty when no mosaic row has runs."""
+    lines = []
+    for mosaic, plain in MOSAIC_SOURCES.items():
+        plain_rows = {row.arm.model: row for row in tables.get(plain, [])}
+        for row in tables.get(mosaic, []):
+            if not row.results:
+                continue
+            before = plain_rows.get(row.arm.model)
+            after = row.summary("rsum")
+            earlier = (before.summary("exhaustive.rsum") or before.summary("rsum")) if before else None
+            change = f"{after.mean - earlier.mean:+.1f}" if after and earlier else "-"
+            maps = dict.fromkeys(name for result in row.results for name in result.get("pointing", {}))
+            pointing = "; ".join(f"{cell(row.summary(f'pointing.{name}.accuracy'), 'map')} ({name})" for name in maps)
+            chance = "; ".join(cell(row.summary(f"pointing.{name}.chance"), "map") for name in maps)
+            lines.append(f"| {mosaic} | {row.arm.label} | `{row.arm.model}` | {_rsum_cell(before) if before else '-'} "
+                         f"| {_rsum_cell(row)} | {change} | {pointing or '-'} | {chance or '-'} |")
+    if not lines:
+        return []
+    return ["| mosaic | model | `model.name` | rsum on the plain dataset (seeds) | rsum on the mosaics (seeds) | "
+            "change | pointing accuracy (map) | chance |", "| --- " * 8 + "|", *lines]
+
+
 def results_report(tables: dict[str, list[Row]], seeds: list[int], earlier_source: str, quick: bool = False,
                    took: str = "", recorded: bool = True) -> list[str]:
     """RESULTS.md (or a --quick run's QUICK.md)."""
@@ -139,6 +177,15 @@ def results_report(tables: dict[str, list[Row]], seeds: list[int], earlier_sourc
                       "words first where it has one per word):", "", *attention, ""]
         errors = [f"- `{row.arm.model}`: {error}" for row in rows for error in row.failed]
         lines += (["Failed runs:", "", *errors, ""] if errors else [])
+    comparison = mosaic_table(tables)
+    if comparison:
+        lines += ["## Plain against mosaic", "",
+                  "The same `model.name` on a mosaic benchmark (2 x 2 tiles; each caption describes one tile) and on "
+                  "the plain dataset of its tiles: the change in rsum is what the model loses when the described "
+                  "object fills a quarter of the image, and pointing accuracy says whether its region attention "
+                  "finds that quarter (chance: the tile's share of the cells). Rankings differ in size (the "
+                  "galleries are not the same), so compare changes between models, not the two rsums. The reading: "
+                  "[results/mosaic.md](results/mosaic.md).", "", *comparison, ""]
     lines += ["## Details per model", "",
               "Diagnoses, sweeps and the choices behind each config, with the commands that measured them: "
               "`benchmarks/results/<model>.md`; probes that explain a trained run: `python -m benchmarks probe "

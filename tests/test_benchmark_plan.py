@@ -198,3 +198,16 @@ def test_the_attention_table_shows_each_map_and_the_pointing_game():
     assert len(table) == 3 and table[2].startswith("| ACLN (shared attention) | `acln` | image | 0.900 ± 0.000 |")
     assert "| 0.500 ± 0.000 | 0.400 ± 0.000 | 0.250 ± 0.000 |" in table[2]
     assert attention_table(_rows("emoji", {"dual": [_run(200.0)]})) == []  # no row explains: no table
+
+
+def test_the_mosaic_table_puts_each_model_beside_itself_on_the_plain_dataset():
+    from benchmarks.report import mosaic_table
+
+    pointed = _run(150.0) | {"pointing": {"word x region": {"accuracy": 0.5, "mass": 0.4, "chance": 0.25}}}
+    tables = {"emoji": _rows("emoji", {"bssan": [_run(200.0), _run(210.0)], "dual": [_run(250.0)]}),
+              "mosaic-emoji": _rows("mosaic-emoji", {"bssan": [pointed], "dual": []})}
+    table = mosaic_table(tables)
+    assert len(table) == 3  # header, rule, and only the mosaic row that has runs
+    assert table[2].startswith("| mosaic-emoji | BSSAN (full) | `bssan` | 205.0 ± 7.1 (2) | 150.0 (1) | -55.0 |")
+    assert table[2].endswith("| 0.500 (word x region) | 0.250 |")
+    assert mosaic_table({"emoji": tables["emoji"]}) == []
