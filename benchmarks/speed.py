@@ -303,10 +303,12 @@ def _number(value: float, digits: int = 0) -> str:
 
 
 def similarity_table(rows: list[dict], machine_flops: float) -> list[str]:
-    lines = [f"Matrix-product yardstick: {machine_flops / 1e9:,.1f} GFLOP/s (fp32, measured in the same run).", "",
+    lines = [f"Matrix-product yardstick: {machine_flops / 1e9:,.1f} GFLOP/s (fp32, measured in the same run; a row "
+             "measured on another date is a share of that day's yardstick).", "",
              "| model | inputs | score | batched pairs/s | MFLOP per pair | GFLOP/s | share of matmul | "
-             "one-pair loop pairs/s | batched / loop | 1,000 x 5,000 matrix | time in matmul | costliest other op |",
-             "| --- " * 12 + "|"]
+             "one-pair loop pairs/s | batched / loop | 1,000 x 5,000 matrix | time in matmul | costliest other op | "
+             "measured |",
+             "| --- " * 13 + "|"]
     for row in rows:
         full = f"{row['full_matrix_s']:,.2f} s" + ("" if row["full_matrix_measured"] else
                                                      f" (from {row['block_images']} images)")
@@ -314,14 +316,15 @@ def similarity_table(rows: list[dict], machine_flops: float) -> list[str]:
                      f"{row['flops_per_pair'] / 1e6:,.3f} | {row['flop_s'] / 1e9:,.2f} | "
                      f"{row['machine_share']:.1%} | {_number(row['loop_pairs_per_s'])} | "
                      f"{row['loop_ratio']:,.0f}x | {full} | {row['matmul_time_share']:.0%} | "
-                     f"`{row['top_other_op'].removeprefix('aten::')}` {row['top_other_share']:.0%} |")
+                     f"`{row['top_other_op'].removeprefix('aten::')}` {row['top_other_share']:.0%} | "
+                     f"{row.get('date', '-')} |")
     return lines
 
 
 def training_table(rows: list[dict]) -> list[str]:
-    lines = ["| model | batch (matching pairs) | steps/s | matching pairs/s |", "| --- " * 4 + "|"]
-    lines += [f"| {row['model']} | {row['batch']} | {row['steps_per_s']:.2f} | {_number(row['items_per_s'])} |"
-              for row in rows]
+    lines = ["| model | batch (matching pairs) | steps/s | matching pairs/s | measured |", "| --- " * 5 + "|"]
+    lines += [f"| {row['model']} | {row['batch']} | {row['steps_per_s']:.2f} | {_number(row['items_per_s'])} | "
+              f"{row.get('date', '-')} |" for row in rows]
     return lines
 
 
@@ -378,6 +381,9 @@ def main(argv: list[str] | None = None) -> None:
         results = previous
     else:  # parts not measured now keep their last record here, with its own date and yardstick
         results = {key: previous[key] for key in PART_TITLES if key in previous} | _measure(args, device, machine)
+        for key in ("similarity", "training"):  # and rows of models not measured now keep theirs
+            if key in results and key in previous and results[key] is not previous[key]:
+                results[key] = _with_earlier_rows(results[key], previous[key])
     sections = [f"## {machine}", "", f"torch {torch.__version__}, device `{device}`. fp32 matrix product "
                 f"({'4,096' if device.type == 'cuda' else '1,024'}-square), measured {results['matmul_date']}: "
                 f"{results['matmul_fp32'] / 1e9:,.1f} GFLOP/s."
@@ -388,6 +394,16 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / f"{slug}.md").write_text("\n".join(sections) + "\n")
     write_speed_index(args.out, args.index)
     print("\n".join(sections))
+
+
+def _with_earlier_rows(part: dict, earlier: dict) -> dict:
+    """A part measured for some models, with the earlier record's rows of every other model (each row keeps
+    the date it was measured on), in the registry's order."""
+    measured = {row["model"] for row in part["rows"]}
+    kept = [{"date": earlier["date"]} | row for row in earlier["rows"] if row["model"] not in measured]
+    order = {name: index for index, name in enumerate(model_classes())}
+    rows = sorted(kept + part["rows"], key=lambda row: order.get(row["model"], len(order)))
+    return part | {"rows": rows}
 
 
 def _measure(args: argparse.Namespace, device: torch.device, machine: str) -> dict:
@@ -405,10 +421,10 @@ def _measure(args: argparse.Namespace, device: torch.device, machine: str) -> di
         for name, case in cases.items():
             logger.info("similarity: %s", name)
             rows.append(similarity_row(case, device, fp32))
-        results["similarity"] = measured | {"rows": rows}
+        results["similarity"] = measured | {"rows": [{"date": measured["date"]} | row for row in rows]}
     if "training" in args.parts:
         rows = [row for name, case in cases.items() if (row := training_row(case, device)) is not None]
-        results["training"] = measured | {"rows": rows}
+        results["training"] = measured | {"rows": [{"date": measured["date"]} | row for row in rows]}
     if "two-stage" in args.parts and args.two_stage_run:
         results["two_stage"] = measured | {"rows": two_stage_rows(args.two_stage_run, device)}
     if "extraction" in args.parts:
@@ -473,5 +489,7 @@ def _part_sections(results: dict) -> list[str]:
     for key, title in PART_TITLES.items():
         if key in results:
             part = results[key]
-            sections += ["", f"### {title} (measured {part['date']})", "", *tables[key](part)]
+            dates = sorted({row.get("date", part["date"]) for row in part.get("rows", [])} | {part["date"]})
+            when = dates[0] if len(dates) == 1 else f"rows of {', '.join(dates)}"
+            sections += ["", f"### {title} (measured {when})", "", *tables[key](part)]
     return sections + goals_section(results)

@@ -32,3 +32,16 @@ def test_each_target_is_met_or_named_with_what_limits_it():
     assert "K = 10 " not in text
     assert "- extraction, big: 73% of the bare forward pass: not met: decoding costs 0.052 s" in text
     assert "- extraction, small: 95% of the bare forward pass: met." in lines
+
+
+def test_a_run_for_some_models_keeps_the_other_models_rows_with_their_dates():
+    from benchmarks.speed import _with_earlier_rows
+
+    earlier = {"date": "2026-11-30", "rows": [{"model": "acln", "pairs_per_s": 1.0},
+                                             {"model": "bssan", "pairs_per_s": 2.0},
+                                             {"model": "jgcar", "pairs_per_s": 3.0}]}
+    now = {"date": "2026-12-06", "rows": [{"model": "bssan", "pairs_per_s": 5.0, "date": "2026-12-06"}]}
+    merged = _with_earlier_rows(now, earlier)
+    assert merged["date"] == "2026-12-06"
+    assert [(row["model"], row["pairs_per_s"], row["date"]) for row in merged["rows"]] == [
+        ("acln", 1.0, "2026-11-30"), ("bssan", 5.0, "2026-12-06"), ("jgcar", 3.0, "2026-11-30")]
