@@ -23,9 +23,14 @@ Reading of eq. 16 (the paper leaves parts implicit; each choice is marked):
   gradient ``gamma P (1 - P)`` is small (benchmarks/results/jgcar.md).
 - The loss of a query is ``2 - P_cross - P_intra`` (eq. 16); the sentence-to-images direction
   mirrors it, and J_C is the sum of the two directions' means over the batch's queries.
+  ``form="neg_log_p"`` (issue 29, not in the paper) takes ``-log P_cross - log P_intra`` instead:
+  the gradient of ``1 - P`` with respect to a logit is ``gamma P (1 - P)``, near 0 while P is
+  small (at the start of training), where ``-log P``'s is ``gamma (1 - P)``.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -39,10 +44,16 @@ def ranking_probability(positive: Tensor, candidates: Tensor, negatives: Tensor,
     [Q, C]`` bool marks the ones that may serve as negatives. Rows with fewer than M' negatives
     use all they have.
     """
+    return ranking_log_probability(positive, candidates, negatives, gamma, m_prime).exp()
+
+
+def ranking_log_probability(positive: Tensor, candidates: Tensor, negatives: Tensor, gamma: float,
+                            m_prime: int) -> Tensor:
+    """The log of :func:`ranking_probability`, computed stably."""
     masked = candidates.masked_fill(~negatives, float("-inf"))
     hardest = masked.topk(min(m_prime, masked.shape[1]), dim=1).values
     logits = gamma * torch.cat([positive[:, None], hardest], dim=1)
-    return (gamma * positive - logits.logsumexp(dim=1)).exp()
+    return gamma * positive - logits.logsumexp(dim=1)
 
 
 def coattentive_scores(image: Tensor, text: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -61,16 +72,21 @@ def coattentive_scores(image: Tensor, text: Tensor) -> tuple[Tensor, Tensor, Ten
 
 
 def bi_rank_loss(cross: Tensor, image_intra: Tensor, text_intra: Tensor, positives: Tensor,
-                 gamma: float = 10.0, m_prime: int = 30) -> Tensor:
+                 gamma: float = 10.0, m_prime: int = 30, form: Literal["one_minus_p", "neg_log_p"] = "one_minus_p"
+                 ) -> Tensor:
     """Eq. 16 in both directions; batch pair k (image row k, text column k) is query k's positive.
 
     ``cross [B, B]`` image x text scores; ``image_intra``/``text_intra`` as returned by
     :func:`coattentive_scores`; ``positives [B, B]`` marks pairs of one item (never negatives).
+    ``form``: each probability's term, ``1 - P`` (eq. 16) or ``-log P``.
     """
     negatives = ~positives
     positive = cross.diagonal()
-    image_query = (2 - ranking_probability(positive, cross, negatives, gamma, m_prime)
-                   - ranking_probability(positive, image_intra, negatives, gamma, m_prime))
-    text_query = (2 - ranking_probability(positive, cross.T, negatives.T, gamma, m_prime)
-                  - ranking_probability(positive, text_intra, negatives.T, gamma, m_prime))
+
+    def term(candidates: Tensor, allowed: Tensor) -> Tensor:
+        log_p = ranking_log_probability(positive, candidates, allowed, gamma, m_prime)
+        return 1 - log_p.exp() if form == "one_minus_p" else -log_p
+
+    image_query = term(cross, negatives) + term(image_intra, negatives)
+    text_query = term(cross.T, negatives.T) + term(text_intra, negatives.T)
     return image_query.mean() + text_query.mean()

@@ -21,6 +21,12 @@
   ``retrieve_with="logits"`` uses the pre-softmax layer and ``"global"`` the attended global
   features (eq. 9), which keep instance-level detail that the category probabilities lose.
 - Dropout 0.5 after each layer (section 4.1).
+- Sharpness options (issue 29; not in the paper, each off by default): ``attention_logits="linear"``
+  drops eq. 7's tanh, ``attention_temperature`` (fixed, or ``learn_temperature``) divides the
+  logits before eq. 8's softmax, ``pool_dropout=False`` keeps dropout off the local features the
+  attention pools (dropout there rewards spreading the weight). ACLN's attention is computed from
+  one item alone, so on a mosaic it cannot depend on which tile the caption describes: its
+  pointing accuracy is 1/tiles by construction, whatever its sharpness.
 - Unlabelled data (not in the paper, which trains on categories): ``semantic=False`` drops eq. 12's
   label losses and the classifiers, and ``correlation="triplet"`` replaces eq. 11's ``1 - cos``
   (which has no negatives, so alone it lets every feature collapse onto one) with the
@@ -60,6 +66,11 @@ class ACLNParams(Params):
     correlation: Literal["cosine", "triplet"] = "cosine"  # eq. 11's 1 - cos, or VSE++'s triplet (not in the paper)
     margin: float = Field(0.2, gt=0.0)  # of the triplet
     hardest_negative: bool = True  # the triplet's VSE++ max violation; False sums over the batch's negatives
+    # Issue 29's sharpness options (the paper: tanh, temperature 1 fixed, dropout before pooling):
+    attention_logits: Literal["tanh", "linear"] = "tanh"  # eq. 7's tanh, or the plain W_a x
+    attention_temperature: float = Field(1.0, gt=0.0)  # divides the logits before eq. 8's softmax
+    learn_temperature: bool = False  # the temperature learned, started at attention_temperature
+    pool_dropout: bool = True  # dropout on the local features the attention pools (False: none there)
 
 
 def _layer(in_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
@@ -117,23 +128,29 @@ class ACLN(EmbeddingModel):
         if not params.semantic and (params.retrieve_with != "global" or params.correlation != "triplet"):
             raise XmodalError("acln with semantic=false has no classifier and no label to pull pairs apart: set "
                               "model.params.retrieve_with=global and correlation=triplet")
+        pooled_dropout = params.dropout if params.pool_dropout else 0.0  # on the features eqs. 7-9 pool
         self.image_local = nn.Sequential(_layer(spec.image_dim, params.dim, params.dropout),  # FC1i, eq. 3
-                                         _layer(params.dim, params.dim, params.dropout))  # FC2i
+                                         _layer(params.dim, params.dim, pooled_dropout))  # FC2i
         self.word_features = WordFeatures(spec, params)
-        self.text_local = _layer(self.word_features.dim, params.dim, params.dropout)  # FC1t
+        self.text_local = _layer(self.word_features.dim, params.dim, pooled_dropout)  # FC1t
         self.attention: AttentionPool | None = None
         self.image_attention: AttentionPool | None = None
         self.text_attention: AttentionPool | None = None
         if params.attention == "shared":
-            self.attention = AttentionPool(params.dim)
+            self.attention = self._attention_pool()
         elif params.attention == "separate":
-            self.image_attention = AttentionPool(params.dim)
-            self.text_attention = AttentionPool(params.dim)
+            self.image_attention = self._attention_pool()
+            self.text_attention = self._attention_pool()
         self.image_head: nn.Module | None = None
         self.text_head: nn.Module | None = None
         if params.semantic:
             self.image_head = self._classifier(spec.n_classes)  # FC3i, FC4i
             self.text_head = self.image_head if params.shared_classifier else self._classifier(spec.n_classes)
+
+    def _attention_pool(self) -> AttentionPool:
+        params = self.params
+        return AttentionPool(params.dim, params.attention_logits, params.attention_temperature,
+                             params.learn_temperature)
 
     def _classifier(self, n_classes: int) -> nn.Sequential:
         return nn.Sequential(_layer(self.params.dim, self.params.hidden, self.params.dropout),

@@ -17,6 +17,11 @@
 - Co-attention (2.3): :class:`~xmodal.nn.coattention.CoAttention` (eqs. 11-15) trained with the
   bi-rank loss J_C (eq. 16, :mod:`xmodal.losses.birank`) on all B x B pairs of a batch.
 - Joint objective (eq. 17): ``beta J_G + (1 - beta) J_C``.
+- Sharpness options (issue 29; not in the paper, each off by default): ``attention_temperature``
+  (fixed, or ``learn_temperature``) divides eq. 13's logits before the softmax (with no scale, a
+  logit spread of 0.25-0.5 gives entropy 0.97-0.99), ``coattention_loss="neg_log_p"`` takes
+  ``-log P`` for eq. 16's ``1 - P`` (whose gradient ``gamma P (1 - P)`` is weak while P is small),
+  and ``dropout: 0`` takes dropout off the regions and words the co-attention pools.
 
 Variants (Tables 1-3) are parameters: ``mode="global"`` is GRL (beta = 1; ``similarity`` is
 then the global cosine, so evaluation measures GRL itself); ``mode="separate"`` is SGCAR, two
@@ -75,6 +80,11 @@ class JGCARParams(Params):
     # Multiplies A of eq. 11: 1 is the paper; 1/sqrt(d) keeps eq. 12's tanh out of saturation.
     affinity_scale: float = Field(1.0, gt=0.0)
     dropout: float = Field(0.5, ge=0.0, lt=1.0)  # "dropout 0.5 on each layer" (section 3.1)
+    # Issue 29's sharpness options (the paper: temperature 1 fixed, eq. 16's 1 - P; dropout: 0 above
+    # takes dropout off the regions and words the co-attention pools):
+    attention_temperature: float = Field(1.0, gt=0.0)  # divides eq. 13's logits before the softmax
+    learn_temperature: bool = False  # the temperature learned, started at attention_temperature
+    coattention_loss: Literal["one_minus_p", "neg_log_p"] = "one_minus_p"  # eq. 16's terms, or -log P
     finetune_words: bool = True  # train the GloVe-initialised word embeddings
 
 
@@ -121,7 +131,9 @@ class JGCAR(RetrievalModel):
         self.global_encoder: Encoders | None = None
         if params.mode != "global":
             self.coattention = CoAttention(params.dim, params.attention_dim, spec.image_regions,
-                                           affinity_scale=params.affinity_scale)
+                                           affinity_scale=params.affinity_scale,
+                                           temperature=params.attention_temperature,
+                                           learn_temperature=params.learn_temperature)
         if params.mode == "separate":
             self.global_encoder = Encoders(spec, params)
 
@@ -202,7 +214,8 @@ class JGCAR(RetrievalModel):
             sides = (self.coattention.images(regions[part]),
                      self.coattention.texts(words[part], length_mask(lengths, words.shape[1])))
             terms["J_C"] = bi_rank_loss(*coattentive_scores(*self.coattention.all_features(*sides)),
-                                        batch.positives()[part, part], params.gamma, params.m_prime)
+                                        batch.positives()[part, part], params.gamma, params.m_prime,
+                                        params.coattention_loss)
         terms["total"] = {"joint": lambda: params.beta * terms["J_G"] + (1 - params.beta) * terms["J_C"],
                           "global": lambda: terms["J_G"],
                           "separate": lambda: terms["J_G"] + terms["J_C"]}[params.mode]()

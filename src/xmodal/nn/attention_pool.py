@@ -4,16 +4,21 @@ ACLN (Huang, Ye, Peng, 2017, section 3.2, eqs. 7-9): ``h_i = tanh(W_a x_i)``, ``
 over the item's local features, ``X_hat = sum_i a_i x_i``. The tanh bounds each logit to
 [-1, 1], so two weights of one item differ by at most a factor e^2 ~ 7.4: with 49 image regions
 the largest possible weight is about 0.13 (uniform: 0.02). Multiplying the bounded logits by 5
-(a wider range) was measured on emoji and did not help (benchmarks/results/acln.md), so the
-paper's form is the only one.
+was measured on emoji and did not help (benchmarks/results/acln.md). Issue 29's options, each
+off in the paper's reading: ``logits="linear"`` drops eq. 7's tanh, and a
+:class:`~xmodal.nn.temperature.Temperature` (fixed or learned) divides the logits before eq. 8's
+softmax, so a region can take any share of the weight.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
+
+from xmodal.nn.temperature import Temperature
 
 
 class AttentionPool(nn.Module):
@@ -22,13 +27,19 @@ class AttentionPool(nn.Module):
     ``W_a`` has no bias: a constant added to every logit cancels in the softmax (eq. 8).
     """
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, logits: Literal["tanh", "linear"] = "tanh", temperature: float = 1.0,
+                 learn_temperature: bool = False):
         super().__init__()
         self.vector = nn.Linear(dim, 1, bias=False)  # W_a in R^{1 x d_a}
         nn.init.normal_(self.vector.weight, std=1.0 / math.sqrt(dim))
+        self.logits = logits
+        self.temperature = Temperature(temperature, learn_temperature)
 
     def weights(self, local: Tensor, mask: Tensor | None = None) -> Tensor:
-        logits = torch.tanh(self.vector(local).squeeze(-1))  # eq. 7
+        logits = self.vector(local).squeeze(-1)
+        if self.logits == "tanh":
+            logits = torch.tanh(logits)  # eq. 7
+        logits = logits * self.temperature.inverse()
         if mask is not None:
             logits = logits.masked_fill(~mask, float("-inf"))
         return torch.softmax(logits, dim=-1)  # eq. 8

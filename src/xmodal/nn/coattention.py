@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from xmodal.nn.pairs import PAIR_BUDGET, all_pairs
+from xmodal.nn.temperature import Temperature
 
 
 @dataclass
@@ -96,9 +97,12 @@ class CoAttention(nn.Module):
     """The parameters of eqs. 11-13 and batched scoring of image x text blocks."""
 
     def __init__(self, dim: int, hidden: int, regions: int, chunk_elements: int = PAIR_BUDGET, text_group: int = 32,
-                 affinity_scale: float = 1.0):
+                 affinity_scale: float = 1.0, temperature: float = 1.0, learn_temperature: bool = False):
         super().__init__()
         self.affinity_scale = affinity_scale  # multiplies A of eq. 11 (1: the paper)
+        # divides eq. 13's logits before the softmax (1, fixed: the paper); applied through w_h, which
+        # every logit is linear in
+        self.temperature = Temperature(temperature, learn_temperature)
         self.bilinear = nn.Linear(dim, dim, bias=False)  # W_b
         self.image_proj = nn.Linear(dim, hidden, bias=False)  # W_v
         self.text_proj = nn.Linear(dim, hidden, bias=False)  # W_s
@@ -113,13 +117,13 @@ class CoAttention(nn.Module):
     def images(self, regions: Tensor) -> Side:
         """Per-image tensors of ``V [B, N, d]``."""
         projected = self.image_proj(regions)
-        gate = torch.tanh(projected + self.region_bias) * self.image_score
+        gate = torch.tanh(projected + self.region_bias) * self.image_score * self.temperature.inverse()
         return Side(regions, self.bilinear(regions) * self.affinity_scale, projected, gate)
 
     def texts(self, words: Tensor, mask: Tensor) -> Side:
         """Per-text tensors of ``S [B, T, d]`` (zero at padding) with its ``mask [B, T]``."""
         projected = self.text_proj(words)
-        gate = torch.tanh(projected + self.word_bias) * self.text_score
+        gate = torch.tanh(projected + self.word_bias) * self.text_score * self.temperature.inverse()
         return Side(words, words, projected, gate, mask)
 
     def aligned(self, images: Side, texts: Side) -> Attended:
