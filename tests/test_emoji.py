@@ -5,9 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import EMOJI_TARBALLS
 from xmodal.data.emoji import read_emoji
 from xmodal.data.images import load_rgb
-from xmodal.errors import DataError
+from xmodal.errors import DataError, XmodalError
 
 # emoji.json's own category counts (see ../shared/data/emoji/README.md), Component dropped.
 EXPECTED = {"People & Body": 386, "Flags": 270, "Objects": 264, "Symbols": 224, "Travel & Places": 218,
@@ -65,3 +66,38 @@ def test_corrupt_tarball_is_reported(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="corrupt or incomplete tarball"):
         read_emoji(folder)
     assert not any((tmp_path / "home").rglob("emoji.json"))  # nothing half-unpacked looks complete
+
+
+def test_cldr_texts_join_on_any_form_of_the_emoji_and_count_what_the_locale_lacks(tmp_path):
+    from xmodal.data.emoji import _characters, _in_language
+
+    def record(unified: str, non_qualified: str | None = None) -> dict:
+        entry = {"unified": unified, "non_qualified": non_qualified}
+        return {"id": unified.lower(), "characters": _characters(entry), "texts": ("english", "english")}
+
+    names = {"🐶": {"tts": ["狗脸"], "default": ["宠物", "狗脸", "小狗"]},  # fully qualified key
+             "☺": {"tts": ["微笑"], "default": []},  # non-qualified key (no U+FE0F)
+             "🧔\u200d♂": {"tts": ["男人: 胡子"], "default": ["胡子"]}}  # a sequence keyed with no U+FE0F
+    records = [record("1F436"), record("263A-FE0F", "263A"), record("1F9D4-200D-2642-FE0F"), record("1F1EF-1F1F5")]
+    kept, notes = _in_language(records, {"annotations": {"annotations": names}}, "zh", tmp_path / "zh.json")
+    assert [(r["id"], r["texts"]) for r in kept] == [("1f436", ("狗脸", "宠物, 小狗")), ("263a-fe0f", ("微笑", "微笑")),
+                                                      ("1f9d4-200d-2642-fe0f", ("男人: 胡子", "胡子"))]
+    assert "3 of 4 emoji named there; 1 without a name in this locale left out (e.g. 1f1ef-1f1f5)" in notes[0]
+    with pytest.raises(DataError, match="no annotations.annotations object"):
+        _in_language(records, {"annotations": []}, "zh", tmp_path / "zh.json")
+
+
+def test_emoji_in_chinese_keeps_the_english_split_and_categories(emoji_dataset):
+    chinese = read_emoji(EMOJI_TARBALLS, lang="zh")
+    english = {item.id: item for item in emoji_dataset}
+    assert chinese.name == "emoji-zh" and chinese.label_names == emoji_dataset.label_names
+    assert 1500 < len(chinese) < len(emoji_dataset)  # CLDR's derived names (flags, families) are not read
+    assert all(item.split == english[item.id].split and item.labels == english[item.id].labels for item in chinese)
+    dog = next(item for item in chinese if item.id == "1f436")
+    assert dog.texts == ("狗脸", "宠物, 小狗, 汪星人, 狗, 脸") and dog.image == english["1f436"].image
+    assert any("locale 'zh'" in note for note in chinese.notes)
+
+
+def test_an_unknown_locale_is_named_with_the_ones_there_are(emoji_dataset):
+    with pytest.raises(XmodalError, match="no annotations for this locale; choose one of its .*: .*zh"):
+        read_emoji(EMOJI_TARBALLS, lang="xx")

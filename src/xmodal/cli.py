@@ -26,6 +26,8 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", default=None, help="mosaic: rows x columns of tiles, e.g. 2x2 (the default)")
     parser.add_argument("--tile", type=int, default=None,
                         help="mosaic: tile size in px, a multiple of 32 (default 224; the mosaic configs use 128)")
+    parser.add_argument("--lang", default=None,
+                        help="emoji: the texts' language, a CLDR locale such as zh, ja, ru (default: English)")
 
 
 def _verbosity_parser() -> argparse.ArgumentParser:
@@ -55,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = data_verbs.add_parser("fetch", parents=[common], help="download a dataset that can be fetched (emoji)")
     fetch.add_argument("name", choices=["emoji"])
     fetch.add_argument("--path", type=Path, default=None, help="use the tarballs in this folder instead of npm")
+    fetch.add_argument("--lang", action="append", default=[], metavar="LOCALE",
+                       help="also the texts in this CLDR locale (zh, ja, ru, ...; repeat for several)")
     info = data_verbs.add_parser("info", parents=[common], help="counts per split and per label",
                                  description="datasets: " + ", ".join(dataset_names()))
     _add_dataset_arguments(info)
@@ -143,15 +147,18 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> None:
-    from xmodal.data.emoji import fetch_emoji
+    from xmodal.data.emoji import fetch_annotations, fetch_emoji
 
     print(f"emoji data ready in {fetch_emoji(args.path)}")
+    for lang in args.lang:
+        print(f"emoji texts in {lang} ready in {fetch_annotations(lang, args.path)}")
 
 
 def _load_dataset(args: argparse.Namespace):
     from xmodal.api import load_dataset
 
-    options = {"image_root": args.image_root, "source": args.source, "grid": args.grid, "tile": args.tile}
+    options = {"image_root": args.image_root, "source": args.source, "grid": args.grid, "tile": args.tile,
+               "lang": args.lang}
     return load_dataset(args.name, args.path, skip_bad=args.skip_bad,
                         **{key: value for key, value in options.items() if value is not None})
 

@@ -53,6 +53,7 @@ class DataConfig(Section):
     grid: str | None = None
     tile: int | None = Field(None, ge=32)
     train_groupings: int | None = Field(None, ge=1)
+    lang: str | None = None  # emoji: a CLDR locale for the texts (zh, ja, ru, ...); None: English
     skip_bad: bool = False  # skip unreadable records and images (counted, listed in RUN/skipped.txt)
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=0)  # larger images are refused as unreadable (0: no limit)
     graph_vertices: int = Field(2000, ge=2)  # vertices of the word graph (text input 'bow', SCANet 3.1)

@@ -75,7 +75,7 @@ def dataset_of(config: RunConfig) -> Dataset:
     """The dataset a config names, read from its data path (see :func:`resolve_data_path`)."""
     data = config.data
     options = {"image_root": Path(data.image_root) if data.image_root else None, "source": data.source,
-               "grid": data.grid, "tile": data.tile, "train_groupings": data.train_groupings}
+               "grid": data.grid, "tile": data.tile, "train_groupings": data.train_groupings, "lang": data.lang}
     options = {key: value for key, value in options.items() if value is not None}
     return read_dataset(config.data.dataset, resolve_data_path(config), skip_bad=config.data.skip_bad, **options)
 
