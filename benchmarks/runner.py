@@ -58,12 +58,21 @@ def effective(config: RunConfig) -> dict:
     return config.model_dump() | {"model": {"name": cls.name, "params": params.model_dump()}}
 
 
+# Config fields added after records were first kept, with their defaults: at its default such a field
+# is left out of the digest, so adding a setting does not turn every earlier record stale.
+LATER_FIELDS: dict[str, dict[str, object]] = {"data": {"lang": None}}
+
+
 def config_digest(config: RunConfig) -> str:
     """What a result was trained with, as a short hash of the config as written (the variant's preset
     applied; defaults not filled, so a parameter added to a model later leaves old records valid),
     less where the data lives and the seed (records are kept per seed)."""
     cls, preset = resolve(config.model.name)
     settings = config.model_dump(mode="json")
+    for section, fields in LATER_FIELDS.items():
+        for field, default in fields.items():
+            if settings[section].get(field, default) == default:
+                settings[section].pop(field, None)
     settings["model"] = {"name": cls.name, "params": preset | config.model.params}
     settings["data"]["path"] = None
     settings["train"]["seed"] = None

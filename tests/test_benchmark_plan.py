@@ -211,3 +211,22 @@ def test_the_mosaic_table_puts_each_model_beside_itself_on_the_plain_dataset():
     assert table[2].startswith("| mosaic-emoji | BSSAN (full) | `bssan` | 205.0 ± 7.1 (2) | 150.0 (1) | -55.0 |")
     assert table[2].endswith("| 0.500 (word x region) | 0.250 |")
     assert mosaic_table({"emoji": tables["emoji"]}) == []
+
+
+def test_a_setting_added_later_leaves_earlier_records_valid_at_its_default():
+    import hashlib
+    import json
+
+    from benchmarks.runner import config_digest
+    from xmodal.config import load_config
+    from xmodal.models.registry import resolve
+
+    config = load_config("dual/emoji")
+    without = config.model_dump(mode="json")
+    del without["data"]["lang"]  # the config as it was before data.lang existed
+    cls, preset = resolve(config.model.name)
+    without["model"] = {"name": cls.name, "params": preset | config.model.params}
+    without["data"]["path"], without["train"]["seed"] = None, None
+    earlier = hashlib.sha256(json.dumps(without, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    assert config_digest(config) == earlier
+    assert config_digest(load_config("dual/emoji", ["data.lang=zh"])) != earlier  # a setting that is used counts
