@@ -77,6 +77,11 @@ def test_page_runs_a_query_and_draws_the_attention(server, tmp_path):
             assert page.locator(".words span").count() >= 3  # the query's words, shaded by weight
             shot = page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
             heat = page.locator("canvas.heat").first.screenshot()
+            assert page.locator("#warning").is_hidden()  # a query the run reads: no warning
+            page.fill("#text", "qwxzv blorf")
+            page.click("#go")
+            page.wait_for_selector("#warning:not([hidden])")
+            assert "can hardly read the query" in page.locator("#warning").text_content()
         finally:
             browser.close()
     assert not errors, errors

@@ -107,3 +107,19 @@ def test_items_thumbnails_explain_and_page(trained, tmp_path):  # noqa: F811
     assert "http" not in page.text.replace("http-equiv", "")  # nothing from another host (no CDN)
     assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
     assert client.get("/openapi.json").json()["paths"].keys() >= {"/search", "/explain", "/health"}
+
+
+@pytest.mark.parametrize("model", ["dual", "jgcar"])
+def test_an_unreadable_query_is_flagged_in_the_api_the_cli_and_its_json(trained, tmp_path, capsys,  # noqa: F811
+                                                                         model):
+    client, _, index = _client(trained, tmp_path, model)
+    for text, unreadable in (("colour number 9", False), ("狗", True), ("qwxzv blorf", True)):
+        warning = client.post("/search", json={"text": text, "k": 3}).json()["warning"]
+        capsys.readouterr()
+        assert main(["search", str(index), "--text", text, "-k", "3", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["warning"] == warning
+        assert (warning is not None) == unreadable, (text, warning)
+        assert main(["search", str(index), "--text", text, "-k", "3"]) == 0
+        assert ("warning: this run can hardly read the query" in capsys.readouterr().err) == unreadable
+    made_up = client.post("/search", json={"text": "qwxzv blorf"}).json()["warning"]
+    assert "glove knows 0 of its 2 word tokens" in made_up

@@ -91,6 +91,18 @@ class TfidfEncoder:
                    {part: np.load(folder / f"tfidf-{part}-idf.npy") for part in PARTS})
 
 
+def known_ngrams(encoder: "TfidfEncoder", text: str, part: str = "char") -> tuple[int, int]:
+    """(n-grams of ``text`` that are columns of one part's fitted vocabulary, all its n-grams of that part).
+
+    The character part is the script-independent measure: a word bigram is rarely a column even in
+    the training language, while most character n-grams of a text in that language are."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    grams = CountVectorizer(**PARTS[part]).build_analyzer()(text)
+    columns = set(encoder.vocabularies[part])
+    return sum(gram in columns for gram in grams), len(grams)
+
+
 def _counter(part: str, words: list[str]):
     """Term counts on a fixed vocabulary (no fitting, so nothing to persist but the words)."""
     from sklearn.feature_extraction.text import CountVectorizer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -160,8 +161,10 @@ def cmd_search(args: argparse.Namespace) -> None:
     from xmodal.search.engine import SearchEngine, hits_table
 
     engine = SearchEngine.open(args.index, args.run, args.device, args.shortlist)
+    warning = None
     if args.text is not None:
         hits = engine.search_text(args.text, args.k, min_score=args.min_score)
+        warning = engine.query_warning(args.text)
     else:
         if not args.image.is_file():
             raise XmodalError(f"{args.image}: no such image file")
@@ -169,9 +172,11 @@ def cmd_search(args: argparse.Namespace) -> None:
     if args.json:
         query = {"text": args.text} if args.text is not None else {"image": str(args.image)}
         print(json.dumps({"query": query, "model": engine.run.config.model.name, "two_stage": engine.pairwise,
-                          "shortlist": args.shortlist if engine.pairwise else None,
+                          "shortlist": args.shortlist if engine.pairwise else None, "warning": warning,
                           "hits": [hit.as_dict() for hit in hits]}, ensure_ascii=False))
     else:
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
         print(hits_table(hits))
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from xmodal.encoders.coverage import query_warning
 from xmodal.encoders.minilm import load_tokenizer
 from xmodal.encoders.tokenize import tokenize
 from xmodal.errors import XmodalError
@@ -87,6 +88,11 @@ class SearchEngine:
         except UnicodeEncodeError:  # bytes the terminal's encoding could not decode (argv's surrogateescape)
             raise XmodalError(f"the query text {ascii(text)} is not valid UTF-8; type it in UTF-8") from None
         return self.run.encode_texts([text])
+
+    def query_warning(self, text: str) -> str | None:
+        """A sentence when the run's text side can hardly read ``text``
+        (:func:`xmodal.encoders.coverage.query_warning`), else None."""
+        return query_warning(self.run.pipeline, text)
 
     def encode_image(self, image: str | Path | Image.Image) -> Rep:
         return self.run.encode_images([image])

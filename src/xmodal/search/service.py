@@ -275,12 +275,15 @@ def create_app(engine, limits: Limits = Limits()):
             else:
                 text = check_text(fields.get("text"))
                 query, work = {"text": text}, lambda: engine.search_text(text, k, shortlist, min_score)
-            hits, version = await in_worker(lambda: (work(), engine.index.version))
+            def warn() -> str | None:
+                return None if image is not None else engine.query_warning(query["text"])
+
+            hits, version, warning = await in_worker(lambda: (work(), engine.index.version, warn()))
         finally:
             if image is not None:
                 image.unlink(missing_ok=True)
         # An image's source is a path on this machine: the page asks /thumbnails for it instead.
-        return {"query": query, "two_stage": engine.pairwise, "version": version,
+        return {"query": query, "two_stage": engine.pairwise, "version": version, "warning": warning,
                 "hits": [hit.as_dict() | ({"source": None} if hit.side == "images" else {}) for hit in hits]}
 
     @app.post("/explain")

@@ -11,6 +11,13 @@ function showError(message) {
   box.hidden = !message;
 }
 
+// The server's word when the run can hardly read the query (its results are then close to arbitrary).
+function showWarning(message) {
+  const box = $("warning");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
 async function api(path, options) {
   const response = await fetch(path, options);
   const body = await response.json().catch(() => ({}));
@@ -34,6 +41,7 @@ function request(path, fields, file) {
 async function search(event) {
   event.preventDefault();
   showError("");
+  showWarning("");
   const file = $("image").files[0];
   const text = $("text").value;
   const k = Number($("k").value);
@@ -42,6 +50,7 @@ async function search(event) {
   $("explain").hidden = true;
   try {
     const body = await request("/search", file ? { k } : { text, k }, file);
+    showWarning(body.warning);
     renderResults(body.hits);
   } catch (error) {
     $("results").textContent = "";
