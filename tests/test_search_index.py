@@ -260,3 +260,46 @@ def test_text_file_and_folder_collections(tmp_path):
     assert [e.id for e in folder.images] == ["a", "sub/b"] and [e.id for e in folder.texts] == ["a#0", "a#1"]
     with pytest.raises(XmodalError, match="no such file or folder"):
         read_collection(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_the_exact_backend_stores_16_bit_vectors_and_ranks_as_float32_does(tmp_path, dtype):
+    rng = np.random.default_rng(0)
+    vectors, queries = unit_rows(rng.normal(size=(500, 32))), unit_rows(rng.normal(size=(20, 32)))
+    keys = np.arange(500, dtype=np.int64) * 3
+    full, half = ExactIndex(32), ExactIndex(32, {"dtype": dtype})
+    full.add(keys, vectors)
+    half.add(keys, vectors)
+    assert half.vectors.dtype == getattr(torch, dtype) and half.vectors.element_size() == 2
+    (folder := tmp_path / dtype).mkdir()
+    half.save(folder)
+    loaded = ExactIndex.load(folder, 32, {"dtype": dtype})
+    assert torch.equal(loaded.vectors, half.vectors) and np.array_equal(loaded.keys, keys)
+    scores, found = loaded.search(queries, 10)
+    exact_scores, exact_found = full.search(queries, 10)
+    assert scores.dtype == np.float32
+    assert np.abs(scores - exact_scores).max() < (0.02 if dtype == "bfloat16" else 0.002)  # rounding only
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact_found)]) > 0.9
+    with pytest.raises(XmodalError, match="stored as uint16|stored as float16"):
+        ExactIndex.load(folder, 32, {"dtype": "float32"})
+    with pytest.raises(XmodalError, match="choose one of float32, bfloat16, float16"):
+        ExactIndex(32, {"dtype": "int8"})
+
+
+def test_an_index_built_with_bfloat16_vectors_says_so_and_ranks_as_float32_does(trained, tmp_path, capsys):
+    indexes = {}
+    for dtype in ("float32", "bfloat16"):
+        indexes[dtype] = tmp_path / dtype
+        assert main(["index", "build", str(trained["dual"]), "--collection", "split:test", "--out",
+                     str(indexes[dtype]), "--dtype", dtype]) == 0
+    capsys.readouterr()
+    assert main(["index", "info", str(indexes["bfloat16"])]) == 0
+    assert "bfloat16" in capsys.readouterr().out
+    hits = {dtype: {hit.id: hit.score for hit in SearchEngine.open(folder).search_text("colour number 9", k=8)}
+            for dtype, folder in indexes.items()}
+    assert set(hits["bfloat16"]) == set(hits["float32"])  # every test image, each scored within rounding
+    assert max(abs(hits["bfloat16"][key] - score) for key, score in hits["float32"].items()) < 0.02
+    capsys.readouterr()
+    assert main(["index", "build", str(trained["dual"]), "--collection", "split:test", "--out", str(tmp_path / "f"),
+                 "--backend", "faiss", "--dtype", "bfloat16"]) == 2
+    assert "--dtype bfloat16 is an option of --backend exact" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from xmodal.errors import XmodalError
 
 def add_search_verbs(add_verb: Callable[..., argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     from xmodal.search.engine import DEFAULT_SHORTLIST
-    from xmodal.search.vector_index import BACKENDS, FAISS_KINDS
+    from xmodal.search.vector_index import BACKENDS, EXACT_DTYPES, FAISS_KINDS
 
     index = add_verb("index", help="encode a collection with a trained run into a search index")
     index_verbs = index.add_subparsers(dest="index_verb", required=True)
@@ -26,6 +26,9 @@ def add_search_verbs(add_verb: Callable[..., argparse.ArgumentParser], common: a
     build.add_argument("--backend", default="exact", choices=BACKENDS.names(),
                        help="first-stage vectors: exact (matrix product), faiss, milvus")
     build.add_argument("--faiss-kind", default="flat", choices=FAISS_KINDS, help="with --backend faiss")
+    build.add_argument("--dtype", default="float32", choices=list(EXACT_DTYPES),
+                       help="with --backend exact: how the vectors are stored; 16 bits halve the memory a search "
+                            "reads (scores rounded: see benchmarks/results/search.md)")
     build.add_argument("--milvus-uri", default=None,
                        help="with --backend milvus: a server URI (http://host:19530); default Milvus Lite in INDEX")
     build.add_argument("--checkpoint", default="best", choices=["best", "last"])
@@ -84,11 +87,13 @@ def cmd_index_build(args: argparse.Namespace) -> None:
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.backend != "exact" and args.dtype != "float32":
+        raise XmodalError(f"--dtype {args.dtype} is an option of --backend exact; {args.backend} stores float32")
     if args.backend == "faiss":
         return {"kind": args.faiss_kind}
     if args.backend == "milvus":
         return {"uri": args.milvus_uri} if args.milvus_uri else {}
-    return {}
+    return {"dtype": args.dtype}
 
 
 def cmd_index_add(args: argparse.Namespace) -> None:
