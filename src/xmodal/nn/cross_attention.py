@@ -37,9 +37,13 @@ def cross_attention(cosines: Tensor, attending_mask: Tensor, attended_mask: Tens
     ``attending_mask [..., Q]`` and ``attended_mask [..., C]`` (bool) mark real items: padding
     takes no part in step 1's norm and gets no weight in step 2's softmax.
     """
-    clipped = nn.functional.leaky_relu(cosines, leaky_slope) * attending_mask.unsqueeze(-1)
-    normalised = clipped / (clipped.pow(2).sum(-2, keepdim=True).sqrt() + EPS)  # over the attending axis
-    logits = (temperature * normalised).masked_fill(~attended_mask.unsqueeze(-2), float("-inf"))
+    clipped = nn.functional.leaky_relu(cosines, leaky_slope)
+    if not bool(attending_mask.all()):  # padding takes no part in the norm (skipped when there is none)
+        clipped = clipped * attending_mask.unsqueeze(-1)
+    scale = temperature / (clipped.pow(2).sum(-2, keepdim=True).sqrt() + EPS)  # l2 over the attending axis
+    logits = clipped * scale  # one pass for the normalisation and lambda_1
+    if not bool(attended_mask.all()):
+        logits = logits.masked_fill(~attended_mask.unsqueeze(-2), float("-inf"))
     return torch.softmax(logits, dim=-1)
 
 
