@@ -18,7 +18,7 @@ def test_the_bssan_probe_measures_gradients_saturation_attention_and_the_score_s
         figures = probe(str(run_dir), batches=2, init=init)
         gradients = figures["gradients"]["per_module"]
         assert gradients["total"]["w2r_lstm"] > 0 and gradients["total"]["o2w_mlp"] > 0
-        assert "global_gru" in gradients["total"] and "global_gru" not in gradients["bssan"]  # its own term only
+        assert "global_head" in gradients["total"] and "global_head" not in gradients["bssan"]  # its own term only
         for side in ("w2r", "o2w"):
             assert 0 <= figures[side]["share_beyond_2"] <= 1 and 0 < figures[side]["relative_entropy"] <= 1
             assert figures[side]["largest_weight"] >= figures[side]["uniform_weight"] - 1e-6

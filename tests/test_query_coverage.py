@@ -1,12 +1,12 @@
-"""What a run's text side knows of one query (xmodal.encoders.coverage.query_coverage), per text input."""
+"""What a run's text side knows of one query (xmodal.search.query_check), per text input."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from xmodal.encoders.coverage import query_coverage, query_warning
 from xmodal.encoders.tfidf import TfidfEncoder
 from xmodal.encoders.tokenize import Vocabulary
+from xmodal.search.query_check import query_coverage, query_warning
 
 ENGLISH = ["a dog runs on the grass", "a child plays in a pool", "two dogs chase a ball", "a red car on a road"]
 CHINESE = ["狗 在 草地 上 跑", "一个 孩子 在 泳池 里 玩", "两只 狗 追 球", "路上 的 红色 汽车"]

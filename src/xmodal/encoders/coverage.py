@@ -1,5 +1,5 @@
-"""How much of a collection's text each frozen text encoder knows, before training on it; and how
-much of one search query a trained run's text side knows (:func:`query_coverage`).
+"""How much of a collection's text each frozen text encoder knows, before training on it (a trained
+run's check of one search query is :mod:`xmodal.search.query_check`).
 
 GloVe covers a word token only if it has a vector (unknown words become ``<unk>``); MiniLM
 splits any word into word pieces, but a character outside its vocabulary becomes ``[UNK]`` and
@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from xmodal.data.records import Dataset, all_texts
 from xmodal.encoders.glove import glove_index
 from xmodal.encoders.minilm import DEFAULT_MAX_TOKENS, load_tokenizer
 from xmodal.encoders.tokenize import tokenize
-
-if TYPE_CHECKING:
-    from xmodal.features.pipeline import InputPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -98,43 +95,3 @@ def dataset_coverage(dataset: Dataset, max_tokens: int = DEFAULT_MAX_TOKENS) -> 
     warn_if_low(dataset.name, reports)
     return format_coverage(reports)
 
-
-# A query the run's text side reads less of than this gets a warning with its results.
-QUERY_LOW_SHARE = 0.5
-
-
-def query_coverage(pipeline: "InputPipeline", text: str) -> list[Coverage]:
-    """What a run's text side knows of one query, per text input it reads: ``words`` the run's vocabulary
-    (unknown words share one id), ``tokens`` / ``global`` MiniLM's word pieces other than ``[UNK]`` and,
-    as the English lexicon behind them, the words GloVe knows (a misspelt or made-up word splits into
-    known pieces but is no word), ``tfidf`` the character n-grams that are columns, ``bow`` the graph's
-    words."""
-    from xmodal.encoders.tfidf import known_ngrams
-
-    reports = []
-    for kind in pipeline.spec.text_parts:
-        if kind == "words":
-            vocabulary = pipeline.state("text.words")
-            tokens = tokenize(text)
-            reports.append(Coverage("vocabulary", "words", sum(t in vocabulary.index for t in tokens), len(tokens), 1))
-        elif kind == "bow":
-            vertices = set(pipeline.state("text.bow"))
-            tokens = tokenize(text)
-            reports.append(Coverage("word graph", "words", sum(t in vertices for t in tokens), len(tokens), 1))
-        elif kind == "tfidf":
-            known, total = known_ngrams(pipeline.state("text.tfidf"), text)
-            reports.append(Coverage("tfidf", "character n-grams", known, total, 1))
-        elif kind in ("tokens", "global"):
-            tokenizer = pipeline.encoder("minilm-tokenizer", load_tokenizer)  # loaded once per run
-            reports += [minilm_coverage([text], pipeline.options.max_text_tokens, tokenizer), glove_coverage([text])]
-    return reports
-
-
-def query_warning(pipeline: "InputPipeline", text: str, threshold: float = QUERY_LOW_SHARE) -> str | None:
-    """One sentence when the run's text side knows less than ``threshold`` of the query, else None."""
-    low = [report for report in query_coverage(pipeline, text) if report.share < threshold]
-    if not low:
-        return None
-    known = "; ".join(f"{report.encoder} knows {report.known} of its {report.total} {report.unit}" for report in low)
-    return (f"this run can hardly read the query {text!r} ({known}): the results are close to arbitrary; "
-            f"check the spelling, or search with a run trained on texts in the query's language")

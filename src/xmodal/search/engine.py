@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from xmodal.encoders.coverage import query_warning
 from xmodal.encoders.minilm import load_tokenizer
 from xmodal.encoders.tokenize import tokenize
 from xmodal.errors import XmodalError
 from xmodal.models.base import Attention, EmbeddingModel, Rep, rep_to
 from xmodal.search.index import SearchIndex, SideName, rep_rows, run_identity
+from xmodal.search.query_check import query_warning
 from xmodal.search.vector_index import ExactIndex, unit_rows
 from xmodal.search.versions import live_name
 from xmodal.trained import TrainedRun, load_run
@@ -91,7 +91,7 @@ class SearchEngine:
 
     def query_warning(self, text: str) -> str | None:
         """A sentence when the run's text side can hardly read ``text``
-        (:func:`xmodal.encoders.coverage.query_warning`), else None."""
+        (:func:`xmodal.search.query_check.query_warning`), else None."""
         return query_warning(self.run.pipeline, text)
 
     def encode_image(self, image: str | Path | Image.Image) -> Rep:
