@@ -285,3 +285,26 @@ def test_the_bilinear_scale_acts_inside_the_tanh_and_the_attention_scale_after_i
     vectors = model._word_vectors(take(batch.texts, slice(0, 1)))[0][0, :words]
     inner = 5.0 * vectors @ model.w2r_attention.weight @ batch.images["regions"][0].T + model.w2r_attention.bias
     torch.testing.assert_close(alpha[:words], torch.softmax(2.0 * torch.tanh(inner), dim=-1))
+
+
+def test_weights_saved_before_the_shared_head_and_rnn_still_load():
+    model, batch = make_model()
+    old_names = {"global_head.image.": "global_image.", "global_head.text.": "global_gru.",
+                 "o2w_text.rnn.": "o2w_text.lstm."}
+    saved = {}
+    for key, value in model.state_dict().items():  # the keys as runs saved them before the rename
+        new = next((prefix for prefix in old_names if key.startswith(prefix)), None)
+        saved[old_names[new] + key[len(new):] if new else key] = value
+    assert "global_gru.gru.weight_ih_l0" in saved and "o2w_text.lstm.weight_ih_l0" in saved
+    again, _ = make_model()
+    with torch.no_grad():
+        for parameter in again.parameters():
+            parameter.zero_()
+    again.load_state_dict(saved)
+    with torch.no_grad():
+        for rep in ("encode_images", "encode_texts"):
+            side = batch.images if rep == "encode_images" else batch.texts
+            for key, value in getattr(model, rep)(side).items():
+                torch.testing.assert_close(getattr(again, rep)(side)[key], value)
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        again.load_state_dict(saved | {"global_gru.extra": torch.zeros(1)})

@@ -30,6 +30,17 @@ def take(rep: Rep, index: Tensor | slice) -> Rep:
     return {key: value[index] for key, value in rep.items()}
 
 
+def current_names(state: dict[str, Tensor], renamed: dict[str, str]) -> dict[str, Tensor]:
+    """A state dict whose keys under an old prefix of ``renamed`` are moved to the new prefix."""
+    if not renamed:
+        return state
+    moved = {}
+    for key, value in state.items():
+        old = next((prefix for prefix in renamed if key.startswith(prefix)), None)
+        moved[renamed[old] + key[len(old):] if old else key] = value
+    return moved
+
+
 def rep_len(rep: Rep) -> int:
     return len(next(iter(rep.values())))
 
@@ -190,11 +201,19 @@ class RetrievalModel(nn.Module, ABC):
     label: ClassVar[str] = ""
     # Named presets of the paper's variants (timm-style): ``jgcar-grl`` is jgcar with these params.
     variants: ClassVar[dict[str, Variant]] = {}
+    # Parts renamed since runs were saved: old key prefix -> new one, so those runs' weights still load
+    # (BSSAN's first-stage head became the shared ``global_head``).
+    renamed_states: ClassVar[dict[str, str]] = {}
 
     def __init__(self, spec: InputSpec, params: Params):
         super().__init__()
         self.spec = spec
         self.params = params
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """``nn.Module.load_state_dict``, with the keys of parts renamed since (``renamed_states``) read
+        under their current names."""
+        return super().load_state_dict(current_names(state_dict, self.renamed_states), strict, assign)
 
     @classmethod
     def labels_needed(cls, params: Params) -> bool:

@@ -122,6 +122,8 @@ class BSSAN(RetrievalModel):
                 "o2w": Variant("O2W only", {"branches": "o2w"}),
                 "no_reg": Variant("no regulariser", {"regularize": False}),
                 "full": Variant("BSSAN (full)", {"branches": "both", "regularize": True})}
+    renamed_states = {"global_image.": "global_head.image.", "global_gru.": "global_head.text.",
+                      "o2w_text.lstm.": "o2w_text.rnn."}  # runs saved before the shared blocks (2026-12-06)
 
     def __init__(self, spec: InputSpec, params: BSSANParams):
         super().__init__(spec, params)
