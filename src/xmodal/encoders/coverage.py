@@ -94,4 +94,3 @@ def dataset_coverage(dataset: Dataset, max_tokens: int = DEFAULT_MAX_TOKENS) -> 
     reports = text_coverage(texts, max_tokens)
     warn_if_low(dataset.name, reports)
     return format_coverage(reports)
-

@@ -5,18 +5,15 @@
 const $ = (id) => document.getElementById(id);
 let lastQuery = null; // {text} or {file, url}
 
-function showError(message) {
-  const box = $("error");
+// A message box ("error", or "warning": the server's word when the run can hardly read the query,
+// whose results are then close to arbitrary), hidden when there is no message.
+function showMessage(id, message) {
+  const box = $(id);
   box.textContent = message || "";
   box.hidden = !message;
 }
-
-// The server's word when the run can hardly read the query (its results are then close to arbitrary).
-function showWarning(message) {
-  const box = $("warning");
-  box.textContent = message || "";
-  box.hidden = !message;
-}
+const showError = (message) => showMessage("error", message);
+const showWarning = (message) => showMessage("warning", message);
 
 async function api(path, options) {
   const response = await fetch(path, options);
