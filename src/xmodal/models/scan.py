@@ -32,7 +32,7 @@ Readings and choices:
   distribution over the regions, so the pointing game reads it) or ``region x word`` (i2t: each
   region's distribution over the words, which has no region map to point with).
 
-Speed: the per-item parts (projection, GRU, and each side's Gram matrix) are computed once per
+Speed: the per-item parts (projection, GRU, and the attended side's Gram matrix) are computed once per
 item in ``encode_*``; a pair costs one ``words x regions x dim`` contraction for the cosines and a
 ``words x regions x regions`` one (t2i) for the attended vectors' norms, chunked by
 :func:`xmodal.nn.pairs.all_pairs`.
@@ -98,8 +98,10 @@ class SCAN(RetrievalModel):
     def encode_images(self, images: Rep) -> Rep:
         features = images[self.spec.image]
         regions = nn.functional.normalize(self.image_projection(features), dim=-1)
-        return {"regions": regions, "gram": regions @ regions.transpose(1, 2),
-                "embedding": self.global_head.images(features)}
+        rep = {"regions": regions, "embedding": self.global_head.images(features)}
+        if self._attends_regions():  # the attended side's Gram matrix: only that side needs one
+            rep["gram"] = regions @ regions.transpose(1, 2)
+        return rep
 
     def encode_texts(self, texts: Rep) -> Rep:
         vectors, lengths = self.words(texts)
@@ -107,34 +109,41 @@ class SCAN(RetrievalModel):
         vectors, lengths = vectors[:, :limit], lengths.clamp(1, limit)  # an empty text reads its padding
         mask = length_mask(lengths, vectors.shape[1])
         words = nn.functional.normalize(self.text_rnn(vectors, lengths), dim=-1) * mask.unsqueeze(-1)
-        return {"words": words, "gram": words @ words.transpose(1, 2), "lengths": lengths,
-                "embedding": self.global_head.texts(vectors, lengths)}
+        rep = {"words": words, "lengths": lengths, "embedding": self.global_head.texts(vectors, lengths)}
+        if not self._attends_regions():
+            rep["gram"] = words @ words.transpose(1, 2)
+        return rep
+
+    def _attends_regions(self) -> bool:
+        """t2i: the words attend over the regions (the regions are the attended side); i2t: the reverse."""
+        return self.params.direction == "t2i"
 
     def embed(self, rep: Rep) -> Tensor:
         return rep["embedding"]
 
     # -- scores --------------------------------------------------------------------------------------
-    def block_scores(self, regions: Tensor, region_gram: Tensor, words: Tensor, word_gram: Tensor,
-                     lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def block_scores(self, regions: Tensor, words: Tensor, lengths: Tensor, attended_gram: Tensor
+                     ) -> tuple[Tensor, Tensor]:
         """Scores ``[I, J]`` and alpha of every pair of regions ``[I, R, D]`` x words ``[J, L, D]``;
-        alpha is ``[I, J, L, R]`` (t2i) or ``[I, J, R, L]`` (i2t)."""
+        alpha is ``[I, J, L, R]`` (t2i) or ``[I, J, R, L]`` (i2t). ``attended_gram`` is the attended
+        side's Gram matrix: the images' ``[I, R, R]`` (t2i) or the texts' ``[J, L, L]`` (i2t)."""
         params = self.params
         (n_images, n_regions, _), (n_texts, width, _) = regions.shape, words.shape
         cosines = torch.einsum("ird,jld->ijlr", regions, words)  # one matrix product for the block
         word_mask = length_mask(lengths, width)  # [J, L]
-        if params.direction == "t2i":  # each word attends over the regions (section 3.2)
+        if self._attends_regions():  # each word attends over the regions (section 3.2)
             attending = word_mask.expand(n_images, n_texts, width)
             attended = torch.ones(n_images, n_texts, n_regions, dtype=torch.bool, device=regions.device)
             alpha = cross_attention(cosines, attending, attended, params.lambda_softmax, params.leaky_slope)
             flat = (n_images, n_texts * width, n_regions)  # every text's words against one image's regions
-            relevances = relevance(alpha.reshape(flat), cosines.reshape(flat), region_gram).view(attending.shape)
+            relevances = relevance(alpha.reshape(flat), cosines.reshape(flat), attended_gram).view(attending.shape)
         else:  # each region attends over the words (section 3.1), laid out per text
             by_text = cosines.permute(1, 0, 3, 2)  # [J, I, R, L]
             attending = torch.ones(n_texts, n_images, n_regions, dtype=torch.bool, device=regions.device)
             attended = word_mask.unsqueeze(1).expand(n_texts, n_images, width)
             alpha = cross_attention(by_text, attending, attended, params.lambda_softmax, params.leaky_slope)
             flat = (n_texts, n_images * n_regions, width)  # every image's regions against one text's words
-            relevances = relevance(alpha.reshape(flat), by_text.reshape(flat), word_gram).view(attending.shape)
+            relevances = relevance(alpha.reshape(flat), by_text.reshape(flat), attended_gram).view(attending.shape)
             alpha, attending, relevances = alpha.transpose(0, 1), attending.transpose(0, 1), relevances.transpose(0, 1)
         return pool_relevance(relevances, attending, params.aggregation, params.lambda_lse), alpha
 
@@ -152,26 +161,30 @@ class SCAN(RetrievalModel):
     def _cut(texts: Rep) -> Rep:
         """Texts cut to the block's longest text."""
         width = int(texts["lengths"].max())
-        return texts | {"words": texts["words"][:, :width], "gram": texts["gram"][:, :width, :width]}
+        cut = texts | {"words": texts["words"][:, :width]}
+        if "gram" in texts:
+            cut["gram"] = texts["gram"][:, :width, :width]
+        return cut
 
     def similarity(self, images: Rep, texts: Rep) -> Tensor:
         texts = self._cut(texts)
-        words, word_gram, lengths = texts["words"], texts["gram"], texts["lengths"]
+        words, lengths = texts["words"], texts["lengths"]
+        image_parts = (images["regions"], images["gram"]) if self._attends_regions() else (images["regions"],)
 
-        def score(regions: Tensor, region_gram: Tensor) -> tuple[Tensor]:
-            return (self.block_scores(regions, region_gram, words, word_gram, lengths)[0],)
+        def score(regions: Tensor, *region_gram: Tensor) -> tuple[Tensor]:
+            gram = region_gram[0] if region_gram else texts["gram"]
+            return (self.block_scores(regions, words, lengths, gram)[0],)
 
-        return all_pairs(score, (images["regions"], images["gram"]), len(lengths),
-                         self.pair_cost(int(lengths.max())))[0]
+        return all_pairs(score, image_parts, len(lengths), self.pair_cost(int(lengths.max())))[0]
 
     def explain(self, images: Rep, texts: Rep) -> Attention:
         image, text = take(images, slice(0, 1)), self._cut(take(texts, slice(0, 1)))
         length = int(text["lengths"][0])
-        alpha = self.block_scores(image["regions"], image["gram"], text["words"], text["gram"],
-                                  text["lengths"])[1][0, 0]
+        gram = image["gram"] if self._attends_regions() else text["gram"]
+        alpha = self.block_scores(image["regions"], text["words"], text["lengths"], gram)[1][0, 0]
         side = self.spec.grid_side  # None for objects: a set, not a grid
         grids = {"region": (side, side)} if side else {}
-        if self.params.direction == "t2i":
+        if self._attends_regions():
             maps = {"word x region": AttentionMap(alpha[:length], ("word", "region"), grids)}
             note = "SCAN t-i: each word's attention over the regions (lambda_1 = %g)" % self.params.lambda_softmax
         else:
