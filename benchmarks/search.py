@@ -13,8 +13,10 @@ reruns), then benchmarks/results/search.md is written from whatever parts exist:
 * ``update``: an index of 10,000 real Wikipedia sentences (the emoji ``dual`` run's MiniLM text side):
   add 100, remove 50, against rebuilding from scratch; ``update-check`` then compares the results
   of the two indexes it left.
-* ``scale``: synthetic unit vectors (clustered), exact / faiss HNSW / faiss IVF-PQ / Milvus Lite:
-  build time, size, single-query latency, recall@10 against exact.
+* ``scale``: synthetic unit vectors (clustered), exact in three dtypes / faiss HNSW / faiss IVF-PQ
+  with and without its refining stage / Milvus Lite: build time, size, latency one query at a time
+  and in batches beside a bare product, recall@10 against exact (:mod:`benchmarks.search_scale`);
+  ``scale-10m``: the same at ten million vectors for what fits one machine.
 """
 
 from __future__ import annotations
@@ -23,27 +25,26 @@ import argparse
 import concurrent.futures
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from benchmarks.plan import REPO, SHARED
+from benchmarks.search_scale import SCALE_READING, SETTINGS, part_scale
+from benchmarks.search_scale import report as scale_report
 from benchmarks.search_trust import part_trust
 from benchmarks.search_trust import report as trust_report
 from benchmarks.serving import XMODAL, Server, declared_length, get, percentile, post_file, post_json, post_raw
-from xmodal.paths import folder_bytes
 
 EMOJI = SHARED / "emoji"
 WIKI_TEXTS = SHARED / "wikipedia" / "texts"
 
 
-PARTS = ("serve", "trust", "update", "update-check", "scale")
+PARTS = ("serve", "trust", "update", "update-check", "scale", "scale-10m")
 
 
 def sh(*argv: str, **kwargs) -> subprocess.CompletedProcess:
@@ -264,75 +265,6 @@ def part_update_check(out: Path) -> dict:
             "largest_score_difference": largest}
 
 
-# -- scale ---------------------------------------------------------------------------------------
-
-
-def clustered_vectors(n: int, dim: int, seed: int, centres: np.ndarray) -> np.ndarray:
-    from xmodal.search.vector_index import unit_rows
-
-    rng = np.random.default_rng(seed)
-    rows = []
-    for start in range(0, n, 100_000):
-        size = min(100_000, n - start)
-        picked = centres[rng.integers(0, len(centres), size)]
-        rows.append(unit_rows(picked + 0.6 * rng.standard_normal((size, dim), dtype=np.float32)))
-    return np.concatenate(rows)
-
-
-def resident_bytes() -> int:
-    with open("/proc/self/statm") as stream:
-        return int(stream.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def part_scale(out: Path, n: int, dim: int = 256, n_queries: int = 200, k: int = 10) -> dict:
-    from xmodal.search.vector_index import make_vector_index
-
-    centres = np.random.default_rng(7).standard_normal((2000, dim), dtype=np.float32)
-    vectors = clustered_vectors(n, dim, 0, centres)
-    queries = clustered_vectors(n_queries, dim, 1, centres)
-    keys = np.arange(n, dtype=np.int64)
-    figures: dict = {"vectors": n, "dim": dim, "queries": n_queries, "k": k, "rows": []}
-    truth = None
-    settings = [("exact", {}), ("faiss", {"kind": "hnsw", "m": 32, "ef_construction": 40, "ef_search": 128}),
-                ("faiss", {"kind": "ivfpq", "nprobe": 16}), ("milvus", {"index_type": "FLAT"})]
-    for backend, options in settings:
-        folder = out / f"scale-{backend}-{options.get('kind', options.get('index_type', ''))}"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        if backend == "milvus":
-            options = options | {"uri": str(folder / "milvus.db"), "collection": "scale"}
-        before = resident_bytes()
-        started = time.perf_counter()
-        try:
-            index = make_vector_index(backend, dim, options)
-            index.begin(1)  # the first version (Milvus tags its rows with it)
-            index.add(keys, vectors)
-            index.save(folder)
-        except Exception as error:  # one backend failing (e.g. Milvus Lite missing) must not lose the others
-            figures["rows"].append({"backend": backend, "options": options, "error": str(error)[:300]})
-            continue
-        build = time.perf_counter() - started
-        grown = resident_bytes() - before
-        times, found = [], []
-        for query in queries:
-            tick = time.perf_counter()
-            _, hit_keys = index.search(query[None], k)
-            times.append((time.perf_counter() - tick) * 1000)
-            found.append(hit_keys[0])
-        found = np.stack(found)
-        if truth is None:
-            truth = found
-        recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth)]))
-        figures["rows"].append({"backend": backend, "options": {key: value for key, value in index.options.items()
-                                                                if key not in ("uri", "collection")},
-                                "build_s": build, "rss_growth_bytes": grown, "disk_bytes": folder_bytes(folder),
-                                "p50_ms": percentile(times, 50), "p95_ms": percentile(times, 95),
-                                "recall_at_10": recall})
-        del index
-        print(json.dumps(figures["rows"][-1]), flush=True)
-    return figures
-
-
 # -- report --------------------------------------------------------------------------------------
 
 
@@ -380,37 +312,11 @@ def write_report(out: Path) -> None:
                   f"{update['queries']} image queries returned the same top 10 from both indexes (the same ids, "
                   f"scores within 1e-5; largest difference {update['largest_score_difference']:.1e}; "
                   f"{update['items_after']:,} texts each)."]
-    scale = parts.get("scale")
-    if scale:
-        lines += ["", f"## Backends at scale: {scale['vectors']:,} synthetic {scale['dim']}-d unit vectors", "",
-                  f"Vectors around 2,000 random centres (Gaussian noise 0.6 per dimension, then unit length); "
-                  f"{scale['queries']} queries drawn the same way, one at a time; recall@{scale['k']} against the "
-                  f"exact backend's top {scale['k']}. RSS growth: resident memory of the process before and after "
-                  "building (Milvus Lite keeps its data in its own server process, not counted).", "",
-                  "| backend | settings | build s | RSS growth MB | on disk MB | query p50 ms | p95 ms | recall@10 |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for row in scale["rows"]:
-            settings = ", ".join(f"{k}={v}" for k, v in row["options"].items()) or "-"
-            if "error" in row:
-                lines.append(f"| {row['backend']} | {settings} | failed: {row['error']} | | | | | |")
-                continue
-            lines.append(f"| {row['backend']} | {settings} | {row['build_s']:.1f} | "
-                         f"{row['rss_growth_bytes'] / 1e6:.0f} | {row['disk_bytes'] / 1e6:.0f} | {row['p50_ms']:.2f} | "
-                         f"{row['p95_ms']:.2f} | {row['recall_at_10']:.3f} |")
-        lines += ["", "Reading:", "",
-                  "- The exact backend answers one query with one pass over the 1 GB matrix; HNSW answers in well "
-                  "under a millisecond at the median, at the price of a slow build and the graph's memory on top of "
-                  "the vectors, and finds most but not all of the true top 10.",
-                  "- IVF-PQ keeps 32 bytes per vector (about 1/20 of the memory) and builds in a minute, but on "
-                  "these vectors its recall@10 is low: within a cluster the true neighbours are separated by less "
-                  "than the product quantiser's error, so the compressed scores cannot order them (a likely reading, "
-                  "not measured separately). A refining stage (rescoring a longer candidate list with the full "
-                  "vectors) would buy recall back with memory; xmodal does not offer one yet.",
-                  "- Milvus Lite (embedded, one local file) is exact with FLAT; inserting a million rows through "
-                  "pymilvus and searching them through its local server is the slowest of the four here. It is the "
-                  "same code path as a Milvus server (`--milvus-uri`), where the index types and the hardware are "
-                  "the server's.",
-                  "- p95 latencies include the other processes' load on the two shared cores."]
+    for part in ("scale", "scale-10m"):
+        if part in parts:
+            lines += scale_report(parts[part])
+    if "scale" in parts:
+        lines += SCALE_READING
     (REPO / "benchmarks" / "results" / "search.md").write_text("\n".join(lines) + "\n")
 
 
@@ -418,7 +324,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks search")
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     parser.add_argument("--out", type=Path, default=Path("/tmp/xmodal-bench-search"))
-    parser.add_argument("--vectors", type=int, default=1_000_000)
+    parser.add_argument("--vectors", type=int, default=1_000_000, help="the scale part's collection size")
+    parser.add_argument("--backends", nargs="+", choices=list(SETTINGS), help="the scale parts' rows (default all)")
     parser.add_argument("--fresh", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -436,8 +343,10 @@ def main(argv: list[str] | None = None) -> None:
             figures = part_update(args.out)
         elif part == "update-check":
             figures = part_update_check(args.out)
-        else:
-            figures = part_scale(args.out, args.vectors)
+        elif part == "scale":
+            figures = part_scale(args.out, args.vectors, names=args.backends)
+        else:  # scale-10m: what fits one 24 GB machine at ten million
+            figures = part_scale(args.out, 10_000_000, names=args.backends or ["exact-bfloat16", "ivfpq"])
         figures["part_seconds"] = time.perf_counter() - started
         saved.write_text(json.dumps(figures, indent=1))
         print(f"{part}: done in {figures['part_seconds']:.0f} s", flush=True)

@@ -26,6 +26,13 @@ def add_search_verbs(add_verb: Callable[..., argparse.ArgumentParser], common: a
     build.add_argument("--backend", default="exact", choices=BACKENDS.names(),
                        help="first-stage vectors: exact (matrix product), faiss, milvus")
     build.add_argument("--faiss-kind", default="flat", choices=FAISS_KINDS, help="with --backend faiss")
+    build.add_argument("--faiss-refine", action="store_true",
+                       help="with --faiss-kind ivfpq: keep the float32 vectors too and rescore the candidates the "
+                            "compressed codes propose (recall back, at 4 bytes a dimension)")
+    build.add_argument("--recall-target", type=float, default=None, metavar="R",
+                       help="choose the search settings (HNSW ef_search; IVF nprobe and refine k_factor) as the "
+                            "cheapest whose recall@10 against exact search reaches R on 200 sampled items; the "
+                            "measured recall is kept and shown by xmodal index info")
     build.add_argument("--dtype", default="float32", choices=list(EXACT_DTYPES),
                        help="with --backend exact: how the vectors are stored; 16 bits halve the memory a search "
                             "reads (scores rounded: see benchmarks/results/search.md)")
@@ -80,7 +87,8 @@ def cmd_index_build(args: argparse.Namespace) -> None:
     run = load_run(args.run, args.checkpoint, allow_changed=True)
     collection = read_collection(args.collection, lambda: run.dataset, skip_bad=args.skip_bad)
     options = _backend_options(args)
-    index = SearchIndex.build(run, collection, args.out, args.backend, options, overwrite=args.overwrite)
+    index = SearchIndex.build(run, collection, args.out, args.backend, options, overwrite=args.overwrite,
+                              recall_target=args.recall_target)
     summary = _summary(index)
     index.close()
     print(summary + _skipped(collection))
@@ -89,8 +97,11 @@ def cmd_index_build(args: argparse.Namespace) -> None:
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.backend != "exact" and args.dtype != "float32":
         raise XmodalError(f"--dtype {args.dtype} is an option of --backend exact; {args.backend} stores float32")
+    if args.faiss_refine and (args.backend, args.faiss_kind) != ("faiss", "ivfpq"):
+        raise XmodalError("--faiss-refine is an option of --backend faiss --faiss-kind ivfpq (HNSW and flat "
+                          "already score with the stored vectors)")
     if args.backend == "faiss":
-        return {"kind": args.faiss_kind}
+        return {"kind": args.faiss_kind, **({"refine": True, "k_factor": 16} if args.faiss_refine else {})}
     if args.backend == "milvus":
         return {"uri": args.milvus_uri} if args.milvus_uri else {}
     return {"dtype": args.dtype}
@@ -156,10 +167,19 @@ def _summary(index) -> str:
     manifest = index.manifest
     run = manifest["run"]
     sides = ", ".join(f"{len(side)} {name}" for name, side in index.sides.items())
+    recalls = "".join(_recall_line(name, side.vectors.options.get("recall")) for name, side in index.sides.items()
+                      if side.vectors is not None and side.vectors.options.get("recall"))
     return (f"index {index.folder}: {sides}; backend {manifest['backend']}"
-            f"{' ' + json.dumps(manifest['options']) if manifest['options'] else ''}\n"
+            f"{' ' + json.dumps(manifest['options']) if manifest['options'] else ''}\n{recalls}"
             f"built from {manifest['collection']} with {run['model']} ({run['folder']}, {run['checkpoint']} "
             f"checkpoint, sha256 {run['sha256'][:12]})")
+
+
+def _recall_line(side: str, recall: dict[str, Any]) -> str:
+    settings = recall.get("settings") or {}
+    return (f"{side}: recall@{recall['k']} {recall['recall_at_k']:.3f} against exact search (target "
+            f"{recall['target']}), measured at build on {recall['queries']} sampled items of {recall['items']}"
+            f"{' with ' + json.dumps(settings) if settings else ''}\n")
 
 
 def cmd_search(args: argparse.Namespace) -> None:

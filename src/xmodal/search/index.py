@@ -41,6 +41,7 @@ from xmodal.file_hashes import file_keys, hash_file
 from xmodal.models.base import Rep, concat_rows, rep_to, take
 from xmodal.progress import progress
 from xmodal.search.collection import Collection, Entry, text_id
+from xmodal.search.recall import tune_recall
 from xmodal.search.vector_index import VectorIndex, load_vector_index, make_vector_index, unit_rows, write_json
 from xmodal.search.versions import (
     CURRENT,
@@ -182,8 +183,14 @@ class SearchIndex:
     # -- writing -----------------------------------------------------------------------------
     @classmethod
     def build(cls, run: TrainedRun, collection: Collection, out: Path, backend: str = "exact",
-              options: dict[str, Any] | None = None, overwrite: bool = False, batch_size: int = 64) -> "SearchIndex":
-        """Encode ``collection`` with ``run`` and write ``out``."""
+              options: dict[str, Any] | None = None, overwrite: bool = False, batch_size: int = 64,
+              recall_target: float | None = None) -> "SearchIndex":
+        """Encode ``collection`` with ``run`` and write ``out``.
+
+        With ``recall_target``, each side's search settings are the cheapest that reach that recall@10
+        against exact search on a sample of its items (:func:`xmodal.search.recall.tune_recall`); the
+        measured recall is kept in the side's options. Nothing is written when the target is missed.
+        """
         out = Path(out)
         if (out / CURRENT).exists() and not overwrite:
             raise XmodalError(f"{out} already holds an index; update it with xmodal index add/remove, "
@@ -202,7 +209,12 @@ class SearchIndex:
             replaced = SearchIndex.open(out) if (out / CURRENT).exists() else None
             index = cls(out, manifest, {name: IndexSide([], np.zeros(0, np.int64), {}, None) for name in SIDES})
             index._begin(int(replaced.version[1:]) + 1 if replaced is not None else 1)
-            index._append(run, collection.images, collection.texts, collection, batch_size)
+            added = index._append(run, collection.images, collection.texts, collection, batch_size)
+            if recall_target is not None:
+                for name, (keys, vectors) in added.items():
+                    measured = tune_recall(index.sides[name].vectors, keys, vectors, recall_target)
+                    logger.info("%s: recall@%d %.3f on %d sampled items", name, measured["k"],
+                                measured["recall_at_k"], measured["queries"])
             index.manifest["build_seconds"] = round(time.perf_counter() - started, 3)
             index.save()
             if replaced is not None:  # vectors kept outside the version folders (Milvus) go with the old index
@@ -253,8 +265,11 @@ class SearchIndex:
         self.save()
         return len(found)
 
-    def _append(self, run, images: list[Entry], texts: list[Entry], collection: Collection, batch_size: int) -> None:
+    def _append(self, run, images: list[Entry], texts: list[Entry], collection: Collection, batch_size: int
+                ) -> dict[SideName, tuple[np.ndarray, np.ndarray]]:
+        """Encode and add the entries; returns each side's new keys and unit vectors."""
         _record_contents(images)
+        added = {}
         for name, entries in (("images", images), ("texts", texts)):
             if not entries:
                 continue
@@ -277,9 +292,11 @@ class SearchIndex:
                 side.vectors = make_vector_index(self.manifest["backend"], vectors.shape[1], self._side_options(name))
                 side.vectors.begin(self._writing())
             side.vectors.add(keys, vectors)
+            added[name] = (keys, vectors)
             side.entries = side.entries + entries
             side.keys = np.concatenate([side.keys, keys])
             side.reps = concat_rows([side.reps, reps]) if side.reps else reps
+        return added
 
     def _side_options(self, name: SideName) -> dict[str, Any]:
         options = dict(self.manifest["options"])

@@ -85,6 +85,18 @@ class VectorIndex(ABC):
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend, **self.options}
 
+    def describe_kind(self) -> str:
+        return self.backend
+
+    def search_ladder(self) -> list[dict[str, Any]]:
+        """Search-time settings from cheapest to most thorough (:func:`xmodal.search.recall.tune_recall`
+        walks them); empty for a backend whose search has nothing to trade."""
+        return []
+
+    def apply_search(self, settings: dict[str, Any]) -> None:
+        """Use ``settings`` (a rung of :meth:`search_ladder`) from now on; they are kept in ``options``."""
+        self.options.update(settings)
+
     def close(self) -> None:
         """Let go of what the backend holds open (a Milvus connection); in-memory backends hold nothing."""
         return None
@@ -172,14 +184,22 @@ class ExactIndex(VectorIndex):
 
 
 class FaissIndex(VectorIndex):
-    """faiss-cpu: ``kind`` flat, hnsw or ivfpq, inner-product metric, int64 keys (``IndexIDMap2``)."""
+    """faiss-cpu: ``kind`` flat, hnsw or ivfpq, inner-product metric, int64 keys (``IndexIDMap2``).
+
+    ``ivfpq`` with ``refine`` keeps the float32 vectors beside the codes (``IndexRefineFlat``): the
+    inverted lists propose ``k * k_factor`` candidates by their compressed codes and the stored vectors
+    rescore them exactly, which buys back the recall quantisation loses, at 4 bytes a dimension.
+    """
 
     backend = "faiss"
     DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
         "flat": {},
         "hnsw": {"m": 32, "ef_construction": 80, "ef_search": 128},
-        "ivfpq": {"nlist": 0, "pq_m": 0, "nbits": 8, "nprobe": 16},  # 0: chosen from the data (see _ivfpq)
+        # nlist, pq_m 0: chosen from the data (see _ivfpq)
+        "ivfpq": {"nlist": 0, "pq_m": 0, "nbits": 8, "nprobe": 16, "refine": False, "k_factor": 1},
     }
+    EF_SEARCH_LADDER = (16, 32, 64, 128, 256, 512, 1024, 2048)
+    K_FACTOR_LADDER = (1, 4, 16, 64)
 
     def __init__(self, dim: int, options: dict[str, Any] | None = None, device: torch.device | str = "cpu"):
         kind = (options or {}).get("kind", "flat")
@@ -206,7 +226,11 @@ class FaissIndex(VectorIndex):
             inner.hnsw.efConstruction = int(self.options["ef_construction"])
             inner.hnsw.efSearch = int(self.options["ef_search"])
             return faiss.IndexIDMap2(inner)
-        return faiss.IndexIDMap2(self._ivfpq(vectors))
+        inner = self._ivfpq(vectors)
+        if self.options["refine"]:
+            inner = faiss.IndexRefineFlat(inner)
+            inner.k_factor = float(self.options["k_factor"])
+        return faiss.IndexIDMap2(inner)
 
     def _ivfpq(self, vectors: np.ndarray):
         faiss = self._faiss()
@@ -241,16 +265,48 @@ class FaissIndex(VectorIndex):
         if self.index is None or not len(keys):
             return
         keys = np.ascontiguousarray(keys, dtype=np.int64)
-        if self.kind != "hnsw":
+        if self.kind == "flat" or (self.kind == "ivfpq" and not self.options["refine"]):
             self.index.remove_ids(self._faiss().IDSelectorBatch(keys))
             return
-        # HNSW graphs cannot drop nodes: rebuild from the stored vectors that remain.
+        # HNSW graphs cannot drop nodes, nor can the refining stage: rebuild from the stored vectors
+        # that remain (IVF-PQ trains again on them).
         all_keys = self._faiss().vector_to_array(self.index.id_map).astype(np.int64)
         kept = ~np.isin(all_keys, keys)
         vectors = self._faiss().downcast_index(self.index.index).reconstruct_n(0, len(all_keys))[kept]
         self.index = None
         if kept.any():
             self.add(all_keys[kept], vectors)
+
+    def describe_kind(self) -> str:
+        return f"faiss {self.kind}{' with refine' if self.options.get('refine') else ''}"
+
+    def search_ladder(self) -> list[dict[str, Any]]:
+        if self.kind == "hnsw":
+            return [{"ef_search": ef} for ef in self.EF_SEARCH_LADDER]
+        if self.kind != "ivfpq" or self.index is None:
+            return []
+        nlist = int(self.options["nlist"])
+        probes = sorted({min(2 ** power, nlist) for power in range(int(math.log2(max(nlist, 1))) + 2)})
+        factors = self.K_FACTOR_LADDER if self.options["refine"] else (1,)
+        # the lists scanned cost most (nprobe * n / nlist codes); rescoring k * k_factor vectors is cheap
+        return [{"nprobe": probe, **({"k_factor": factor} if self.options["refine"] else {})}
+                for probe in probes for factor in factors]
+
+    def apply_search(self, settings: dict[str, Any]) -> None:
+        super().apply_search(settings)
+        if self.index is not None:
+            self._set_search_options(self._faiss().downcast_index(self.index.index))
+
+    def _set_search_options(self, inner) -> None:
+        """faiss keeps none of the search settings in its file: set them on the loaded objects."""
+        faiss = self._faiss()
+        if self.kind == "hnsw":
+            inner.hnsw.efSearch = int(self.options["ef_search"])
+        if self.kind == "ivfpq":
+            if self.options["refine"]:
+                inner.k_factor = float(self.options["k_factor"])
+                inner = faiss.downcast_index(inner.base_index)
+            inner.nprobe = int(self.options["nprobe"])
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, len(self))
@@ -278,11 +334,7 @@ class FaissIndex(VectorIndex):
             if index.index.d != dim:
                 raise XmodalError(f"{_where(folder)}: vectors of width {index.index.d}, the index says {dim}; "
                                   "rebuild the index")
-            inner = faiss.downcast_index(index.index.index)
-            if index.kind == "hnsw":  # search settings are not part of faiss's file
-                inner.hnsw.efSearch = int(index.options["ef_search"])
-            if index.kind == "ivfpq":
-                inner.nprobe = int(index.options["nprobe"])
+            index._set_search_options(faiss.downcast_index(index.index.index))
         return index
 
     def __len__(self) -> int:

@@ -1,0 +1,20 @@
+"""The search benchmark's scale part runs end to end on a small set and reports what it measured."""
+
+from __future__ import annotations
+
+from benchmarks.search_scale import part_scale, report
+
+
+def test_scale_part_measures_recall_and_latency_beside_the_bare_product(tmp_path):
+    figures = part_scale(tmp_path, 3000, dim=32, n_queries=40, names=["exact-float32", "exact-bfloat16", "hnsw"])
+    rows = {row["name"]: row for row in figures["rows"]}
+    assert rows["exact-float32"]["recall_at_10"] == 1.0
+    assert rows["exact-bfloat16"]["bytes_per_vector"] < 0.6 * rows["exact-float32"]["bytes_per_vector"]
+    assert rows["exact-bfloat16"]["recall_at_10"] >= 0.9  # 8 bits of mantissa: near ties may swap
+    assert rows["hnsw"]["tuned_recall_on_items"] >= 0.95 and "ef_search" in rows["hnsw"]["options"]
+    for row in rows.values():
+        for timing in (row["single"], row["batch"]):
+            assert timing["p50_ms"] > 0 and timing["bare_p50_ms"] > 0
+            assert timing["ratio_to_bare"] == timing["p50_ms"] / timing["bare_p50_ms"]
+    table = "\n".join(report(figures))
+    assert "| hnsw | kind=hnsw" in table and "(*tuned*)" in table and "3,000 synthetic 32-d" in table
