@@ -117,7 +117,7 @@ def test_attention_view_draws_region_heat_maps_and_weighted_words(tmp_path):
 
     from xmodal.data.records import Item
     from xmodal.models.base import Attention, AttentionMap
-    from xmodal.report_html import AttentionView, attention_html
+    from xmodal.report_html import AttentionView, attention_html, render_report
 
     Image.new("RGB", (64, 64), (0, 0, 255)).save(tmp_path / "blue.png")
     item = Item("blue", tmp_path / "blue.png", ("a blue square",))
@@ -134,3 +134,7 @@ def test_attention_view_draws_region_heat_maps_and_weighted_words(tmp_path):
     corner, other = pixels.getpixel((150, 150)), pixels.getpixel((10, 10))
     assert corner[0] > 150 and other == (0, 0, 255)  # red over the attended region only
     assert "no attention to show" in attention_html(AttentionView("q", item, None))
+    chunks_only = Attention({"chunks": AttentionMap(torch.tensor([0.2, 0.8]), ("chunk",))}, note="eq. 1")
+    says_why = "No heat map over the image"
+    assert says_why not in render_report("t", "", [], [], attention=[AttentionView("q", item, attention)])
+    assert says_why in render_report("t", "", [], [], attention=[AttentionView("q", item, chunks_only)])

@@ -4,6 +4,9 @@ both poolings, the clip of step 1, explain maps and the presets."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -138,31 +141,46 @@ def test_shipped_configs_load_and_rank_exhaustively(name):
     assert config.model.name == "scan" and config.eval.shortlist == 0
 
 
+COLOUR_MOSAIC_SCAN = {
+    "model": {"name": "scan", "params": {"dim": 32, "global_dim": 8, "hardest_negative": False}},
+    "data": {"dataset": "mosaic", "source": "csv", "tile": 64, "train_groupings": 4, "resolution": 128,
+             "image_input": "regions", "text_input": "words"},
+    "optim": {"name": "adam", "lr": 0.003}, "train": {"epochs": 15, "batch_size": 32, "seed": 0}}
+
+
+def colour_mosaics(folder: Path) -> Path:
+    """The collection SCAN's colour-mosaic checks build their 2 x 2 mosaics from (test split: 8 mosaics)."""
+    from test_mosaic import colour_collection
+
+    return colour_collection(folder, {"train": 64, "val": 8, "test": 32})
+
+
+@contextmanager
+def one_thread():
+    """One summation order, so a run is the same on every machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
 def test_scan_points_at_the_tile_its_caption_names(tmp_path):
     """Mosaics of generated one-colour squares through the real encoders, each caption naming the colour
     only its tile shows: SCAN t-i's word attention finds that tile, as `xmodal eval` reports it."""
-    from test_mosaic import colour_collection
     from xmodal.api import TrainedRun
     from xmodal.factory import build_data, make_run
     from xmodal.training.trainer import train_run
 
-    source = colour_collection(tmp_path / "colours", {"train": 64, "val": 8, "test": 32})
-    config = load_config(None, base={
-        "model": {"name": "scan", "params": {"dim": 32, "global_dim": 8, "hardest_negative": False}},
-        "data": {"dataset": "mosaic", "path": str(source), "source": "csv", "tile": 64, "train_groupings": 4,
-                 "resolution": 128, "image_input": "regions", "text_input": "words"},
-        "optim": {"name": "adam", "lr": 0.003}, "train": {"epochs": 15, "batch_size": 32, "seed": 0}})
+    config = load_config(None, base=COLOUR_MOSAIC_SCAN, overrides=[f"data.path={colour_mosaics(tmp_path / 'c')}"])
     data = build_data(config, torch.device("cpu"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one summation order, so the run is the same on every machine
-    try:
+    with one_thread():
         torch.manual_seed(0)
         run = make_run(config, data, create_model("scan", data.spec, config.model.params))
         train_run(run, tmp_path / "run")
         metrics = TrainedRun.of(run, tmp_path / "run").evaluate("test")
-    finally:
-        torch.set_num_threads(threads)
     pointing = metrics["pointing"]["word x region"]
     assert pointing["pairs"] == 32 and pointing["chance"] == 0.25
     # Chance is 0.25 for each; the map pointed with is the mean of the caption's words' maps ("a",

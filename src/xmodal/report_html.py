@@ -131,6 +131,18 @@ div.bar { height: 8px; background: #c33; margin: 1px 0; }
 """
 
 
+NO_REGION_MAP = (
+    "No heat map over the image: this model's attention does not weigh image regions (the note above says "
+    "what its weights are). The models with region attention (SCAN, BSSAN, ACLN, JGCAR) draw one; "
+    "<code>xmodal demo --config scan/mosaic-emoji --path DIR</code> trains SCAN on mosaics of four emoji, where "
+    "the tile a caption describes is known, and how often each model's hottest region lies in that tile is "
+    "measured in benchmarks/results/mosaic.md.")
+
+
+def shows_regions(view: AttentionView) -> bool:
+    return view.attention is not None and any("region" in m.grids for m in view.attention.maps.values())
+
+
 def render_report(title: str, metrics_table: str, text_queries: list[TextQuery], image_queries: list[ImageQuery],
                   notes: str = "", curves_png: bytes | None = None, config_text: str = "",
                   attention: Sequence[AttentionView] = ()) -> str:
@@ -147,6 +159,8 @@ def render_report(title: str, metrics_table: str, text_queries: list[TextQuery],
     if attention:
         parts.append("<h2>The attention behind each text query's first result</h2>")
         parts += [attention_html(view) for view in attention]
+        if not any(shows_regions(view) for view in attention):
+            parts.append(f"<p>{NO_REGION_MAP}</p>")
     parts.append("<h2>Image &rarr; texts (test images as queries, ranked over the test texts)</h2>")
     for query in image_queries:
         rows = "".join(f'<li class="{"hit" if hit else ""}">{html.escape(text)} ({score:.3f})</li>'
