@@ -17,6 +17,8 @@ reruns), then benchmarks/results/search.md is written from whatever parts exist:
   with and without its refining stage / Milvus Lite: build time, size, latency one query at a time
   and in batches beside a bare product, recall@10 against exact (:mod:`benchmarks.search_scale`);
   ``scale-10m``: the same at ten million vectors for what fits one machine.
+* ``shards``: image extraction in one process against two (``xmodal extract --shard``;
+  :mod:`benchmarks.search_shards`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ import torch
 from benchmarks.plan import REPO, SHARED
 from benchmarks.search_scale import SCALE_READING, SETTINGS, part_scale
 from benchmarks.search_scale import report as scale_report
+from benchmarks.search_shards import part_shards
+from benchmarks.search_shards import report as shards_report
 from benchmarks.search_trust import part_trust
 from benchmarks.search_trust import report as trust_report
 from benchmarks.serving import XMODAL, Server, declared_length, get, percentile, post_file, post_json, post_raw
@@ -44,7 +48,7 @@ EMOJI = SHARED / "emoji"
 WIKI_TEXTS = SHARED / "wikipedia" / "texts"
 
 
-PARTS = ("serve", "trust", "update", "update-check", "scale", "scale-10m")
+PARTS = ("serve", "trust", "update", "update-check", "scale", "scale-10m", "shards")
 
 
 def sh(*argv: str, **kwargs) -> subprocess.CompletedProcess:
@@ -317,6 +321,8 @@ def write_report(out: Path) -> None:
             lines += scale_report(parts[part])
     if "scale" in parts:
         lines += SCALE_READING
+    if "shards" in parts:
+        lines += shards_report(parts["shards"])
     (REPO / "benchmarks" / "results" / "search.md").write_text("\n".join(lines) + "\n")
 
 
@@ -343,6 +349,8 @@ def main(argv: list[str] | None = None) -> None:
             figures = part_update(args.out)
         elif part == "update-check":
             figures = part_update_check(args.out)
+        elif part == "shards":
+            figures = part_shards(args.out)
         elif part == "scale":
             figures = part_scale(args.out, args.vectors, names=args.backends)
         else:  # scale-10m: what fits one 24 GB machine at ten million

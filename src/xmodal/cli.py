@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--batch-size", type=int, default=32)
     extract.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda[:N]")
     extract.add_argument("--force", action="store_true", help="recompute even when cached")
+    extract.add_argument("--shard", default=None, metavar="I/N",
+                         help="encode only shard I of N of the images (run N processes, 0/N .. N-1/N, on one "
+                              "machine or several sharing XMODAL_HOME); the last to finish builds the view. Under "
+                              "torchrun the shard is the process's RANK of WORLD_SIZE")
     extract.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                          help=f"refuse images over N pixels as possible decompression bombs "
                               f"(default {DEFAULT_MAX_PIXELS:,}; 0: no limit)")
@@ -214,8 +218,9 @@ def describe_dataset(dataset) -> str:
 def cmd_extract(args: argparse.Namespace) -> None:
     from xmodal.device import resolve_device
     from xmodal.encoders.image import check_resolution
-    from xmodal.features.extract import ExtractOptions, extract
+    from xmodal.features.extract import ExtractOptions, extract, extract_shard
     from xmodal.features.extractors import EXTRACTORS
+    from xmodal.features.shards import Shard
 
     check_resolution(args.resolution, "--resolution")
     if args.batch_size < 1:
@@ -226,6 +231,13 @@ def cmd_extract(args: argparse.Namespace) -> None:
                              max_image_pixels=args.max_image_pixels)
     names = [n.strip() for n in args.encoders.split(",") if n.strip()]
     extractors = [EXTRACTORS.get(name) for name in names]  # every name checked before any work
+    shard = Shard.parse(args.shard) if args.shard else Shard.from_environment()
+    if shard is not None:
+        if args.force:
+            raise XmodalError("--force re-encodes every image in one process; run it without --shard")
+        for extractor in extractors:
+            _print_shard(extractor.name, shard, extract_shard(dataset, extractor.name, options, shard))
+        return
     for extractor in extractors:
         name = extractor.name
         result = extract(dataset, name, options, force=args.force)
@@ -246,6 +258,16 @@ def cmd_extract(args: argparse.Namespace) -> None:
         from xmodal.encoders.coverage import dataset_coverage
 
         print("\n".join(["text coverage:", *dataset_coverage(dataset, options.max_text_tokens)]))
+
+
+def _print_shard(name: str, shard, outcome) -> None:
+    if outcome.left_to_shard_0:
+        print(f"{name:<7} shard {shard}: not an image extractor, left to shard 0")
+        return
+    rate = f" ({outcome.encoded / max(outcome.seconds, 1e-9):.1f} images/s)" if outcome.encoded else ""
+    done = (f"view built: {outcome.view.features.path}" if outcome.view is not None else
+            f"waiting for shard(s) {', '.join(map(str, outcome.waiting))}; the last to finish builds the view")
+    print(f"{name:<7} shard {shard}: encoded {outcome.encoded} in {outcome.seconds:.2f} s{rate}; {done}")
 
 
 def cmd_models(args: argparse.Namespace) -> None:

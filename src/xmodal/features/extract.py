@@ -22,6 +22,7 @@ from xmodal.data.images import load_rgb
 from xmodal.data.records import Dataset
 from xmodal.errors import DataError, SkipReport, XmodalError
 from xmodal.features.extractors import EXTRACTORS, ExtractOptions, Extractor, raw_texts
+from xmodal.features.shards import Shard, ShardMarkers, merged
 from xmodal.features.store import (
     ContentStore,
     FeatureSet,
@@ -82,18 +83,67 @@ def extract(dataset: Dataset, name: str, options: ExtractOptions, force: bool = 
         encoded, extra, fallback = _encode_images(dataset, keys, store, index, options, force, extractor)
     else:
         encoded, extra, fallback = _encode_texts(raw_texts(dataset), keys, store, index, options, force, extractor)
-    if encoded:
-        index = store.index()
     if force:
         store.remove_superseded_shards()
+    return _assemble(dataset, name, store, keys, final, extra, fallback, extractor, started, encoded)
+
+
+def _assemble(dataset: Dataset, name: str, store: ContentStore, keys: list[str | None], final: Path,
+              extra: dict[str, Any], fallback: Any, extractor: Extractor, started: float, encoded: int
+              ) -> ExtractResult:
+    """Gather the dataset's view from the store in row order (keys the store lacks give zero rows)."""
+    index = store.index()
     row_keys = [None if key is None or key not in index.rows else key for key in keys]
     extra.update(_merge_shard_fields(index, row_keys, extractor.merge_fields))
-    manifest = {"dataset": dataset.name, "source": dataset.source, "extractor": name, "settings": settings,
+    manifest = {"dataset": dataset.name, "source": dataset.source, "extractor": name, "settings": store.settings,
                 "items": len(dataset), "rows": len(keys), "encoded": encoded,
                 "seconds": round(time.perf_counter() - started, 3), **extra}
     features = store.assemble(final, index, row_keys, manifest, fallback)
     prune_superseded(features)
     return ExtractResult(features, encoded == 0, time.perf_counter() - started)
+
+
+@dataclass
+class ShardResult:
+    encoded: int  # images this shard encoded now
+    seconds: float
+    view: ExtractResult | None  # the dataset's view, when this shard completed the set (or it was cached)
+    waiting: list[int]  # shards that have not finished
+    left_to_shard_0: bool = False  # not an image extractor: shard 0 runs it whole
+
+
+def extract_shard(dataset: Dataset, name: str, options: ExtractOptions, shard: Shard) -> ShardResult:
+    """Encode this shard's part of the images (:mod:`xmodal.features.shards`); the shard that completes
+    the set gathers the view. Text and collection extractors are cheap and run whole in shard 0."""
+    extractor = EXTRACTORS.get(name)
+    started = time.perf_counter()
+    if extractor.images is None:
+        if shard.index != 0:
+            return ShardResult(0, 0.0, None, [], left_to_shard_0=True)
+        result = extract(dataset, name, options)
+        return ShardResult(int(result.features.manifest.get("encoded", 0)), result.seconds, result, [])
+    _check_applicable(dataset, extractor)
+    clean_features_folder()
+    store = ContentStore(name, extractor.settings(options))
+    keys = file_keys([item.image for item in dataset.items])  # type: ignore[misc]
+    final = features_root() / dataset.name / f"{name}-{view_key(store.name, keys)}"
+    if (cached := open_cached(final)) is not None:
+        return ShardResult(0, time.perf_counter() - started, ExtractResult(cached, True, 0.0), [])
+    encoded, extra, fallback = _encode_images(dataset, keys, store, store.index(), options, False, extractor,
+                                              owns=shard.owns)
+    markers = ShardMarkers(final, shard.count)
+    markers.finish(shard, {"encoded": encoded, "bad_items": extra["bad_items"], "skipped": extra["skipped"]})
+    waiting = markers.waiting()
+    if waiting:
+        logger.info("%s shard %s: encoded %d images; waiting for shard(s) %s before the view is built", name,
+                    shard, encoded, ", ".join(map(str, waiting)))
+        return ShardResult(encoded, time.perf_counter() - started, None, waiting)
+    reports = markers.reports()
+    extra.update(bad_items=merged(reports, "bad_items"), skipped=merged(reports, "skipped"))
+    view = _assemble(dataset, name, store, keys, final, extra, fallback, extractor, started,
+                     encoded=sum(report["encoded"] for report in reports))
+    markers.remove()
+    return ShardResult(encoded, time.perf_counter() - started, view, [])
 
 
 def _check_applicable(dataset: Dataset, extractor: Extractor) -> None:
@@ -117,9 +167,10 @@ def _todo(keys: list[str | None], index: StoreIndex, force: bool) -> list[int]:
 
 
 def _encode_images(dataset: Dataset, keys: list[str | None], store: ContentStore, index: StoreIndex,
-                   options: ExtractOptions, force: bool, extractor: Extractor
-                   ) -> tuple[int, dict[str, Any], dict[str, Any]]:
-    """Encode the images the store lacks, a committed shard per chunk; report the unreadable ones."""
+                   options: ExtractOptions, force: bool, extractor: Extractor,
+                   owns: Callable[[str], bool] | None = None) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """Encode the images the store lacks (those ``owns`` accepts, when given), a committed shard per
+    chunk; report the unreadable ones."""
     codec = extractor.images
     assert codec is not None
     report = SkipReport(options.skip_bad)
@@ -128,6 +179,8 @@ def _encode_images(dataset: Dataset, keys: list[str | None], store: ContentStore
         if key is None:  # missing or not a file: load_rgb says why, in the words it always uses
             report.handle(_load_error(dataset.items[row].image))
     todo = _todo(keys, index, force)
+    if owns is not None:
+        todo = [row for row in todo if owns(keys[row])]  # type: ignore[arg-type]
     size = codec.decode_size(options)
     logger.info("%s@%dpx: %d images, %d distinct, %d of them cached, encoding %d", extractor.name, size,
                 len(keys), len(set(keys) - {None}), len(set(keys) - {None}) - len(todo), len(todo))
