@@ -23,7 +23,7 @@ LAYERS = [
     ("xmodal.eval", "xmodal.run", "xmodal.report_html"),
     ("xmodal.training",),
     ("xmodal.factory",),
-    ("xmodal.api", "xmodal.trained"),
+    ("xmodal.api", "xmodal.trained", "xmodal.zero_shot"),
     ("xmodal.search",),
     ("xmodal.demo", "xmodal.sweep"),
     ("xmodal.cli", "xmodal.__main__", "xmodal"),

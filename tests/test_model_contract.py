@@ -31,7 +31,7 @@ def make_case(cls: type[RetrievalModel], image_kinds: tuple[str, ...] | None = N
     params = variant_params(cls, variant)
     image_kinds = image_kinds or tuple(part[0] for part in cls.input_parts("image", params))
     text_kinds = text_kinds or tuple(part[0] for part in cls.input_parts("text", params))
-    dims = ExampleDims()
+    dims = ExampleDims(**getattr(cls, "example_dims", {}))  # a model may need its encoders' real widths
     sides = {}
     for side, names in (("image", image_kinds), ("text", text_kinds)):
         kinds = [get_kind(side, name) for name in names]

@@ -126,7 +126,7 @@ class Batch:
 
 
 # What attention can range over; a page draws each by its name (docs/DESIGN.md, "explain").
-ATTENTION_AXES = ("region", "word", "object", "chunk", "token", "dimension")
+ATTENTION_AXES = ("region", "word", "object", "chunk", "token", "dimension", "concept")
 
 
 @dataclass

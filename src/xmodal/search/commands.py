@@ -18,7 +18,10 @@ def add_search_verbs(add_verb: Callable[..., argparse.ArgumentParser], common: a
     index = add_verb("index", help="encode a collection with a trained run into a search index")
     index_verbs = index.add_subparsers(dest="index_verb", required=True)
     build = index_verbs.add_parser("build", parents=[common], help="encode a collection into a new index")
-    build.add_argument("run", type=Path, help="a trained run folder (xmodal train --out)")
+    build.add_argument("run", type=Path, nargs="?", help="a trained run folder (xmodal train --out); none with --model")
+    build.add_argument("--model", default=None, metavar="NAME",
+                       help="a model that needs no training (conse: zero-shot from the ImageNet classifier and "
+                            "MiniLM) instead of a run: index a folder of photos with no captions at once")
     build.add_argument("--collection", required=True, metavar="SPEC",
                        help="split:test (the run's own dataset split), a folder of images, a .csv/.jsonl collection "
                             "file or a .txt file of texts")
@@ -84,7 +87,7 @@ def cmd_index_build(args: argparse.Namespace) -> None:
     from xmodal.search.collection import read_collection
     from xmodal.search.index import SearchIndex
 
-    run = load_run(args.run, args.checkpoint, allow_changed=True)
+    run = load_run(_run_folder(args), args.checkpoint, allow_changed=True)
     collection = read_collection(args.collection, lambda: run.dataset, skip_bad=args.skip_bad)
     options = _backend_options(args)
     index = SearchIndex.build(run, collection, args.out, args.backend, options, overwrite=args.overwrite,
@@ -92,6 +95,21 @@ def cmd_index_build(args: argparse.Namespace) -> None:
     summary = _summary(index)
     index.close()
     print(summary + _skipped(collection))
+
+
+def _run_folder(args: argparse.Namespace) -> Path:
+    """The run to index with: the one given, or the zero-shot model's (made on first use)."""
+    from xmodal.zero_shot import zero_shot_run
+
+    if (args.run is None) == (args.model is None):
+        raise XmodalError("index build needs a run folder or --model NAME (a model that needs no training, such as "
+                          "conse), not both")
+    if args.model is not None:
+        if args.collection.startswith("split:"):
+            raise XmodalError(f"--collection {args.collection}: a zero-shot model has no dataset splits; give a "
+                              "folder of images, a .csv/.jsonl collection or a .txt of texts")
+        return zero_shot_run(args.model)
+    return args.run
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
