@@ -6,7 +6,7 @@ import importlib
 import sys
 
 COMMANDS = {"quality": "benchmarks.quality", "speed": "benchmarks.speed", "search": "benchmarks.search",
-            "cache": "benchmarks.cache_reuse", "startup": "benchmarks.startup"}
+            "cache": "benchmarks.cache_reuse", "startup": "benchmarks.startup", "zero-shot": "benchmarks.zero_shot"}
 
 
 def main(argv: list[str]) -> None:

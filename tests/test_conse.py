@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from test_feature_store import colour, home  # noqa: F401  (the fixture: a private home, fake encoders)
+from test_search_browser import browser_page, serving
 from xmodal.api import load_run
 from xmodal.cli import main
 from xmodal.errors import XmodalError
@@ -78,7 +79,7 @@ def test_a_photo_folder_is_indexed_and_searched_with_no_run(home, tmp_path, caps
     run = load_run(home / "zero-shot" / "conse-224px")
     assert run.model.name == "conse" and run.pipeline.settings.dataset.startswith("conse (zero-shot")
     with pytest.raises(XmodalError):
-        run.dataset  # no training data behind it
+        _ = run.dataset  # no training data behind it
     hits = SearchEngine.open(index).search_text("a red square", k=3)
     assert len(hits) == 3 and all(hit.id.startswith("p") for hit in hits)
     assert main(["search", str(index), "--text", "a red square", "--json"]) == 0
@@ -87,3 +88,23 @@ def test_a_photo_folder_is_indexed_and_searched_with_no_run(home, tmp_path, caps
                           ([str(tmp_path / "run"), "--model", "conse", "--collection", str(photos)], "not both")):
         assert main(["index", "build", *argv, "--out", str(tmp_path / "other")]) == 2
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_page_names_the_classes_behind_a_result(home, tmp_path):  # noqa: F811
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(3):
+        Image.new("RGB", (48, 48), colour(index)).save(photos / f"p{index}.jpg")
+    assert main(["index", "build", "--model", "conse", "--collection", str(photos), "--out", str(tmp_path / "i")]) == 0
+    with serving(tmp_path / "i") as url, browser_page() as (_, page, errors):
+        page.goto(url + "/")
+        page.wait_for_function("document.getElementById('status').textContent.includes('conse')")
+        page.fill("#text", "a red square")
+        page.click("#go")
+        page.wait_for_selector(".hit img")
+        page.locator(".hit").first.click()
+        page.wait_for_selector(".bars .bar-name")
+        names = page.locator(".bars .bar-name").all_text_contents()
+    assert not errors, errors
+    assert len(names) == 10 and all(name.rsplit(" ", 1)[0] in imagenet_class_names() for name in names)

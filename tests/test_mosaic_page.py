@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import threading
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -24,12 +22,11 @@ from PIL import Image
 
 from test_mosaic import COLOURS
 from test_scan import COLOUR_MOSAIC_SCAN, colour_mosaics, one_thread
-from test_search_browser import CHROMIUM, CHROMIUM_ARGS, _free_port
+from test_search_browser import browser_page, serving
 from xmodal.api import load_run
 from xmodal.demo import run_demo
 from xmodal.eval.attention import cell_centres, inside, point, region_distribution
 from xmodal.search.engine import SearchEngine
-from xmodal.search.service import create_app
 
 CANVAS = 256  # the page draws every heat map on a 256 x 256 canvas
 
@@ -97,54 +94,32 @@ def heat_per_cell(drawn: np.ndarray, original: np.ndarray, grid: tuple[int, int]
 
 @pytest.fixture
 def server(demo):
-    import uvicorn
-
-    port = _free_port()
-    instance = uvicorn.Server(uvicorn.Config(create_app(SearchEngine.open(demo.index)), host="127.0.0.1", port=port,
-                                             log_level="warning"))
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not instance.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert instance.started, "the server did not start"
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with serving(demo.index) as url:
+        yield url
 
 
 @pytest.mark.slow
 def test_the_page_and_the_report_show_the_heat_map_on_the_described_tile(demo, server, tmp_path):
-    if CHROMIUM is None:
-        pytest.skip("Chromium is not installed (Debian package chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
     # the first colour whose tile the attention finds, red and orange aside: red drawn over them would not show
     shown = next(o for colour, o in colour_outcomes(demo).items() if o["hit"] and colour not in ("red", "orange"))
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(server + "/")
-            page.wait_for_function("document.getElementById('status').textContent.includes('scan')")
-            page.fill("#text", shown["query"])
-            page.click("#go")
-            page.wait_for_selector(".hit img")
-            page.locator(".hit").first.click()
-            page.wait_for_selector("canvas.heat[data-drawn='1']", timeout=20_000)
-            page.screenshot(path=str(tmp_path / "search-page-mosaic-heat-map.png"),
-                            clip={"x": 0, "y": 0, "width": 1200, "height": 500})
-            drawn = page.locator("canvas.heat").first.screenshot()
-            report = browser.new_page(viewport={"width": 1200, "height": 900})
-            report.goto(demo.report.resolve().as_uri())
-            heat_maps = report.locator("img[alt^='attention over the regions']")
-            assert heat_maps.count() >= 1  # one per example text query's first result
-            below = report.locator("h2", has_text="Image → texts").bounding_box()  # the report down to its heat maps
-            report.screenshot(path=str(tmp_path / "demo-report-mosaic-heat-map.png"), full_page=True,
-                              clip={"x": 0, "y": 0, "width": 1200, "height": below["y"]})
-        finally:
-            browser.close()
+    with browser_page() as (browser, page, errors):
+        page.goto(server + "/")
+        page.wait_for_function("document.getElementById('status').textContent.includes('scan')")
+        page.fill("#text", shown["query"])
+        page.click("#go")
+        page.wait_for_selector(".hit img")
+        page.locator(".hit").first.click()
+        page.wait_for_selector("canvas.heat[data-drawn='1']", timeout=20_000)
+        page.screenshot(path=str(tmp_path / "search-page-mosaic-heat-map.png"),
+                        clip={"x": 0, "y": 0, "width": 1200, "height": 500})
+        drawn = page.locator("canvas.heat").first.screenshot()
+        report = browser.new_page(viewport={"width": 1200, "height": 900})
+        report.goto(demo.report.resolve().as_uri())
+        heat_maps = report.locator("img[alt^='attention over the regions']")
+        assert heat_maps.count() >= 1  # one per example text query's first result
+        below = report.locator("h2", has_text="Image → texts").bounding_box()  # the report down to its heat maps
+        report.screenshot(path=str(tmp_path / "demo-report-mosaic-heat-map.png"), full_page=True,
+                          clip={"x": 0, "y": 0, "width": 1200, "height": below["y"]})
     assert not errors, errors
     thumbnail = urllib.request.urlopen(f"{server}/thumbnails/{urllib.parse.quote(shown['item'])}").read()
     original = np.asarray(Image.open(io.BytesIO(thumbnail)).convert("RGB").resize((CANVAS, CANVAS), Image.BILINEAR),

@@ -143,7 +143,11 @@ function renderAttention(attention, imageUrl, body) {
       const wordWeights = map.axes.length === 1 ? map.weights : along(map, "word", null);
       block.append(wordsView(words, wordWeights, map.axes.length === 2 && grid ? redraw : null));
     }
-    if (!grid && !words) block.append(bars(flatten(map.weights)));
+    if (!grid && !words) {
+      // a 1-D map with named positions (conse's ImageNet classes) labels its bars
+      const names = map.axes.length === 1 ? map.labels[map.axes[0]] : undefined;
+      block.append(bars(flatten(map.weights), names));
+    }
     body.append(block);
   }
   if (attention.note) body.append(line(attention.note, "note"));
@@ -171,15 +175,22 @@ function wordsView(words, weights, onPick) {
   return box;
 }
 
-function bars(weights) {
+function bars(weights, names) {
   const top = Math.max(...weights, 1e-12);
   const box = document.createElement("div");
   box.className = "bars";
-  weights.slice(0, 64).forEach((value) => {
+  weights.slice(0, 64).forEach((value, i) => {
     const bar = document.createElement("div");
     bar.style.width = `${Math.round(200 * value / top)}px`;
     bar.title = value.toFixed(4);
-    box.append(bar);
+    if (names) {
+      const row = document.createElement("div");
+      row.className = "named";
+      row.append(bar, line(`${names[i]} ${value.toFixed(3)}`, "bar-name"));
+      box.append(row);
+    } else {
+      box.append(bar);
+    }
   });
   return box;
 }
