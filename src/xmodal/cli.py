@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--shortlist", type=int, default=None, metavar="K",
                           help="two-stage ranking: rerank the top K candidates of the global first stage "
                                "(0: score every pair; default: the run's eval.shortlist)")
+    evaluate.add_argument("--protocol", default=None, metavar="NAME",
+                          help="the field's test protocols (plain, coco-1k, coco-5k, flickr30k-1k): coco-1k ranks 5 folds of 1,000 images against their own "
+                               "captions and averages (SCAN's fold5); coco-5k and flickr30k-1k rank the whole split "
+                               "(default: the whole split, unnamed)")
     evaluate.add_argument("--allow-changed", action="store_true",
                           help="evaluate even if the data changed since training, on the items the run recorded")
 
@@ -316,15 +320,21 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.shortlist is not None and args.shortlist < 0:
         raise XmodalError(f"--shortlist {args.shortlist}: give K >= 0 (0 scores every pair)")
     trained = load_run(args.run, args.checkpoint, args.device, allow_changed=args.allow_changed)
-    metrics = trained.evaluate(args.split, shortlist=args.shortlist)
-    trained.record_metrics(f"{args.split}-{args.checkpoint}", metrics)
+    metrics = trained.evaluate(args.split, shortlist=args.shortlist, protocol=args.protocol)
+    protocol = f"-{args.protocol}" if args.protocol else ""
+    trained.record_metrics(f"{args.split}-{args.checkpoint}{protocol}", metrics)
     if args.json:
         print(json.dumps(metrics))
     else:
         if trained.data_warning:
             print(trained.data_warning)
+        folds = metrics.get("protocol", {})
+        named = f", protocol {folds['name']}" if folds else ""
+        named += f" (mean of {folds['folds']} folds of {folds['fold_images']:,} images)" if "folds" in folds else ""
         print(f"{trained.config.model.name} on {trained.dataset.name} ({args.split} split, {args.checkpoint} "
-              f"checkpoint, {format_ranking(metrics['ranking'])})")
+              f"checkpoint, {format_ranking(metrics['ranking'])}{named})")
+        if "warning" in folds:
+            print(f"warning: {folds['warning']}")
         print(format_table(metrics))
 
 

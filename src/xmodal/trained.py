@@ -124,17 +124,20 @@ class TrainedRun:
     def split(self, name: str) -> SplitData:
         return self.run.data.split(name)
 
-    def evaluate(self, split: str = "test", *, shortlist: int | None = None) -> dict:
+    def evaluate(self, split: str = "test", *, shortlist: int | None = None, protocol: str | None = None) -> dict:
         """Every protocol the split supports, exactly as ``xmodal eval --json`` prints it:
         ``{"i2t": {...}, "t2i": {...}, "rsum", "ranking": {"method": "exhaustive" | "two-stage", "k"}}``,
         with ``attention`` and ``pointing`` for a model that explains its scores.
 
-        ``shortlist`` K overrides the run's ``eval.shortlist`` (0: score every pair).
+        ``shortlist`` K overrides the run's ``eval.shortlist`` (0: score every pair); ``protocol``
+        names one of the field's (``coco-1k``: five folds of 1,000 images, averaged; ``coco-5k``,
+        ``flickr30k-1k``; see :data:`xmodal.eval.protocol.PROTOCOLS`).
         """
         if shortlist is not None and shortlist < 0:
             raise XmodalError(f"shortlist {shortlist}: give K >= 0 (0 scores every pair)")
         settings = eval_settings(self.config.eval) | ({} if shortlist is None else {"shortlist": shortlist})
-        metrics = evaluate_split(self.model, self.split(split), self.device, attention=True, **settings)
+        metrics = evaluate_split(self.model, self.split(split), self.device, attention=True, protocol=protocol,
+                                 **settings)
         k = settings["shortlist"]
         ranking = {"method": "two-stage", "k": k} if k else {"method": "exhaustive"}
         return metrics | {"ranking": ranking} | ({"warning": self.data_warning} if self.data_warning else {})

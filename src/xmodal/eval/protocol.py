@@ -7,7 +7,8 @@ pairs' intermediate tensors at once; the metrics then run on the same device.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
@@ -21,6 +22,8 @@ from xmodal.eval.metrics import direction_metrics, evaluate_retrieval
 from xmodal.eval.two_stage import two_stage_scores
 from xmodal.models.base import Rep, RetrievalModel, concat_rows, rep_len, rep_to, take
 from xmodal.nn.pairs import rows_per_chunk
+
+logger = logging.getLogger(__name__)
 
 
 class EvalSplit(Protocol):
@@ -106,18 +109,23 @@ def eval_settings(config: EvalConfig) -> dict:
 
 @torch.no_grad()
 def evaluate_split(model: RetrievalModel, split: EvalSplit, device: torch.device, *, attention: bool = False,
-                   **settings) -> dict:
+                   protocol: str | None = None, **settings) -> dict:
     """Encode a split's images and texts once, then :func:`evaluate_encoded` them (same keyword settings).
 
     ``attention`` adds the attention statistics and, where texts have boxes, the pointing game
     (:mod:`xmodal.eval.attention`): what ``xmodal eval`` reports, not every validation epoch.
+    ``protocol`` names one of :data:`PROTOCOLS` (COCO's five folds of 1,000 images, ...); the
+    result then says which (``"protocol"``).
     """
     was_training = model.training
     model.eval()
     try:
         images, texts = encode_split(model, split, device)
         truth = GroundTruth.of(split)
-        metrics = evaluate_encoded(model, images, texts, truth, **settings)
+        if protocol is None:
+            metrics = evaluate_encoded(model, images, texts, truth, **settings)
+        else:
+            metrics = evaluate_protocol(model, images, texts, truth, protocol, **settings)
         if attention:
             metrics |= attention_report(model, images, texts, truth.text_items(), truth.text_boxes)
         return metrics
@@ -145,6 +153,79 @@ def evaluate_encoded(model: RetrievalModel, images: Rep, texts: Rep, truth: Grou
                               "stage; use eval.shortlist=0 (score every pair)")
         return direction_metrics(*map(finite, two_stage_scores(model, images, texts, shortlist)), **kwargs)
     return evaluate_retrieval(finite(score_matrix(model, images, texts, image_block, text_block)), **kwargs)
+
+
+# -- the field's named protocols ---------------------------------------------------------------
+# The papers' COCO rows use SCAN's ``evalrank(fold5=True)``: the 5,000 test images in order are cut
+# into 5 folds of 1,000, each ranked against its own 5,000 captions only, and every metric (R@K,
+# median and mean rank, MAP) is the mean over the folds; rsum is the mean of the folds' rsums (the
+# sum of the mean recalls: the same number). ``coco-5k`` ranks the whole 5K split at once and
+# ``flickr30k-1k`` its 1K test split: both are the plain protocol, named so a table says which it
+# is, with a warning when the split is not the size the name promises.
+
+FOLD_IMAGES = 1000
+# name -> (images per fold, or 0: the whole split at once; the split size the name promises)
+PROTOCOLS: dict[str, tuple[int, int | None]] = {"plain": (0, None), "coco-1k": (FOLD_IMAGES, 5000),
+                                                 "coco-5k": (0, 5000), "flickr30k-1k": (0, 1000)}
+
+
+def fold_truth(truth: GroundTruth, images: np.ndarray, texts: np.ndarray) -> GroundTruth:
+    """The ground truth of some images and texts of a split."""
+    return replace(truth, matches=truth.matches[images][:, texts],
+                   image_labels=None if truth.image_labels is None else truth.image_labels[images],
+                   text_labels=None if truth.text_labels is None else truth.text_labels[texts],
+                   text_boxes=None if truth.text_boxes is None else truth.text_boxes[texts])
+
+
+def folds(truth: GroundTruth, fold_images: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(image rows, text rows) per fold: consecutive blocks of ``fold_images`` images with their texts."""
+    n_images = truth.matches.shape[0]
+    if n_images < fold_images or n_images % fold_images:
+        raise XmodalError(f"the folds of {fold_images:,} images need a split of a multiple of {fold_images:,} images; "
+                          f"this one has {n_images:,} (COCO's 5K test split gives 5 folds)")
+    owner = truth.text_items()
+    return [(np.arange(start, start + fold_images),
+             np.flatnonzero((owner >= start) & (owner < start + fold_images)))
+            for start in range(0, n_images, fold_images)]
+
+
+def averaged(results: list[dict]) -> dict:
+    """The mean of every number the folds' metrics share, nested as they are."""
+    first = results[0]
+    out: dict = {}
+    for key, value in first.items():
+        if isinstance(value, dict):
+            out[key] = averaged([result[key] for result in results])
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(np.mean([result[key] for result in results]))
+    return out
+
+
+def evaluate_protocol(model: RetrievalModel, images: Rep, texts: Rep, truth: GroundTruth, protocol: str,
+                      **settings) -> dict:
+    """:func:`~xmodal.eval.protocol.evaluate_encoded` under a named protocol, with ``protocol`` (and
+    the folds) in the result."""
+    if protocol not in PROTOCOLS:
+        raise XmodalError(f"--protocol {protocol}: choose one of {', '.join(PROTOCOLS)}")
+    fold_images, promised = PROTOCOLS[protocol]
+    n_images = truth.matches.shape[0]
+    described: dict = {"name": protocol}
+    if promised is not None and n_images != promised:
+        described["warning"] = f"{protocol} is defined on {promised:,} test images; this split has {n_images:,}"
+        logger.warning(described["warning"])
+    if not fold_images:
+        return evaluate_encoded(model, images, texts, truth, **settings) | {"protocol": described}
+    metrics = evaluate_folds(model, images, texts, truth, fold_images, **settings)
+    return metrics | {"protocol": described | {"folds": n_images // fold_images, "fold_images": fold_images}}
+
+
+def evaluate_folds(model: RetrievalModel, images: Rep, texts: Rep, truth: GroundTruth, fold_images: int,
+                   **settings) -> dict:
+    """Each fold of ``fold_images`` consecutive images ranked against its own texts; the folds' mean."""
+    results = [evaluate_encoded(model, take(images, torch.from_numpy(rows)), take(texts, torch.from_numpy(text_rows)),
+                                fold_truth(truth, rows, text_rows), **settings)
+               for rows, text_rows in folds(truth, fold_images)]
+    return averaged(results)
 
 
 def finite(scores: Tensor) -> Tensor:
