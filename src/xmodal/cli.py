@@ -112,9 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="two-stage ranking: rerank the top K candidates of the global first stage "
                                "(0: score every pair; default: the run's eval.shortlist)")
     evaluate.add_argument("--protocol", default=None, metavar="NAME",
-                          help="the field's test protocols (plain, coco-1k, coco-5k, flickr30k-1k): coco-1k ranks 5 folds of 1,000 images against their own "
-                               "captions and averages (SCAN's fold5); coco-5k and flickr30k-1k rank the whole split "
-                               "(default: the whole split, unnamed)")
+                          help="the field's test protocols (plain, coco-1k, coco-5k, flickr30k-1k): coco-1k ranks "
+                               "5 folds of 1,000 images against their own captions and averages (SCAN's fold5); "
+                               "coco-5k and flickr30k-1k rank the whole split (default: the whole split, unnamed)")
     evaluate.add_argument("--allow-changed", action="store_true",
                           help="evaluate even if the data changed since training, on the items the run recorded")
 
