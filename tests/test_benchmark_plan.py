@@ -25,7 +25,8 @@ def test_every_arm_loads_as_the_model_it_names(arm, tmp_path):
     config = load_config(arm.config, arm.settings(seed=1, path=tmp_path))
     assert arm.config.split("/")[1] == arm.dataset and config.model.name == arm.model
     assert config.data.dataset == arm.dataset or (config.data.dataset, config.data.source) == tuple(
-        arm.dataset.split("-", 1))  # mosaic-flickr8k: the mosaic reader over flickr8k
+        arm.dataset.split("-", 1)) or (config.data.dataset, config.data.lang) == tuple(
+        arm.dataset.split("-", 1))  # mosaic-flickr8k: the mosaic reader over flickr8k; emoji-zh: emoji in zh
     cls, params = model_params(config.model.name, config.model.params)
     assert cls.name == arm.family
     variant = arm.model.partition("-")[2]
@@ -223,10 +224,11 @@ def test_a_setting_added_later_leaves_earlier_records_valid_at_its_default():
 
     config = load_config("dual/emoji")
     without = config.model_dump(mode="json")
-    del without["data"]["lang"]  # the config as it was before data.lang existed
+    del without["data"]["lang"], without["data"]["unknown_words"]  # the config as it was before they existed
     cls, preset = resolve(config.model.name)
     without["model"] = {"name": cls.name, "params": preset | config.model.params}
     without["data"]["path"], without["train"]["seed"] = None, None
     earlier = hashlib.sha256(json.dumps(without, sort_keys=True, default=str).encode()).hexdigest()[:12]
     assert config_digest(config) == earlier
     assert config_digest(load_config("dual/emoji", ["data.lang=zh"])) != earlier  # a setting that is used counts
+    assert config_digest(load_config("dual/emoji", ["data.unknown_words=random"])) != earlier

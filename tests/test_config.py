@@ -188,7 +188,8 @@ def test_no_validation_split_is_said_plainly(tmp_path, capsys):
 def test_models_lists_each_models_configs(capsys):
     assert main(["models"]) == 0
     printed = capsys.readouterr().out
-    assert re.search(r"configs cca/emoji, cca/flickr8k, cca/mosaic-emoji, cca/mosaic-flickr8k, cca/wikipedia-features, "
+    assert re.search(r"configs cca/emoji, cca/emoji-zh, cca/flickr8k, cca/mosaic-emoji, cca/mosaic-flickr8k, "
+                     r"cca/wikipedia-features, "
                      r"cca/wikipedia-texts$", printed, re.M)
     assert "gpldan/emoji-search" in printed
 

@@ -54,6 +54,9 @@ class DataConfig(Section):
     tile: int | None = Field(None, ge=32)
     train_groupings: int | None = Field(None, ge=1)
     lang: str | None = None  # emoji: a CLDR locale for the texts (zh, ja, ru, ...); None: English
+    # `words` rows GloVe has no vector for (most of them in Chinese, Japanese, Russian...): "zero", or
+    # "random" (a fixed Gaussian draw at the known rows' scale, so each word starts distinct)
+    unknown_words: Literal["zero", "random"] = "zero"
     skip_bad: bool = False  # skip unreadable records and images (counted, listed in RUN/skipped.txt)
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=0)  # larger images are refused as unreadable (0: no limit)
     graph_vertices: int = Field(2000, ge=2)  # vertices of the word graph (text input 'bow', SCANet 3.1)

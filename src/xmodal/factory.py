@@ -124,7 +124,8 @@ def build_data(config: RunConfig, device: torch.device, dataset: Dataset | None 
                      extract_options=ExtractOptions(device=device, skip_bad=config.data.skip_bad,
                                                     max_image_pixels=config.data.max_image_pixels,
                                                     graph_vertices=config.data.graph_vertices,
-                                                    graph_stop_words=config.data.graph_stop_words))
+                                                    graph_stop_words=config.data.graph_stop_words,
+                                                    unknown_words=config.data.unknown_words))
     if dataset.skipped or data.bad_items:
         bad = sorted(data.bad_items)
         shown = f": {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}" if bad else ""

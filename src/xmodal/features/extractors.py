@@ -63,6 +63,7 @@ class ExtractOptions:
     graph_neighbours: int = 8  # k of the word graph's nearest neighbours (the paper's k)
     graph_stop_words: bool = False  # leave English stop words off the word graph's vertices
     tfidf_max_features: int = 4096  # tf-idf columns, half word n-grams, half character n-grams
+    unknown_words: str = "zero"  # `words` rows without a GloVe vector: "zero" or "random" (model input only)
 
 
 @dataclass(frozen=True)

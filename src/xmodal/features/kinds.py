@@ -22,6 +22,7 @@ Adding a kind is one :func:`register_kind` call; models name kinds in ``image_in
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
@@ -43,6 +44,8 @@ from xmodal.errors import XmodalError
 from xmodal.features.extract import extract
 from xmodal.models.base import Rep
 from xmodal.registry import Registry
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from xmodal.features.inputs import ModelData
@@ -281,9 +284,32 @@ def _token_source(data: "ModelData") -> KindSource:
                       {"dim": tokens.shape[2]})
 
 
+def word_rows(vectors: np.ndarray, found: np.ndarray, unknown: str) -> Tensor:
+    """The embedding rows a ``words`` model starts from: GloVe's where it has the word; the others zero,
+    or with ``unknown="random"`` a fixed Gaussian draw at the scale of the known rows (so each word
+    of a script GloVe does not cover starts distinct). Row 0 (padding) stays zero."""
+    rows = torch.from_numpy(np.array(vectors, dtype=np.float32))
+    missing = ~torch.from_numpy(np.asarray(found, dtype=bool))
+    missing[0] = False
+    if unknown == "random" and bool(missing.any()):
+        known = rows[~missing][1:]
+        scale = float(known.std()) if len(known) > 1 else 1.0 / rows.shape[1] ** 0.5
+        draw = torch.randn(int(missing.sum()), rows.shape[1], generator=torch.Generator().manual_seed(0))
+        rows[missing] = draw * scale
+    return rows
+
+
 def _word_source(data: "ModelData") -> KindSource:
     features = extract(data.dataset, "words", data.options).features
-    vectors = torch.from_numpy(np.array(features.array("glove"), dtype=np.float32))
+    found = np.asarray(features.array("glove_found"), dtype=bool)
+    vectors = word_rows(features.array("glove"), found, data.options.unknown_words)
+    coverage = float(found[2:].mean()) if len(found) > 2 else 1.0
+    if coverage < 0.8:
+        advice = ("they start as random vectors (data.unknown_words: random)" if data.options.unknown_words == "random"
+                  else "they start at zero; a model that trains its embedding learns them, one that freezes it cannot "
+                       "(set data.unknown_words: random)")
+        logger.warning("GloVe knows %.0f%% of the %d words of %s's vocabulary: %s", 100 * coverage, len(found) - 2,
+                       data.dataset.name, advice)
     return KindSource(_sequence_reader(features.array("ids"), features.array("lengths"), "ids", as_float=False),
                       {"dim": vectors.shape[1], "vocab_size": len(vectors), "word_vectors": vectors})
 

@@ -58,7 +58,7 @@ class GPLDAN(RetrievalModel):
     name = "gpldan"
     description = "GPLDAN: diversified attention over k chunks, graph pattern loss, modality classifier (unsupervised)"
     image_inputs = ("global",)
-    text_inputs = ("global",)
+    text_inputs = ("global", "tfidf")  # tfidf: texts in any script (issue 32)
     needs_labels = False
     auxiliary = {"discriminator": "discriminator"}
     Params = GPLDANParams
