@@ -22,8 +22,9 @@ SHARED = REPO.parent / "shared" / "data"
 
 # The benchmark datasets and where ../shared holds them (tests and benchmarks only).
 DATASETS: dict[str, Path] = {"wikipedia-features": SHARED / "wikipedia", "wikipedia-texts": SHARED / "wikipedia",
-                             "emoji": SHARED / "emoji", "emoji-zh": SHARED / "emoji", "flickr8k": SHARED / "flickr8k-1k",
-                             "mosaic-emoji": SHARED / "emoji", "mosaic-flickr8k": SHARED / "flickr8k-1k"}
+                             "emoji": SHARED / "emoji", "emoji-zh": SHARED / "emoji",
+                             "flickr8k": SHARED / "flickr8k-1k", "mosaic-emoji": SHARED / "emoji",
+                             "mosaic-flickr8k": SHARED / "flickr8k-1k"}
 # User collections given with --dataset NAME=PATH train with each model's config for this dataset.
 TEMPLATE_DATASET = "emoji"
 
