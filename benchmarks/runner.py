@@ -60,7 +60,8 @@ def effective(config: RunConfig) -> dict:
 
 # Config fields added after records were first kept, with their defaults: at its default such a field
 # is left out of the digest, so adding a setting does not turn every earlier record stale.
-LATER_FIELDS: dict[str, dict[str, object]] = {"data": {"lang": None, "unknown_words": "zero"}}
+LATER_FIELDS: dict[str, dict[str, object]] = {"data": {"lang": None, "unknown_words": "zero",
+                                                        "graph_vectors": "glove"}}
 
 
 def config_digest(config: RunConfig) -> str:

@@ -224,7 +224,7 @@ def test_a_setting_added_later_leaves_earlier_records_valid_at_its_default():
 
     config = load_config("dual/emoji")
     without = config.model_dump(mode="json")
-    del without["data"]["lang"], without["data"]["unknown_words"]  # the config as it was before they existed
+    del without["data"]["lang"], without["data"]["unknown_words"], without["data"]["graph_vectors"]  # not yet there
     cls, preset = resolve(config.model.name)
     without["model"] = {"name": cls.name, "params": preset | config.model.params}
     without["data"]["path"], without["train"]["seed"] = None, None

@@ -167,3 +167,32 @@ def test_bow_example_matches_its_spec():
     eigenvalues = torch.linalg.eigvalsh(laplacian)
     assert eigenvalues.min() > -1e-5 and eigenvalues.max() < 2 + 1e-5
     assert spec["lambda_max"] == pytest.approx(float(eigenvalues.max()), abs=1e-4)
+
+
+# -- the word graph from co-occurrence, for texts GloVe cannot read (issue 32) ---------------------
+
+
+def test_ppmi_joins_the_words_that_keep_the_same_company_on_a_hand_made_corpus():
+    from xmodal.encoders.graph import build_word_graph, ppmi_vectors
+
+    # cat food, dog food, sun sky, moon sky, cat dog (the tokenizer reads a CJK character as a word)
+    texts = ["猫 食", "狗 食", "日 天", "月 天", "猫 狗"]
+    vertices = ["猫", "狗", "食", "日", "月", "天"]
+    ppmi = ppmi_vectors(texts, vertices)
+    # pairs in one text, both directions: 10 counts; cat-food 1 of them, p(cat) = 2/10 (food, dog), p(food) = 2/10
+    assert ppmi[0, 2] == pytest.approx(np.log(0.1 / (0.2 * 0.2)), rel=1e-5) and ppmi[2, 0] == ppmi[0, 2]
+    assert ppmi[0, 3] == 0 and ppmi[0, 0] == 0  # cat and sun never together; no self pairs
+    graph = build_word_graph(texts, "toy", n_vertices=6, k=1, vectors="ppmi")
+    assert sorted(graph.vertices) == sorted(vertices)
+    edges = {tuple(sorted((graph.vertices[i], graph.vertices[j]))) for i, j in zip(*graph.adjacency.nonzero())}
+    assert ("日", "月") in edges and ("狗", "猫") in edges  # sun, moon both with sky; cat, dog both with food
+
+
+def test_a_chinese_vocabulary_has_no_glove_graph_but_a_ppmi_one():
+    from xmodal.encoders.graph import build_word_graph
+
+    texts = ["狗脸 宠物", "小狗", "猫脸 宠物", "小猫"]  # CJK: one word per character
+    with pytest.raises(XmodalError, match="no training word has a GloVe vector"):
+        build_word_graph(texts, "zh", n_vertices=10, k=2)
+    graph = build_word_graph(texts, "zh", n_vertices=10, k=2, vectors="ppmi")
+    assert sorted(graph.vertices) == sorted("宠小物狗猫脸") and graph.edges > 0

@@ -62,6 +62,9 @@ class DataConfig(Section):
     graph_vertices: int = Field(2000, ge=2)  # vertices of the word graph (text input 'bow', SCANet 3.1)
     # English stop words ("the", "of") left off the word graph's vertices (False: the most frequent words as they come)
     graph_stop_words: bool = False
+    # The word graph's neighbours: GloVe vectors (as the paper's word2vec), or PPMI of co-occurrence
+    # in the training texts, for texts GloVe cannot read (xmodal.encoders.graph)
+    graph_vectors: Literal["glove", "ppmi"] = "glove"
 
     @field_validator("resolution")
     @classmethod

@@ -125,6 +125,7 @@ def build_data(config: RunConfig, device: torch.device, dataset: Dataset | None 
                                                     max_image_pixels=config.data.max_image_pixels,
                                                     graph_vertices=config.data.graph_vertices,
                                                     graph_stop_words=config.data.graph_stop_words,
+                                                    graph_vectors=config.data.graph_vectors,
                                                     unknown_words=config.data.unknown_words))
     if dataset.skipped or data.bad_items:
         bad = sorted(data.bad_items)

@@ -1,9 +1,16 @@
-"""The word graph of SCANet (section 3.1): common words as vertices, GloVe nearest neighbours as edges.
+"""The word graph of SCANet (section 3.1): common words as vertices, nearest neighbours as edges.
 
 Every text shares one graph; a text is its word counts on the vertices (the 1-d feature a
 Chebyshev graph convolution reads). Edges join each vertex to its ``k`` nearest neighbours by
-the cosine of their GloVe vectors, made symmetric with unit weights (the paper names no
+the cosine of the words' vectors, made symmetric with unit weights (the paper names no
 weighting); the normalised Laplacian ``L = I - D^-1/2 A D^-1/2`` is stored beside it.
+
+The vectors are GloVe's (the paper's are word2vec: semantic neighbours learned elsewhere), or for
+texts GloVe cannot read (Chinese, Japanese, ...) each word's row of positive pointwise mutual
+information with the other vertices, counted over the training texts (two words co-occur when
+one text holds both): ``PPMI(i, j) = max(0, log p(i, j) / (p(i) p(j)))``. Two words are then near
+when they keep the same company ("cat" and "dog" both with "pet"): distributional neighbours of
+the training texts alone, a stand-in for vectors learned on a large corpus.
 """
 
 from __future__ import annotations
@@ -55,6 +62,33 @@ def common_glove_words(texts: Sequence[str], n_vertices: int, dataset: str, drop
         raise XmodalError(f"dataset {dataset!r}: no training word has a GloVe vector, so the word graph has no "
                           "vertices; use an input kind that needs no English vocabulary (tfidf)")
     return sorted(counts, key=lambda word: (-counts[word], word))[:n_vertices]
+
+
+def common_words(texts: Sequence[str], n_vertices: int, drop_stop_words: bool = False) -> list[str]:
+    """The ``n_vertices`` most frequent words of ``texts`` (ties alphabetical), any script."""
+    excluded = _english_stop_words() if drop_stop_words else frozenset()
+    counts = Counter(token for text in texts for token in tokenize(text) if token not in excluded)
+    return sorted(counts, key=lambda word: (-counts[word], word))[:n_vertices]
+
+
+def ppmi_vectors(texts: Sequence[str], vertices: Sequence[str]) -> np.ndarray:
+    """``[V, V]`` PPMI of each pair of vertices over ``texts`` (co-occurring: in one text; diagonal 0)."""
+    index = {word: i for i, word in enumerate(vertices)}
+    rows, cols = [], []
+    for row, text in enumerate(texts):
+        present = sorted({index[token] for token in tokenize(text) if token in index})
+        rows.extend([row] * len(present))
+        cols.extend(present)
+    holds = scipy.sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(texts), len(vertices)))
+    joint = (holds.T @ holds).toarray()  # texts holding both words (diagonal: texts holding the word)
+    np.fill_diagonal(joint, 0)
+    total = joint.sum()
+    if total == 0:
+        return np.zeros((len(vertices), len(vertices)), np.float32)
+    marginal = joint.sum(axis=1) / total
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pmi = np.log(joint / total / np.outer(marginal, marginal))
+    return np.where(np.isfinite(pmi) & (pmi > 0), pmi, 0.0).astype(np.float32)
 
 
 def _english_stop_words() -> frozenset[str]:
@@ -109,13 +143,20 @@ def build_graph(vertices: list[str], vectors: np.ndarray, k: int = DEFAULT_NEIGH
 
 
 def build_word_graph(train_texts: Sequence[str], dataset: str, n_vertices: int = DEFAULT_VERTICES,
-                     k: int = DEFAULT_NEIGHBOURS, drop_stop_words: bool = False) -> WordGraph:
-    """SCANet's graph over the training texts' most frequent GloVe words."""
+                     k: int = DEFAULT_NEIGHBOURS, drop_stop_words: bool = False, vectors: str = "glove") -> WordGraph:
+    """SCANet's graph over the training texts' most frequent GloVe words (``vectors="glove"``), or over
+    their most frequent words of any script joined by PPMI (``"ppmi"``)."""
     started = time.perf_counter()
-    vertices = common_glove_words(train_texts, n_vertices, dataset, drop_stop_words)
-    index, matrix = glove_index(), glove_matrix()
-    vectors = np.stack([np.asarray(matrix[index[word]], dtype=np.float32) for word in vertices])
-    graph = build_graph(vertices, vectors, k)
+    if vectors == "ppmi":
+        vertices = common_words(train_texts, n_vertices, drop_stop_words)
+        if not vertices:
+            raise XmodalError(f"dataset {dataset!r}: the training texts have no words to build a word graph from")
+        rows = ppmi_vectors(train_texts, vertices)
+    else:
+        vertices = common_glove_words(train_texts, n_vertices, dataset, drop_stop_words)
+        index, matrix = glove_index(), glove_matrix()
+        rows = np.stack([np.asarray(matrix[index[word]], dtype=np.float32) for word in vertices])
+    graph = build_graph(vertices, rows, k)
     graph.seconds = time.perf_counter() - started
     return graph
 

@@ -62,6 +62,7 @@ class ExtractOptions:
     graph_vertices: int = 2000  # word-graph vertices (the paper's vary by dataset: 598 to 10,055)
     graph_neighbours: int = 8  # k of the word graph's nearest neighbours (the paper's k)
     graph_stop_words: bool = False  # leave English stop words off the word graph's vertices
+    graph_vectors: str = "glove"  # the word graph's neighbours: "glove" vectors or "ppmi" over the training texts
     tfidf_max_features: int = 4096  # tf-idf columns, half word n-grams, half character n-grams
     unknown_words: str = "zero"  # `words` rows without a GloVe vector: "zero" or "random" (model input only)
 
@@ -236,7 +237,8 @@ register_extractor(Extractor(
 
 
 def _graph_settings(options: ExtractOptions) -> dict[str, Any]:
-    settings = {"tokenizer": "lower-word-v2", "vectors": "glove-6B-50d", "vocabulary": "train",
+    vectors = "glove-6B-50d" if options.graph_vectors == "glove" else "ppmi-text-cooccurrence"
+    settings = {"tokenizer": "lower-word-v2", "vectors": vectors, "vocabulary": "train",
                 "vertices": options.graph_vertices, "neighbours": options.graph_neighbours, "edges": "knn-cosine-sym"}
     if options.graph_stop_words:  # only when set, so the caches of graphs built before the option stay valid
         settings["stop_words"] = "sklearn-english"
@@ -245,7 +247,7 @@ def _graph_settings(options: ExtractOptions) -> dict[str, Any]:
 
 def _fill_graph(dataset: Dataset, writer: FeatureWriter, options: ExtractOptions) -> dict[str, Any]:
     graph = build_word_graph(train_texts(dataset), dataset.name, options.graph_vertices, options.graph_neighbours,
-                             drop_stop_words=options.graph_stop_words)
+                             drop_stop_words=options.graph_stop_words, vectors=options.graph_vectors)
     texts = raw_texts(dataset)
     counts = vertex_counts(texts, graph.vertices)
     save_vertices(writer.staging / "vertices.json", graph.vertices)
@@ -265,7 +267,7 @@ def _fill_graph(dataset: Dataset, writer: FeatureWriter, options: ExtractOptions
 
 
 register_extractor(Extractor(
-    "graph", "text", "SCANet's word graph (GloVe k-nearest neighbours) and each text's counts on it",
+    "graph", "text", "SCANet's word graph (GloVe or PPMI k-nearest neighbours) and each text's counts on it",
     settings=_graph_settings, collection=_fill_graph))
 
 
