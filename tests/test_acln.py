@@ -149,7 +149,7 @@ def test_without_labels_the_triplet_trains_the_attended_global_features():
         optimizer.zero_grad()
         terms["total"].backward()
         optimizer.step()
-        losses.append(float(terms["total"]))
+        losses.append(float(terms["total"].detach()))
     assert losses[-1] < 0.5 * losses[0]
     plain.eval()
     images, texts = _encode(plain, batch)

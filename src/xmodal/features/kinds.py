@@ -289,7 +289,7 @@ def word_rows(vectors: np.ndarray, found: np.ndarray, unknown: str) -> Tensor:
     or with ``unknown="random"`` a fixed Gaussian draw at the scale of the known rows (so each word
     of a script GloVe does not cover starts distinct). Row 0 (padding) stays zero."""
     rows = torch.from_numpy(np.array(vectors, dtype=np.float32))
-    missing = ~torch.from_numpy(np.asarray(found, dtype=bool))
+    missing = ~torch.from_numpy(np.array(found, dtype=bool))  # a copy: the memmap is read-only
     missing[0] = False
     if unknown == "random" and bool(missing.any()):
         known = rows[~missing][1:]

@@ -135,8 +135,9 @@ class ExactIndex(VectorIndex):
 
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         self.keys = np.concatenate([self.keys, np.asarray(keys, dtype=np.int64)])
-        rows = torch.from_numpy(np.asarray(vectors, np.float32)).to(self.device, self.dtype)
-        self.vectors = torch.cat([self.vectors, rows])
+        rows = torch.from_numpy(np.asarray(vectors, np.float32)).to(self.device, self.dtype, copy=True)  # its own
+        # the first rows become the matrix as they are: a copy of a 5 GB matrix would double the peak
+        self.vectors = rows if len(self.vectors) == 0 else torch.cat([self.vectors, rows])
 
     def remove(self, keys: np.ndarray) -> None:
         kept = ~np.isin(self.keys, np.asarray(keys, dtype=np.int64))
