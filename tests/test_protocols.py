@@ -85,3 +85,23 @@ def test_cli_eval_names_the_protocol(trained, capsys):  # noqa: F811
     assert "protocol flickr30k-1k" in out and "warning: flickr30k-1k is defined on 1,000 test images" in out
     assert main(["eval", str(trained["dual"]), "--protocol", "coco-1k"]) == 2
     assert "need a split of a multiple of 1,000 images; this one has 8" in capsys.readouterr().err
+
+
+def test_a_split_too_large_for_memory_is_refused_before_the_work(monkeypatch):
+    import numpy as np
+
+    from xmodal.eval import protocol
+
+    monkeypatch.setattr(protocol, "available_bytes", lambda device: 10 * 2**20)  # 10 MiB free
+    reads = []
+
+    def reader(rows: np.ndarray) -> Rep:
+        reads.append(len(rows))
+        return {"embedding": torch.zeros(len(rows), 2048)}  # 8 KiB a row: 5,000 rows want about 78 MiB
+
+    with pytest.raises(XmodalError, match=r"encoding the 5,000 images of this split keeps 0\.01 MiB per item: about "
+                                          r"0\.1 GiB .* has 0\.0 GiB free"):
+        protocol._encode(lambda rep: rep, reader, 5000, torch.device("cpu"), 512, "images")
+    assert reads == [512]  # one block read, not the split
+    monkeypatch.setattr(protocol, "available_bytes", lambda device: None)  # unknown: no refusal
+    assert protocol._encode(lambda rep: rep, reader, 600, torch.device("cpu"), 512, "images")["embedding"].shape[0] == 600

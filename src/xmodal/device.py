@@ -16,3 +16,18 @@ def resolve_device(name: str = "auto") -> torch.device:
                           "instead (train.device in the config or --set train.device=auto; --device for "
                           "extract and eval)")
     return device
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Memory free for new tensors on ``device``: the GPU's free memory, or the host's ``MemAvailable``
+    (Linux); None where it cannot be read."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None

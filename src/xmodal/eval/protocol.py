@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from xmodal.config import EvalConfig
+from xmodal.device import available_bytes
 from xmodal.errors import XmodalError
 from xmodal.eval.attention import attention_report
 from xmodal.eval.metrics import direction_metrics, evaluate_retrieval
@@ -67,17 +68,34 @@ class GroundTruth:
 def encode_split(model: RetrievalModel, split: EvalSplit, device: torch.device,
                  batch_size: int = 512) -> tuple[Rep, Rep]:
     """Image and text representations of every item/text of a split, on ``device``."""
-    images = _encode(model.encode_images, split.images, split.n_items, device, batch_size)
-    texts = _encode(model.encode_texts, split.texts, split.n_texts, device, batch_size)
+    images = _encode(model.encode_images, split.images, split.n_items, device, batch_size, "images")
+    texts = _encode(model.encode_texts, split.texts, split.n_texts, device, batch_size, "texts")
     return images, texts
 
 
 def _encode(encoder: Callable[[Rep], Rep], reader: Callable[[np.ndarray], Rep], n: int, device: torch.device,
-            batch_size: int) -> Rep:
+            batch_size: int, side: str) -> Rep:
     parts: list[Rep] = []
     for start in range(0, n, batch_size):
         parts.append(encoder(rep_to(reader(np.arange(start, min(start + batch_size, n))), device)))
+        if start == 0:
+            check_fits(parts[0], n, device, side)
     return concat_rows(parts)
+
+
+def check_fits(first: Rep, n: int, device: torch.device, side: str) -> None:
+    """Refuse, before the work, to encode a split whose representations cannot fit in memory: the
+    first block's bytes per row times the split's rows, twice (the blocks and their concatenation)."""
+    rows = rep_len(first)
+    if not rows:
+        return
+    per_row = sum(value.element_size() * value.numel() for value in first.values()) / rows
+    needed, free = 2 * per_row * n, available_bytes(device)
+    if free is not None and needed > free:
+        raise XmodalError(f"encoding the {n:,} {side} of this split keeps {per_row / 2**20:.2f} MiB per item: about "
+                          f"{needed / 2**30:.1f} GiB with the concatenation, and {device} has {free / 2**30:.1f} GiB "
+                          "free; evaluate a smaller split (the coco-1k protocol still encodes the whole split), a "
+                          "model with smaller representations, or a machine with more memory")
 
 
 
