@@ -104,4 +104,5 @@ def test_a_split_too_large_for_memory_is_refused_before_the_work(monkeypatch):
         protocol._encode(lambda rep: rep, reader, 5000, torch.device("cpu"), 512, "images")
     assert reads == [512]  # one block read, not the split
     monkeypatch.setattr(protocol, "available_bytes", lambda device: None)  # unknown: no refusal
-    assert protocol._encode(lambda rep: rep, reader, 600, torch.device("cpu"), 512, "images")["embedding"].shape[0] == 600
+    encoded = protocol._encode(lambda rep: rep, reader, 600, torch.device("cpu"), 512, "images")
+    assert encoded["embedding"].shape[0] == 600
