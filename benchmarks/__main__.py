@@ -6,7 +6,8 @@ import importlib
 import sys
 
 COMMANDS = {"quality": "benchmarks.quality", "speed": "benchmarks.speed", "search": "benchmarks.search",
-            "cache": "benchmarks.cache_reuse", "startup": "benchmarks.startup", "zero-shot": "benchmarks.zero_shot"}
+            "cache": "benchmarks.cache_reuse", "startup": "benchmarks.startup", "zero-shot": "benchmarks.zero_shot",
+            "synthetic": "benchmarks.synthetic"}
 
 
 def main(argv: list[str]) -> None:
