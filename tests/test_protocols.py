@@ -4,34 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import Tensor
 
+from doubles import Cosine
 from test_feature_store import home  # noqa: F401  (the fixture: a private home, fake encoders)
 from test_search_index import trained  # noqa: F401  (the fixture: trained dual and JGCAR runs)
 from xmodal.cli import main
 from xmodal.errors import XmodalError
 from xmodal.eval.protocol import GroundTruth, evaluate_encoded, evaluate_folds, evaluate_protocol, folds
-from xmodal.models.base import EmbeddingModel, Rep
-
-
-class Cosine(EmbeddingModel):
-    """The given vectors, ranked by cosine: a scoring test double."""
-
-    name = "cosine"
-    description = "test double"
-    image_inputs = text_inputs = ("global",)
-
-    def __init__(self):
-        torch.nn.Module.__init__(self)
-
-    def encode_images(self, images: Rep) -> Rep:
-        return images
-
-    def encode_texts(self, texts: Rep) -> Rep:
-        return texts
-
-    def loss(self, batch) -> dict[str, Tensor]:
-        raise NotImplementedError("never trained")
+from xmodal.models.base import Rep
 
 
 def case(confused_in_fold_b: bool) -> tuple[Rep, Rep, GroundTruth]:

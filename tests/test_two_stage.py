@@ -7,11 +7,12 @@ import pytest
 import torch
 from torch import Tensor
 
+from doubles import PassThrough
 from test_jgcar import make_model
 from xmodal.eval.metrics import direction_metrics, evaluate_retrieval
 from xmodal.eval.protocol import score_matrix
 from xmodal.eval.two_stage import TwoStageResult, rerank, score_pairs, two_stage_scores, two_stage_search
-from xmodal.models.base import Rep, RetrievalModel, take
+from xmodal.models.base import Rep, take
 
 
 def encoded_jgcar():
@@ -34,22 +35,10 @@ def test_k_equal_to_all_candidates_reproduces_exhaustive_ranking(direction):
     torch.testing.assert_close(matrix, exhaustive, atol=1e-5, rtol=1e-5)
 
 
-class ReversedModel(RetrievalModel):
+class ReversedModel(PassThrough):
     """Global vectors rank one way; ``similarity`` (minus the cosine) ranks the opposite way."""
 
     name = "reversed"
-    description = "test double"
-    image_inputs = ("global",)
-    text_inputs = ("global",)
-
-    def __init__(self):
-        torch.nn.Module.__init__(self)
-
-    def encode_images(self, images: Rep) -> Rep:
-        return images
-
-    def encode_texts(self, texts: Rep) -> Rep:
-        return texts
 
     def embed(self, rep: Rep) -> Tensor:
         return rep["v"]
@@ -57,9 +46,6 @@ class ReversedModel(RetrievalModel):
     def similarity(self, images: Rep, texts: Rep) -> Tensor:
         unit = torch.nn.functional.normalize
         return -(unit(images["v"], dim=-1) @ unit(texts["v"], dim=-1).T)
-
-    def loss(self, batch) -> dict[str, Tensor]:
-        raise NotImplementedError("a scoring test double: never trained")
 
 
 def test_shortlist_is_stage_one_and_order_is_stage_two():
