@@ -86,3 +86,8 @@ def test_a_split_too_large_for_memory_is_refused_before_the_work(monkeypatch):
     monkeypatch.setattr(protocol, "available_bytes", lambda device: None)  # unknown: no refusal
     encoded = protocol._encode(lambda rep: rep, reader, 600, torch.device("cpu"), 512, "images")
     assert encoded["embedding"].shape[0] == 600
+
+
+def test_an_unknown_protocol_is_refused_before_any_data_is_read(trained, capsys):  # noqa: F811
+    assert main(["eval", str(trained["dual"]), "--protocol", "coco1k"]) == 2
+    assert "--protocol coco1k: choose one of plain, coco-1k, coco-5k, flickr30k-1k" in capsys.readouterr().err
