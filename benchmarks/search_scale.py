@@ -164,6 +164,8 @@ def report(scale: dict) -> list[str]:
                      f"{row['bytes_per_vector']:.0f} | {single['p50_ms']:.2f} | {single['p95_ms']:.2f} | "
                      f"{single['ratio_to_bare']:.3f} | {batch['p50_ms']:.2f} | {batch['ratio_to_bare']:.3f} | "
                      f"{row['recall_at_10']:.3f} | {tuned} |")
+    if scale.get("note"):
+        lines += ["", scale["note"]]
     return lines
 
 
