@@ -7,7 +7,7 @@ import sys
 
 COMMANDS = {"quality": "benchmarks.quality", "speed": "benchmarks.speed", "search": "benchmarks.search",
             "cache": "benchmarks.cache_reuse", "startup": "benchmarks.startup", "zero-shot": "benchmarks.zero_shot",
-            "synthetic": "benchmarks.synthetic"}
+            "synthetic": "benchmarks.synthetic", "first-stage": "benchmarks.first_stage"}
 
 
 def main(argv: list[str]) -> None:

@@ -1,7 +1,7 @@
 """Speed of scoring, two-stage search, training and feature extraction, as ratios measured in one run.
 
     OMP_NUM_THREADS=2 .venv/bin/python -m benchmarks speed \\
-        [--parts matmul similarity training two-stage extraction] [--device cpu|cuda] \\
+        [--parts matmul similarity training two-stage extraction field] [--device cpu|cuda] \\
         [--two-stage-run RUN_DIR] [--out benchmarks/results/speed]
 
 Writes ``OUT/<machine>.md`` (one file per machine: this CPU, a GPU when one is lent) and
@@ -28,6 +28,8 @@ Parts:
   photos x 5,000 captions), with the R@10 it keeps.
 - ``extraction``: :mod:`benchmarks.speed_extraction` (images/s of the feature pipeline against the
   bare encoder forward pass).
+- ``field``: :mod:`benchmarks.speed_field` (every model at Flickr30K's and COCO's sizes: step and
+  epoch time, evaluation time at 1K x 5K and 5K x 25K, peak memory; not in the default parts).
 """
 
 from __future__ import annotations
@@ -145,15 +147,16 @@ def input_kinds(config: RunConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return chosen[0], chosen[1]
 
 
-def build_case(name: str, device: torch.device) -> Case:
-    """The model of ``name``'s config for the largest benchmark dataset it has one for (fresh weights: speed
-    does not depend on them) and input makers."""
-    config = load_config(speed_config(name))
+def build_case(name: str, device: torch.device, config_name: str | None = None,
+               dims: Callable[[str, str, RunConfig], ExampleDims] = real_dims) -> Case:
+    """The model of ``config_name`` (default: ``name``'s config for the largest benchmark dataset it has one
+    for) with fresh weights (speed does not depend on them), and input makers of the shapes ``dims`` gives."""
+    config = load_config(config_name or speed_config(name))
     kinds = input_kinds(config)
     generator = torch.Generator().manual_seed(0)
     specs, makers = {}, {}
     for side, names in zip(("image", "text"), kinds):
-        entries = [(get_kind(side, kind), real_dims(side, kind, config)) for kind in names]
+        entries = [(get_kind(side, kind), dims(side, kind, config)) for kind in names]
         specs[side] = {kind.name: kind.example_spec(dims, generator) for kind, dims in entries}
         makers[side] = synthetic_maker(entries)
     spec = make_spec(specs["image"], specs["text"], n_classes=10)
@@ -358,7 +361,7 @@ def write_speed_index(out: Path, index: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", nargs="+", default=["matmul", "similarity", "training", "two-stage", "extraction"],
-                        choices=["matmul", "similarity", "training", "two-stage", "extraction"])
+                        choices=["matmul", "similarity", "training", "two-stage", "extraction", "field"])
     parser.add_argument("--models", nargs="+", default=list(model_classes()), choices=list(model_classes()))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--two-stage-run", type=Path, help="a trained pairwise run (e.g. jgcar on flickr8k)")
@@ -381,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
         results = previous
     else:  # parts not measured now keep their last record here, with its own date and yardstick
         results = {key: previous[key] for key in PART_TITLES if key in previous} | _measure(args, device, machine)
-        for key in ("similarity", "training"):  # and rows of models not measured now keep theirs
+        for key in ("similarity", "training", "field"):  # and rows of models not measured now keep theirs
             if key in results and key in previous and results[key] is not previous[key]:
                 results[key] = _with_earlier_rows(results[key], previous[key])
     sections = [f"## {machine}", "", f"torch {torch.__version__}, device `{device}`. fp32 matrix product "
@@ -427,6 +430,11 @@ def _measure(args: argparse.Namespace, device: torch.device, machine: str) -> di
         results["training"] = measured | {"rows": [{"date": measured["date"]} | row for row in rows]}
     if "two-stage" in args.parts and args.two_stage_run:
         results["two_stage"] = measured | {"rows": two_stage_rows(args.two_stage_run, device)}
+    if "field" in args.parts:
+        from benchmarks.speed_field import field_rows
+
+        results["field"] = measured | {"rows": [{"date": measured["date"]} | row
+                                                for row in field_rows(args.models, device)]}
     if "extraction" in args.parts:
         from benchmarks.speed_extraction import extraction_rows
 
@@ -437,7 +445,8 @@ def _measure(args: argparse.Namespace, device: torch.device, machine: str) -> di
 PART_TITLES = {"similarity": "Scoring: batched `similarity` against a one-pair loop and the machine's matrix product",
                "training": "Training throughput (synthetic batch of the config's size; one optimiser step each)",
                "two_stage": "Two-stage search against exhaustive scoring",
-               "extraction": "Feature extraction against the bare encoder forward pass"}
+               "extraction": "Feature extraction against the bare encoder forward pass",
+               "field": "The field's sizes: Flickr30K and COCO training and evaluation, per model"}
 
 
 # The issue's targets (speed benchmark issue): pairwise scoring at half the machine's matrix-product
@@ -480,11 +489,13 @@ def goals_section(results: dict) -> list[str]:
 
 def _part_sections(results: dict) -> list[str]:
     from benchmarks.speed_extraction import extraction_table
+    from benchmarks.speed_field import field_table
 
     tables = {"similarity": lambda part: similarity_table(part["rows"], part["matmul_fp32"]),
               "training": lambda part: training_table(part["rows"]),
               "two_stage": lambda part: two_stage_table(part["rows"]),
-              "extraction": lambda part: extraction_table(part["rows"])}
+              "extraction": lambda part: extraction_table(part["rows"]),
+              "field": lambda part: field_table(part["rows"])}
     sections = []
     for key, title in PART_TITLES.items():
         if key in results:

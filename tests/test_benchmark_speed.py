@@ -45,3 +45,31 @@ def test_a_run_for_some_models_keeps_the_other_models_rows_with_their_dates():
     assert merged["date"] == "2026-12-06"
     assert [(row["model"], row["pairs_per_s"], row["date"]) for row in merged["rows"]] == [
         ("acln", 1.0, "2026-11-30"), ("bssan", 5.0, "2026-12-06"), ("jgcar", 3.0, "2026-11-30")]
+
+
+def test_the_field_table_extrapolates_epochs_and_evaluations_from_what_was_measured():
+    from benchmarks.speed_field import field_table
+
+    pairwise = {"model": "scan", "config": "scan/flickr8k-paper", "inputs": "regions / words", "trainable": True,
+                "batch": 128, "step_s": 2.0, "pairs_per_s": 10_000.0, "score": "pairwise", "image_bytes": 2**20,
+                "text_bytes": 2**19, "train_peak_bytes": 2**30, "eval_peak_bytes": 2**29}
+    closed = pairwise | {"model": "cca", "trainable": False, "score": "cosine"}
+    scan_row, cca_row = field_table([pairwise, closed])[-2:]
+    cells = [cell.strip() for cell in scan_row.split("|")[1:-1]]
+    # 145,000 captions / 128 = 1,133 steps x 2 s; 566,435 / 128 = 4,426 x 2 s.
+    assert cells[3:7] == ["128", "2.00 s", "37.8 min", "2.5 h"]
+    # 1K x 5K: 5M pairs / 10,000 per s; two-stage K = 100: 100 x 6,000 pairs; 5K x 25K: 100 x 30,000, and 125M.
+    assert cells[7:11] == ["8.3 min", "60.0 s", "5.0 min", "3.5 h"]
+    assert cells[11:] == ["17.09 GiB", "1.00 GiB", "0.50 GiB"]  # 5,000 x 1 MiB + 25,000 x 0.5 MiB = 17,500 MiB
+    cca_cells = [cell.strip() for cell in cca_row.split("|")[1:-1]]
+    assert cca_cells[3:7] == ["-", "closed form", "-", "-"] and cca_cells[8:10] == ["-", "-"]
+
+
+def test_field_shapes_are_the_papers_regions():
+    from benchmarks.speed_field import field_dims
+    from xmodal.config import load_config
+
+    config = load_config("scan/flickr8k-paper")
+    image = field_dims("image", "regions", config)
+    assert (image.image_dim, image.regions, image.grid_side) == (2048, 36, None)
+    assert field_dims("text", "words", config).vocab == 11000

@@ -504,8 +504,12 @@ def test_read_scan_precomputed(tmp_path: Path) -> None:
     assert dataset.items[1].texts == tuple(f"train cap {n}" for n in range(5, 10))
     assert dataset.items[2].texts[0] == "dev cap 0"
     assert [item.image for item in dataset] == [FeatureRow("image", i) for i in range(4)]
-    assert dataset.arrays["image"].shape == (4, 3, 4) and dataset.arrays["image"].dtype == np.float32
+    # The rows stay in their files, in the files' dtype (float16 for SCAN's; float64 here); readers make
+    # float32 copies per batch.
+    assert dataset.arrays["image"].shape == (4, 3, 4) and dataset.arrays["image"].dtype == np.float64
     np.testing.assert_array_equal(dataset.arrays["image"][:2], train)
+    np.testing.assert_array_equal(dataset.arrays["image"][np.array([3, 0, 2])], [np.zeros((3, 4)), train[0],
+                                                                                 np.ones((3, 4))])
     assert dataset.image_kind == "features" and dataset.text_kind == "raw"
 
 

@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--shortlist", type=int, default=None, metavar="K",
                           help="two-stage ranking: rerank the top K candidates of the global first stage "
                                "(0: score every pair; default: the run's eval.shortlist)")
+    evaluate.add_argument("--first-stage", type=Path, default=None, metavar="RUN",
+                          help="with --shortlist K: shortlist by the global vectors of this run of an embedding "
+                               "model (cca, dual, conse, ...) trained on the same data, not the model's own")
     evaluate.add_argument("--protocol", default=None, metavar="NAME",
                           help="the field's test protocols (plain, coco-1k, coco-5k, flickr30k-1k): coco-1k ranks "
                                "5 folds of 1,000 images against their own captions and averages (SCAN's fold5); "
@@ -320,9 +323,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.shortlist is not None and args.shortlist < 0:
         raise XmodalError(f"--shortlist {args.shortlist}: give K >= 0 (0 scores every pair)")
     trained = load_run(args.run, args.checkpoint, args.device, allow_changed=args.allow_changed)
-    metrics = trained.evaluate(args.split, shortlist=args.shortlist, protocol=args.protocol)
+    first_stage = None if args.first_stage is None else load_run(args.first_stage, "best", args.device)
+    metrics = trained.evaluate(args.split, shortlist=args.shortlist, protocol=args.protocol, first_stage=first_stage)
     protocol = f"-{args.protocol}" if args.protocol else ""
-    trained.record_metrics(f"{args.split}-{args.checkpoint}{protocol}", metrics)
+    shortlisted = f"-first-{first_stage.config.model.name}" if first_stage is not None else ""
+    trained.record_metrics(f"{args.split}-{args.checkpoint}{protocol}{shortlisted}", metrics)
     if args.json:
         print(json.dumps(metrics))
     else:

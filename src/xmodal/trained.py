@@ -37,7 +37,7 @@ from xmodal.config import RunConfig, dump_config, validate_config
 from xmodal.data.records import Dataset
 from xmodal.device import resolve_device
 from xmodal.errors import XmodalError
-from xmodal.eval.protocol import check_protocol, eval_settings, evaluate_split, score_matrix
+from xmodal.eval.protocol import check_protocol, encode_split, eval_settings, evaluate_split, score_matrix
 from xmodal.factory import build_data, data_path, early_stopping_metric
 from xmodal.features.inputs import SplitData
 from xmodal.features.pipeline import FOLDER as PIPELINE_FOLDER
@@ -124,25 +124,51 @@ class TrainedRun:
     def split(self, name: str) -> SplitData:
         return self.run.data.split(name)
 
-    def evaluate(self, split: str = "test", *, shortlist: int | None = None, protocol: str | None = None) -> dict:
+    def evaluate(self, split: str = "test", *, shortlist: int | None = None, protocol: str | None = None,
+                 first_stage: "TrainedRun | None" = None) -> dict:
         """Every protocol the split supports, exactly as ``xmodal eval --json`` prints it:
         ``{"i2t": {...}, "t2i": {...}, "rsum", "ranking": {"method": "exhaustive" | "two-stage", "k"}}``,
         with ``attention`` and ``pointing`` for a model that explains its scores.
 
         ``shortlist`` K overrides the run's ``eval.shortlist`` (0: score every pair); ``protocol``
         names one of the field's (``coco-1k``: five folds of 1,000 images, averaged; ``coco-5k``,
-        ``flickr30k-1k``; see :data:`xmodal.eval.protocol.PROTOCOLS`).
+        ``flickr30k-1k``; see :data:`xmodal.eval.protocol.PROTOCOLS`). ``first_stage``, a run of an
+        embedding model on the same data, shortlists for this one in place of its own global vector.
         """
         if shortlist is not None and shortlist < 0:
             raise XmodalError(f"shortlist {shortlist}: give K >= 0 (0 scores every pair)")
         if protocol is not None:
             check_protocol(protocol)  # before any data is read
         settings = eval_settings(self.config.eval) | ({} if shortlist is None else {"shortlist": shortlist})
-        metrics = evaluate_split(self.model, self.split(split), self.device, attention=True, protocol=protocol,
-                                 **settings)
         k = settings["shortlist"]
+        if first_stage is not None and not k:
+            raise XmodalError(f"a first stage from {first_stage.folder} shortlists for two-stage ranking: give "
+                              "--shortlist K > 0")
+        vectors = None if first_stage is None else first_stage.global_vectors(split, self.run.data.split_ids()[split])
+        metrics = evaluate_split(self.model, self.split(split), self.device, attention=True, protocol=protocol,
+                                 first_stage=vectors, **settings)
         ranking = {"method": "two-stage", "k": k} if k else {"method": "exhaustive"}
+        if first_stage is not None:
+            ranking["first_stage"] = f"{first_stage.config.model.name} ({first_stage.folder})"
         return metrics | {"ranking": ranking} | ({"warning": self.data_warning} if self.data_warning else {})
+
+    @torch.no_grad()
+    def global_vectors(self, split: str, ids: list[str]) -> tuple[Tensor, Tensor]:
+        """This model's global vectors (images, texts) of ``split``, whose items must be ``ids`` in order:
+        the first stage this run gives another run's two-stage ranking."""
+        own = self.run.data.split_ids()[split]
+        if own != ids:
+            shared = len(set(own) & set(ids))
+            raise XmodalError(f"the first-stage run {self.folder} has other {split} items than the run it shortlists "
+                              f"for ({len(own)} against {len(ids)}, {shared} shared): train both on the same dataset "
+                              "and split")
+        self.model.eval()
+        images, texts = encode_split(self.model, self.split(split), self.device)
+        image_vectors, text_vectors = self.model.embed(images), self.model.embed(texts)
+        if image_vectors is None or text_vectors is None:
+            raise XmodalError(f"the first-stage run {self.folder} ({self.config.model.name}) has no global vector "
+                              "to shortlist by: choose a run of an embedding model (cca, dual, conse, ...)")
+        return image_vectors, text_vectors
 
     def record_metrics(self, name: str, metrics: dict) -> None:
         """Keep an evaluation's metrics in ``RUN/metrics/NAME.json`` (an export carries them); a run folder

@@ -15,6 +15,7 @@ from typing import Iterable, Iterator, Literal
 
 import numpy as np
 
+from xmodal.data.stacked import StackedRows
 from xmodal.file_hashes import file_keys
 
 Split = Literal["train", "val", "test"]
@@ -62,7 +63,7 @@ class Dataset:
     items: list[Item]
     label_names: list[str] = field(default_factory=list)
     extra_label_names: dict[str, list[str]] = field(default_factory=dict)
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray | StackedRows] = field(default_factory=dict)
     source: str = ""
     skipped: list[str] = field(default_factory=list)  # records skipped under --skip-bad: where, and what was wrong
     notes: list[str] = field(default_factory=list)  # what a reader says about how it built the items (data info)
@@ -110,7 +111,8 @@ class Dataset:
         file times, :func:`xmodal.file_hashes.file_keys`), read
         on each call so that replacing an image under a live ``Dataset`` changes it, while a copy
         of the same files (new file times, another folder) does not; the feature arrays, loaded
-        once and never modified, are hashed once per ``Dataset`` object. The feature cache does
+        once and never modified, are hashed once per ``Dataset`` object (rows kept on disk,
+        :class:`~xmodal.data.stacked.StackedRows`, by their files' content keys). The feature cache does
         not call this: it keys features item by item (:mod:`xmodal.features.store`).
         """
         image_keys = iter(file_keys([item.image for item in self.items if isinstance(item.image, Path)]))
@@ -125,8 +127,9 @@ class Dataset:
         if memo is None or memo[0] != identity:
             arrays = hashlib.sha256()
             for key in sorted(self.arrays):
-                array = np.ascontiguousarray(self.arrays[key])
-                arrays.update(key.encode() + repr(array.shape).encode() + array.tobytes())
+                array = self.arrays[key]
+                content = array.digest() if isinstance(array, StackedRows) else np.ascontiguousarray(array).tobytes()
+                arrays.update(key.encode() + repr(array.shape).encode() + content)
             memo = self.__dict__["_arrays_fingerprint"] = (identity, arrays.digest())
         digest.update(memo[1])
         return digest.hexdigest()[:16]

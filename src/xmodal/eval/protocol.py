@@ -20,7 +20,7 @@ from xmodal.device import available_bytes
 from xmodal.errors import XmodalError
 from xmodal.eval.attention import attention_report
 from xmodal.eval.metrics import direction_metrics, evaluate_retrieval
-from xmodal.eval.two_stage import two_stage_scores
+from xmodal.eval.two_stage import has_first_stage, two_stage_scores, with_first_stage
 from xmodal.models.base import Rep, RetrievalModel, concat_rows, rep_len, rep_to, take
 from xmodal.nn.pairs import rows_per_chunk
 
@@ -127,23 +127,28 @@ def eval_settings(config: EvalConfig) -> dict:
 
 @torch.no_grad()
 def evaluate_split(model: RetrievalModel, split: EvalSplit, device: torch.device, *, attention: bool = False,
-                   protocol: str | None = None, **settings) -> dict:
+                   protocol: str | None = None, first_stage: tuple[Tensor, Tensor] | None = None,
+                   **settings) -> dict:
     """Encode a split's images and texts once, then :func:`evaluate_encoded` them (same keyword settings).
 
     ``attention`` adds the attention statistics and, where texts have boxes, the pointing game
     (:mod:`xmodal.eval.attention`): what ``xmodal eval`` reports, not every validation epoch.
     ``protocol`` names one of :data:`PROTOCOLS` (COCO's five folds of 1,000 images, ...); the
-    result then says which (``"protocol"``).
+    result then says which (``"protocol"``). ``first_stage`` (image vectors, text vectors of the
+    split's items, in its order) ranks stage 1 of a two-stage ``shortlist`` by another model's
+    global vectors (:func:`xmodal.eval.two_stage.with_first_stage`).
     """
     was_training = model.training
     model.eval()
     try:
         images, texts = encode_split(model, split, device)
+        ranked = (images, texts) if first_stage is None else (with_first_stage(images, first_stage[0]),
+                                                                with_first_stage(texts, first_stage[1]))
         truth = GroundTruth.of(split)
         if protocol is None:
-            metrics = evaluate_encoded(model, images, texts, truth, **settings)
+            metrics = evaluate_encoded(model, *ranked, truth, **settings)
         else:
-            metrics = evaluate_protocol(model, images, texts, truth, protocol, **settings)
+            metrics = evaluate_protocol(model, *ranked, truth, protocol, **settings)
         if attention:
             metrics |= attention_report(model, images, texts, truth.text_items(), truth.text_boxes)
         return metrics
@@ -166,7 +171,7 @@ def evaluate_encoded(model: RetrievalModel, images: Rep, texts: Rep, truth: Grou
     kwargs = {"image_labels": truth.image_labels, "text_labels": truth.text_labels, "gt": truth.matches,
               "map_ks": tuple(map_at)}
     if shortlist:
-        if model.embed(take(images, slice(0, 1))) is None:
+        if not has_first_stage(model, images):
             raise XmodalError(f"eval.shortlist={shortlist}: model {model.name!r} has no global vector for a first "
                               "stage; use eval.shortlist=0 (score every pair)")
         return direction_metrics(*map(finite, two_stage_scores(model, images, texts, shortlist)), **kwargs)

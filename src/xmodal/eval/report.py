@@ -44,5 +44,9 @@ def attention_lines(metrics: dict[str, Any]) -> list[str]:
 
 
 def format_ranking(ranking: dict[str, Any]) -> str:
-    """How a run's scores were ranked, as every retrieval figure should say: "exhaustive" or "two-stage K=20"."""
-    return f"two-stage K={ranking['k']}" if ranking.get("method") == "two-stage" else "exhaustive"
+    """How a run's scores were ranked, as every retrieval figure should say: "exhaustive", "two-stage K=20",
+    or "two-stage K=20, first stage conse (RUN)" where another run shortlisted."""
+    if ranking.get("method") != "two-stage":
+        return "exhaustive"
+    first = f", first stage {ranking['first_stage']}" if "first_stage" in ranking else ""
+    return f"two-stage K={ranking['k']}{first}"

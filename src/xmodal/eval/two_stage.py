@@ -11,6 +11,12 @@ of the region tensors) cost 4x more for text queries on emoji (benchmarks/result
 :meth:`TwoStageResult.score_matrix` turns a result into a full ``[n_images, n_texts]`` matrix
 for :func:`xmodal.eval.metrics.evaluate_retrieval`: shortlisted candidates keep their stage-2
 score, the rest follow below all of them in stage-1 order (so R@k for k > K is stage 1's).
+
+Stage 1 may come from another model: :func:`with_first_stage` puts that model's global vectors of
+the same items into a representation (key :data:`FIRST_STAGE`), and stage 1 ranks by them instead
+of ``model.embed``: an embedding model (``cca``, ``dual``, the zero-shot ``conse``) shortlisting
+for a pairwise one whose own global head is weak. The vectors travel with the representation, so
+whatever slices it (the folds of a protocol) slices them too.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from torch import Tensor, nn
 from xmodal.models.base import Rep, RetrievalModel, rep_len, take
 
 Direction = Literal["i2t", "t2i"]
+
+# The representation key of another model's global vectors, used by stage 1 instead of ``model.embed``.
+FIRST_STAGE = "first_stage"
 
 
 @dataclass
@@ -49,7 +58,21 @@ def cosine_scores(queries: Tensor, candidates: Tensor, block: int = 1024) -> Ten
                       for start in range(0, len(queries), block)])
 
 
+def with_first_stage(rep: Rep, vectors: Tensor) -> Rep:
+    """``rep`` with the global vectors ``[N, d]`` that stage 1 ranks its ``N`` items by."""
+    if len(vectors) != rep_len(rep):
+        raise ValueError(f"{len(vectors)} first-stage vectors for {rep_len(rep)} items")
+    return rep | {FIRST_STAGE: vectors.to(next(iter(rep.values())).device)}
+
+
+def has_first_stage(model: RetrievalModel, rep: Rep) -> bool:
+    """Whether stage 1 has vectors to rank ``rep``'s items by: given ones, or the model's own."""
+    return FIRST_STAGE in rep or model.embed(take(rep, slice(0, 1))) is not None
+
+
 def _global(model: RetrievalModel, rep: Rep) -> Tensor:
+    if FIRST_STAGE in rep:
+        return rep[FIRST_STAGE]
     vector = model.embed(rep)
     if vector is None:
         raise ValueError(f"model {model.name!r} has no global vector (embed returns None): no first stage")
@@ -87,7 +110,8 @@ def two_stage_search(model: RetrievalModel, images: Rep, texts: Rep, k: int, dir
                      ) -> TwoStageResult:
     """Shortlist the top ``k`` candidates per query by global cosine, rerank them by ``similarity``.
 
-    ``images`` and ``texts`` are encoded representations (``model.encode_images/texts``);
+    ``images`` and ``texts`` are encoded representations (``model.encode_images/texts``), with
+    another model's global vectors where stage 1 is that model's (:func:`with_first_stage`);
     ``direction`` "i2t" makes images the queries, "t2i" texts.
     """
     queries, candidates = (images, texts) if direction == "i2t" else (texts, images)
