@@ -25,6 +25,10 @@ DATASETS: dict[str, Path] = {"wikipedia-features": SHARED / "wikipedia", "wikipe
                              "emoji": SHARED / "emoji", "emoji-zh": SHARED / "emoji",
                              "flickr8k": SHARED / "flickr8k-1k", "mosaic-emoji": SHARED / "emoji",
                              "mosaic-flickr8k": SHARED / "flickr8k-1k"}
+# Emoji in other CLDR languages train with each model's emoji-zh config (inputs that need no English
+# vocabulary: TF-IDF, words learnt from scratch, the co-occurrence graph) in that language.
+LANGUAGE_DATASETS: dict[str, str] = {"emoji-ja": "ja", "emoji-ru": "ru"}
+DATASETS |= {name: SHARED / "emoji" for name in LANGUAGE_DATASETS}
 # User collections given with --dataset NAME=PATH train with each model's config for this dataset.
 TEMPLATE_DATASET = "emoji"
 
@@ -91,7 +95,10 @@ def dataset_configs(dataset: str) -> list[str]:
 def plan_for(dataset: str, models: set[str] | None = None, quick: bool = False) -> list[Arm]:
     """The arms of ``dataset``; a dataset outside :data:`DATASETS` (a user's collection, read by the
     registry reader of that name) trains the configs of :data:`TEMPLATE_DATASET`."""
-    if dataset in DATASETS:
+    if dataset in LANGUAGE_DATASETS:
+        arms = [arm for config in dataset_configs("emoji-zh")
+                for arm in config_arms(dataset, config, (f"data.lang={LANGUAGE_DATASETS[dataset]}",))]
+    elif dataset in DATASETS:
         arms = [arm for config in dataset_configs(dataset) for arm in config_arms(dataset, config)]
     else:
         arms = [arm for config in dataset_configs(TEMPLATE_DATASET)

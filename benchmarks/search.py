@@ -17,6 +17,11 @@ reruns), then benchmarks/results/search.md is written from whatever parts exist:
   with and without its refining stage / Milvus Lite: build time, size, latency one query at a time
   and in batches beside a bare product, recall@10 against exact (:mod:`benchmarks.search_scale`);
   ``scale-10m``: the same at ten million vectors for what fits one machine.
+* ``warnings``: queries the run cannot read (``狗`` on an English run, ``qwxzv blorf``) flagged in
+  the CLI, ``--json`` and the page (screenshots), and not on a Chinese TF-IDF run
+  (:mod:`benchmarks.search_warnings`).
+* ``batching``: the load test (32 concurrent clients) against one server answering text queries one at a
+  time (``--batch 1``) and in batches (``--batch 32``).
 * ``shards``: image extraction in one process against two (``xmodal extract --shard``;
   :mod:`benchmarks.search_shards`).
 """
@@ -42,13 +47,15 @@ from benchmarks.search_shards import part_shards
 from benchmarks.search_shards import report as shards_report
 from benchmarks.search_trust import part_trust
 from benchmarks.search_trust import report as trust_report
+from benchmarks.search_warnings import part_warnings
+from benchmarks.search_warnings import report as warnings_report
 from benchmarks.serving import XMODAL, Server, declared_length, get, percentile, post_file, post_json, post_raw
 
 EMOJI = SHARED / "emoji"
 WIKI_TEXTS = SHARED / "wikipedia" / "texts"
 
 
-PARTS = ("serve", "trust", "update", "update-check", "scale", "scale-10m", "shards")
+PARTS = ("serve", "trust", "warnings", "batching", "update", "update-check", "scale", "scale-10m", "shards")
 
 
 def sh(*argv: str, **kwargs) -> subprocess.CompletedProcess:
@@ -167,6 +174,50 @@ def demo_run(out: Path) -> Path:
     if not (demo / "index" / "CURRENT").is_file():
         sh("demo", "--path", str(EMOJI), "--out", str(demo))
     return demo
+
+
+def emoji_zh_index(out: Path) -> Path:
+    """An index of the emoji test images by the ``dual/emoji-zh`` run (TF-IDF of Chinese names), made once."""
+    index = out / "dual-emoji-zh-index"
+    if not (index / "CURRENT").is_file():
+        run = train_once("dual/emoji-zh", out / "dual-emoji-zh")
+        sh("index", "build", str(run), "--collection", "split:test", "--out", str(index))
+    return index
+
+
+def part_batching(out: Path, queries: int = 320, clients: int = 32) -> dict:
+    """The load test against the same server answering one text query at a time and in batches."""
+    from xmodal.api import load_run
+
+    run = train_once("dual/emoji", out / "dual-emoji")
+    index = out / "dual-emoji-index"
+    if not (index / "CURRENT").is_file():
+        sh("index", "build", str(run), "--collection", "split:test", "--out", str(index))
+    texts = [item.texts[0] for item in load_run(run).dataset.split("test")]
+    figures: dict = {"index": f"dual/emoji (MiniLM sentence vectors, one stage), {len(texts)} test images",
+                     "queries": queries, "clients": clients}
+    for batch in (1, 32):
+        server = Server(index, "--batch", str(batch))
+        try:
+            load_test(server, texts, n=clients, clients=clients)  # warm-up
+            figures[f"batch {batch}"] = load_test(server, texts, n=queries, clients=clients)
+        finally:
+            server.stop()
+    return figures
+
+
+def batching_report(figures: dict) -> list[str]:
+    one, many = figures["batch 1"], figures["batch 32"]
+    lines = ["", "## Concurrent text queries answered in batches (`xmodal serve --batch`)", "",
+             f"Index: {figures['index']}. {figures['queries']} text queries from {figures['clients']} concurrent "
+             "clients, after a warm-up round; the same server started with `--batch 1` (one query on the model at a "
+             "time) and `--batch 32` (the queries waiting for the model answered by one encoding batch and one "
+             "backend search, `xmodal.search.batching`).", "",
+             "| server | errors | queries/s | p50 ms | p95 ms |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| `--batch {size}` | {row['errors']} | {row['qps']:.1f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} |"
+              for size, row in ((1, one), (32, many))]
+    lines += ["", f"Batching answered {many['qps'] / one['qps']:.2f}x the queries per second of one at a time."]
+    return lines
 
 
 def part_serve(out: Path) -> dict:
@@ -303,6 +354,10 @@ def write_report(out: Path) -> None:
         lines += [f"| {row['case']} | {row['status']} | {row['detail']} |" for row in bad]
     if "trust" in parts:
         lines += trust_report(parts["trust"])
+    if "warnings" in parts:
+        lines += warnings_report(parts["warnings"])
+    if "batching" in parts:
+        lines += batching_report(parts["batching"])
     update = parts.get("update")
     if update and "update-check" in parts:
         update = update | parts["update-check"]
@@ -333,6 +388,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vectors", type=int, default=1_000_000, help="the scale part's collection size")
     parser.add_argument("--backends", nargs="+", choices=list(SETTINGS), help="the scale parts' rows (default all)")
     parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--device", default="cpu", help="the scale parts' exact backends: cpu or cuda")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -349,12 +405,17 @@ def main(argv: list[str] | None = None) -> None:
             figures = part_update(args.out)
         elif part == "update-check":
             figures = part_update_check(args.out)
+        elif part == "batching":
+            figures = part_batching(args.out)
+        elif part == "warnings":
+            figures = part_warnings(args.out, demo_run(args.out), emoji_zh_index(args.out))
         elif part == "shards":
             figures = part_shards(args.out)
         elif part == "scale":
-            figures = part_scale(args.out, args.vectors, names=args.backends)
+            figures = part_scale(args.out, args.vectors, names=args.backends, device=args.device)
         else:  # scale-10m: what fits one 24 GB machine at ten million
-            figures = part_scale(args.out, 10_000_000, names=args.backends or ["exact-bfloat16", "ivfpq"])
+            figures = part_scale(args.out, 10_000_000, names=args.backends or ["exact-bfloat16", "ivfpq"],
+                                 device=args.device)
         figures["part_seconds"] = time.perf_counter() - started
         saved.write_text(json.dumps(figures, indent=1))
         print(f"{part}: done in {figures['part_seconds']:.0f} s", flush=True)

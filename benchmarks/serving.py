@@ -82,10 +82,10 @@ def get(url: str) -> tuple[int, bytes]:
 
 
 class Server:
-    def __init__(self, index: Path):
+    def __init__(self, index: Path, *options: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen([*XMODAL, "serve", str(index), "--port", str(self.port), "-q"],
+        self.process = subprocess.Popen([*XMODAL, "serve", str(index), "--port", str(self.port), "-q", *options],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 180
         while time.time() < deadline:

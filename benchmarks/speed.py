@@ -22,7 +22,8 @@ Parts:
   products counted by :class:`torch.utils.flop_counter.FlopCounterMode`), a one-pair loop, and the
   time of a full 1,000 images x 5,000 texts matrix.
 - ``training``: optimiser steps of each trainable model on a synthetic batch of its config's
-  size, through the trainer's own :func:`xmodal.training.trainer.optimizer_step`.
+  size, through the trainer's own :func:`xmodal.training.trainer.optimizer_step` (and, on a GPU,
+  its bf16 autocast).
 - ``two-stage``: a trained pairwise run's first stage + rerank of K in {10, 100} candidates
   against exhaustive scoring, over every image and caption of its dataset (Flickr8k-1k: 1,000
   photos x 5,000 captions), with the R@10 it keeps.
@@ -55,7 +56,7 @@ from xmodal.features.inputs import make_spec
 from xmodal.features.kinds import ExampleDims, InputKind, get_kind
 from xmodal.models.base import Batch, EmbeddingModel, Rep, RetrievalModel, concat_rows, take
 from xmodal.models.registry import create_model, model_classes, model_params
-from xmodal.training.trainer import make_optimizers, optimizer_step
+from xmodal.training.trainer import make_optimizers, optimizer_step, training_autocast
 
 logger = logging.getLogger("speed")
 
@@ -250,7 +251,13 @@ def training_row(case: Case, device: torch.device) -> dict | None:
     batch = Batch(images, texts, items, labels).to(device)
     model.train()
     optimizers = make_optimizers(model, config)
-    step = lambda: optimizer_step(model, model.loss(batch), optimizers, config.train.grad_clip)  # noqa: E731
+    autocast = training_autocast(config, device)  # bf16 on a GPU, as the trainer
+
+    def step() -> None:
+        with autocast:
+            terms = model.loss(batch)
+        optimizer_step(model, terms, optimizers, config.train.grad_clip)
+
     seconds = timed(step, device)
     model.eval()
     return {"model": case.name, "batch": batch_size, "steps_per_s": 1 / seconds, "items_per_s": batch_size / seconds}

@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks import quality
 from benchmarks.papers import TABLES, reproduction_report
-from benchmarks.plan import DATASETS, TEMPLATE_DATASET, plan_for, speed_config
+from benchmarks.plan import DATASETS, LANGUAGE_DATASETS, TEMPLATE_DATASET, plan_for, speed_config
 from benchmarks.records import RecordStore, Summary
 from benchmarks.report import Row, dataset_table
 from xmodal.config import list_configs, load_config
@@ -23,7 +23,9 @@ ARMS = [arm for dataset in DATASETS for arm in plan_for(dataset)]
 @pytest.mark.parametrize("arm", ARMS, ids=[f"{arm.dataset}:{arm.model}" for arm in ARMS])
 def test_every_arm_loads_as_the_model_it_names(arm, tmp_path):
     config = load_config(arm.config, arm.settings(seed=1, path=tmp_path))
-    assert arm.config.split("/")[1] == arm.dataset and config.model.name == arm.model
+    # emoji-ja / emoji-ru train the emoji-zh configs in their language
+    config_dataset = "emoji-zh" if arm.dataset in LANGUAGE_DATASETS else arm.dataset
+    assert arm.config.split("/")[1] == config_dataset and config.model.name == arm.model
     assert config.data.dataset == arm.dataset or (config.data.dataset, config.data.source) == tuple(
         arm.dataset.split("-", 1)) or (config.data.dataset, config.data.lang) == tuple(
         arm.dataset.split("-", 1))  # mosaic-flickr8k: the mosaic reader over flickr8k; emoji-zh: emoji in zh
@@ -212,6 +214,27 @@ def test_the_mosaic_table_puts_each_model_beside_itself_on_the_plain_dataset():
     assert table[2].startswith("| mosaic-emoji | BSSAN (full) | `bssan` | 205.0 ± 7.1 (2) | 150.0 (1) | -55.0 |")
     assert table[2].endswith("| 0.500 (word x region) | 0.250 |")
     assert mosaic_table({"emoji": tables["emoji"]}) == []
+
+
+def test_the_language_table_puts_each_language_beside_english_with_the_share_of_map_kept():
+    from benchmarks.report import language_table
+
+    def mapped(rsum: float, i2t: float, t2i: float) -> dict:
+        run = _run(rsum)
+        return run | {"i2t": run["i2t"] | {"map": i2t}, "t2i": run["t2i"] | {"map": t2i}}
+
+    tables = {"emoji": _rows("emoji", {"dual": [mapped(250.0, 0.30, 0.34), mapped(254.0, 0.30, 0.30)]}),
+              "emoji-zh": _rows("emoji-zh", {"dual": [mapped(210.0, 0.24, 0.24)], "cca": [mapped(260.0, 0.3, 0.3)]}),
+              "emoji-ja": _rows("emoji-ja", {}), "emoji-ru": _rows("emoji-ru", {"dual": [mapped(200.0, 0.2, 0.2)]})}
+    header, rule, *rows = language_table(tables)
+    assert "zh MAP@all" in header and "ru / en MAP" in header and "ja" not in header  # ja has no runs
+    dual = next(row for row in rows if "`dual`" in row)
+    # English MAP: mean over runs of the two directions' mean, (0.32 + 0.30) / 2; zh keeps 0.24 / 0.31.
+    assert dual.startswith("| dual | `dual` | `tfidf` | 0.310 ± 0.014 | 252.0 ± 2.8 | 0.240 | 210.0 | 0.200 | 200.0 |")
+    assert dual.endswith("| 77% | 65% |")
+    cca = next(row for row in rows if "`cca`" in row)
+    assert cca.endswith("| - | - | 0.300 | 260.0 | - | - | - | - |")  # no English or ru run: no share
+    assert language_table({"emoji": tables["emoji"]}) == []
 
 
 def test_a_setting_added_later_leaves_earlier_records_valid_at_its_default():

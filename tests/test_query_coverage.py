@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
+
 from xmodal.encoders.tfidf import TfidfEncoder
 from xmodal.encoders.tokenize import Vocabulary
 from xmodal.search.query_check import query_coverage, query_warning
@@ -31,6 +33,17 @@ def test_tfidf_passes_a_query_in_the_run_s_language_and_flags_another():
     english = _pipeline("tfidf", TfidfEncoder.fit(ENGLISH))
     assert query_warning(chinese, "狗") is None and query_warning(english, "a dog on the grass") is None
     assert "tfidf knows 0 of its" in query_warning(english, "狗")
+
+
+def test_tfidf_reads_a_query_whose_word_is_a_column_though_its_character_ngrams_are_not():
+    """As on emoji-zh: 狗 is a word of the keywords, but the capped character part kept other n-grams."""
+    idf = {"word": np.ones(2, np.float32), "char": np.ones(2, np.float32)}
+    encoder = TfidfEncoder({"word": ["狗", "猫"], "char": [" 猫", "猫 "]}, idf)
+    pipeline = _pipeline("tfidf", encoder)
+    (report,) = query_coverage(pipeline, "狗")
+    assert (report.unit, report.known, report.total) == ("words", 1, 1)
+    assert query_warning(pipeline, "狗") is None
+    assert "tfidf knows 0 of its 1 words" in query_warning(pipeline, "鱼")
 
 
 def test_minilm_runs_flag_unknown_characters_and_made_up_words():

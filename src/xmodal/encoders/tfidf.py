@@ -94,13 +94,22 @@ class TfidfEncoder:
 def known_ngrams(encoder: "TfidfEncoder", text: str, part: str = "char") -> tuple[int, int]:
     """(n-grams of ``text`` that are columns of one part's fitted vocabulary, all its n-grams of that part).
 
-    The character part is the script-independent measure: a word bigram is rarely a column even in
-    the training language, while most character n-grams of a text in that language are."""
+    The word part counts single words only: a word bigram is rarely a column even in the training
+    language, while a word that is a column is read whole (Chinese 狗, "dog", kept as a word of the
+    keywords though its character n-grams fell outside the capped character part)."""
     from sklearn.feature_extraction.text import CountVectorizer
 
-    grams = CountVectorizer(**PARTS[part]).build_analyzer()(text)
+    settings = PARTS[part] | ({"ngram_range": (1, 1)} if part == "word" else {})
+    grams = CountVectorizer(**settings).build_analyzer()(text)
     columns = set(encoder.vocabularies[part])
     return sum(gram in columns for gram in grams), len(grams)
+
+
+def best_reading(encoder: "TfidfEncoder", text: str) -> tuple[str, int, int]:
+    """(part, known, total) of the part that reads the largest share of ``text``: a query is readable
+    when its words are columns or most of its character n-grams are."""
+    readings = [(part, *known_ngrams(encoder, text, part)) for part in PARTS if encoder.vocabularies[part]]
+    return max(readings, key=lambda reading: reading[1] / reading[2] if reading[2] else 0.0, default=("char", 0, 0))
 
 
 def _counter(part: str, words: list[str]):

@@ -80,6 +80,9 @@ def add_search_verbs(add_verb: Callable[..., argparse.ArgumentParser], common: a
     serve.add_argument("--max-upload-mb", type=int, default=10, help="largest image upload (default %(default)s MB)")
     serve.add_argument("--max-image-pixels", type=int, default=40_000_000,
                        help="largest uploaded image in pixels (default %(default)s)")
+    serve.add_argument("--batch", type=int, default=32, metavar="N",
+                       help="answer up to N text queries that wait for the model together in one batched "
+                            "search (default %(default)s; 1: one at a time)")
 
 
 def cmd_index_build(args: argparse.Namespace) -> None:
@@ -227,10 +230,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from xmodal.search.engine import SearchEngine
     from xmodal.search.service import Limits, serve
 
+    if args.batch < 1:
+        raise XmodalError(f"--batch {args.batch}: give N >= 1 (1 answers one query at a time)")
     engine = SearchEngine.open(args.index, args.run, args.device, args.shortlist)
     print(f"serving {args.index} on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
     serve(engine, args.host, args.port, Limits(max_upload_bytes=args.max_upload_mb * 1024 * 1024,
-                                               max_image_pixels=args.max_image_pixels))
+                                               max_image_pixels=args.max_image_pixels, max_batch=args.batch,
+                                               workers=max(4, args.batch)))
 
 
 COMMANDS = {("index", "build"): cmd_index_build, ("index", "add"): cmd_index_add,

@@ -20,7 +20,7 @@ from PIL import Image
 from xmodal.encoders.minilm import load_tokenizer
 from xmodal.encoders.tokenize import tokenize
 from xmodal.errors import XmodalError
-from xmodal.models.base import Attention, EmbeddingModel, Rep, rep_to
+from xmodal.models.base import Attention, EmbeddingModel, Rep, rep_to, take
 from xmodal.search.index import SearchIndex, SideName, rep_rows, run_identity
 from xmodal.search.query_check import query_warning
 from xmodal.search.vector_index import ExactIndex, unit_rows
@@ -81,13 +81,17 @@ class SearchEngine:
 
     # -- queries -----------------------------------------------------------------------------
     def encode_text(self, text: str) -> Rep:
-        if not text or not text.strip():
-            raise XmodalError("the query text is empty; type some words")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:  # bytes the terminal's encoding could not decode (argv's surrogateescape)
-            raise XmodalError(f"the query text {ascii(text)} is not valid UTF-8; type it in UTF-8") from None
-        return self.run.encode_texts([text])
+        return self.encode_texts([text])
+
+    def encode_texts(self, texts: Sequence[str]) -> Rep:
+        for text in texts:
+            if not text or not text.strip():
+                raise XmodalError("the query text is empty; type some words")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # bytes the terminal's encoding could not decode (argv's surrogateescape)
+                raise XmodalError(f"the query text {ascii(text)} is not valid UTF-8; type it in UTF-8") from None
+        return self.run.encode_texts(list(texts))
 
     def query_warning(self, text: str) -> str | None:
         """A sentence when the run's text side can hardly read ``text``
@@ -100,30 +104,43 @@ class SearchEngine:
     def search_text(self, text: str, k: int = 10, shortlist: int | None = None,
                     min_score: float | None = None) -> list[Hit]:
         """The images that best match ``text``."""
-        return self._search(self.encode_text(text), "images", k, shortlist, min_score)
+        return self.search_texts([text], k, shortlist, min_score)[0]
+
+    def search_texts(self, texts: Sequence[str], k: int = 10, shortlist: int | None = None,
+                     min_score: float | None = None) -> list[list[Hit]]:
+        """Several text queries at once, each answered as :meth:`search_text` answers it: one encoding
+        batch and one backend search for all of them (how the server answers queries that arrive
+        together), then each query's own rerank for a pairwise model."""
+        return self._search(self.encode_texts(texts), "images", k, shortlist, min_score)
 
     def search_image(self, image: str | Path | Image.Image, k: int = 10, shortlist: int | None = None,
                      min_score: float | None = None) -> list[Hit]:
         """The texts that best match ``image``."""
-        return self._search(self.encode_image(image), "texts", k, shortlist, min_score)
+        return self._search(self.encode_image(image), "texts", k, shortlist, min_score)[0]
 
     @torch.no_grad()
-    def _search(self, query: Rep, target: SideName, k: int, shortlist: int | None,
-                min_score: float | None) -> list[Hit]:
+    def _search(self, queries: Rep, target: SideName, k: int, shortlist: int | None,
+                min_score: float | None) -> list[list[Hit]]:
+        """The hits of each query (a row of ``queries``) among the ``target`` side."""
         if not 1 <= k <= MAX_K:
             raise XmodalError(f"k must be between 1 and {MAX_K} (got {k})")
         side = self.index.sides[target]
         if side.vectors is None or not len(side):
             raise XmodalError(f"index {self.index.folder} holds no {target} to search; "
                               f"{'a text query finds images' if target == 'images' else 'an image query finds texts'}")
-        model = self.run.model
-        query_vector = unit_rows(model.embed(query))
         depth = max(k, shortlist or self.shortlist) if self.pairwise else k
-        cosines, keys = side.vectors.search(query_vector, depth)
-        found = keys[0] >= 0  # faiss pads with -1 when it finds fewer
-        cosines, keys = cosines[0][found], keys[0][found]
+        all_cosines, all_keys = side.vectors.search(unit_rows(self.run.model.embed(queries)), depth)
+        return [self._hits(take(queries, slice(row, row + 1)), side, target, cosines, keys, k, min_score)
+                for row, (cosines, keys) in enumerate(zip(all_cosines, all_keys))]
+
+    def _hits(self, query: Rep, side, target: SideName, cosines: np.ndarray, keys: np.ndarray, k: int,
+              min_score: float | None) -> list[Hit]:
+        """One query's hits from its first-stage candidates: reranked by ``similarity`` for a pairwise model."""
+        found = keys >= 0  # faiss pads with -1 when it finds fewer
+        cosines, keys = cosines[found], keys[found]
         rows = side.rows_of(keys)
         if self.pairwise:
+            model = self.run.model
             candidates = rep_rows(side, rows)
             query_on, candidates = rep_to(query, self.run.device), rep_to(candidates, self.run.device)
             scores = (model.similarity(candidates, query_on)[:, 0] if target == "images"

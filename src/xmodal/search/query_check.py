@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from xmodal.encoders.coverage import Coverage, glove_coverage, minilm_coverage
 from xmodal.encoders.minilm import load_tokenizer
-from xmodal.encoders.tfidf import known_ngrams
+from xmodal.encoders.tfidf import best_reading
 from xmodal.encoders.tokenize import tokenize
 from xmodal.features.pipeline import InputPipeline
 
@@ -20,7 +20,8 @@ def query_coverage(pipeline: InputPipeline, text: str) -> list[Coverage]:
     """What a run's text side knows of one query, per text input it reads: ``words`` the run's vocabulary
     (unknown words share one id), ``tokens`` / ``global`` MiniLM's word pieces other than ``[UNK]`` and,
     as the English lexicon behind them, the words GloVe knows (a misspelt or made-up word splits into
-    known pieces but is no word), ``tfidf`` the character n-grams that are columns, ``bow`` the graph's
+    known pieces but is no word), ``tfidf`` the words or the character n-grams that are columns
+    (whichever part reads more), ``bow`` the graph's
     words."""
     reports = []
     for kind in pipeline.spec.text_parts:
@@ -33,8 +34,8 @@ def query_coverage(pipeline: InputPipeline, text: str) -> list[Coverage]:
             tokens = tokenize(text)
             reports.append(Coverage("word graph", "words", sum(t in vertices for t in tokens), len(tokens), 1))
         elif kind == "tfidf":
-            known, total = known_ngrams(pipeline.state("text.tfidf"), text)
-            reports.append(Coverage("tfidf", "character n-grams", known, total, 1))
+            part, known, total = best_reading(pipeline.state("text.tfidf"), text)
+            reports.append(Coverage("tfidf", "words" if part == "word" else "character n-grams", known, total, 1))
         elif kind in ("tokens", "global"):
             tokenizer = pipeline.encoder("minilm-tokenizer", load_tokenizer)  # loaded once per run
             reports += [minilm_coverage([text], pipeline.options.max_text_tokens, tokenizer), glove_coverage([text])]

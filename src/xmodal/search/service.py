@@ -16,8 +16,10 @@ It stays up under load and bad input:
 - Every malformed request is a 4xx with a message: bodies are checked against their size limit by
   ``Content-Length`` before they are read (and counted while they stream), JSON is parsed with
   its nesting bounded and validated by request models, texts must be valid Unicode.
-- Model work runs off the event loop, in a bounded pool of worker threads, one query on the model
-  at a time (torch already uses every core for one); ``/health`` never waits for it. Concurrent
+- Model work runs off the event loop, in a bounded pool of worker threads, one search on the model
+  at a time (torch already uses every core for one); ``/health`` never waits for it. Text queries
+  that wait for the model together are answered by one batched search
+  (:class:`~xmodal.search.batching.TextBatcher`: one encoding batch, one backend search). Concurrent
   uploads beyond a cap are answered 503 at once, a body that stalls is dropped (408), and a
   connection that has not sent a whole request head within 10 s is closed (slow clients).
 - The index is watched: when a writer publishes a new version (``xmodal index add / remove``),
@@ -46,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from xmodal.data.images import load_rgb
 from xmodal.errors import DataError, NotFoundError, TooLargeError, XmodalError
 from xmodal.report_html import image_png
+from xmodal.search.batching import TextBatcher
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +65,8 @@ class Limits:
     thumbnail_px: int = 256
     max_json_bytes: int = 16 * 1024  # a query is a few words; a larger JSON body is refused unread
     max_uploads: int = 8  # concurrent image uploads; more are answered 503 at once
-    workers: int = 4  # threads doing model work (one at a time on the model; the rest wait their turn)
+    workers: int = 32  # threads doing model work (one at a time on the model; the rest wait their turn)
+    max_batch: int = 32  # text queries waiting for the model together, answered in one search (batching)
     body_timeout_s: float = 30.0  # a request body that stalls longer is dropped (408)
     header_timeout_s: float = 10.0  # a connection that has not sent a whole request head by then is closed
     max_connections: int = 1000  # open connections (idle, half-sent or busy); more are answered 503
@@ -138,6 +142,7 @@ def create_app(engine, limits: Limits = Limits()):
     """The FastAPI app of one opened :class:`~xmodal.search.engine.SearchEngine`."""
     model_lock = threading.Lock()  # one query on the model at a time
     watcher = IndexWatcher(engine, model_lock, limits.refresh_s)
+    batcher = TextBatcher(engine, model_lock, limits.max_batch)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -271,14 +276,14 @@ def create_app(engine, limits: Limits = Limits()):
             except (TypeError, ValueError):
                 raise _bad(422, "min_score must be a number") from None
             if image is not None:
-                query, work = {"image": "upload"}, lambda: engine.search_image(image, k, shortlist, min_score)
+                query = {"image": "upload"}
+                hits, version, warning = await in_worker(
+                    lambda: (engine.search_image(image, k, shortlist, min_score), engine.index.version, None))
             else:
                 text = check_text(fields.get("text"))
-                query, work = {"text": text}, lambda: engine.search_text(text, k, shortlist, min_score)
-            def warn() -> str | None:
-                return None if image is not None else engine.query_warning(query["text"])
-
-            hits, version, warning = await in_worker(lambda: (work(), engine.index.version, warn()))
+                query = {"text": text}  # answered with the other text queries waiting then (TextBatcher)
+                hits, version, warning = await anyio.to_thread.run_sync(
+                    lambda: batcher.search(text, k, shortlist, min_score), limiter=workers)
         finally:
             if image is not None:
                 image.unlink(missing_ok=True)

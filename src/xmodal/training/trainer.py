@@ -92,6 +92,13 @@ def lr_groups(named: list[tuple[str, nn.Parameter]], optim: OptimConfig) -> list
                                                       if rest else []))
 
 
+def training_autocast(config: RunConfig, device: torch.device):
+    """bf16 autocast for the forward pass and loss on a GPU when ``train.amp``; nothing on a CPU."""
+    if config.train.amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     generator = torch.Generator().manual_seed(seed * SEED_STRIDE + epoch)
     return torch.randperm(n, generator=generator).numpy()
@@ -206,8 +213,7 @@ def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.d
     if world.distributed:
         device_ids = [device.index] if device.type == "cuda" else None
         network = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if train_cfg.amp and device.type == "cuda"
-                else nullcontext())
+    autocast = training_autocast(config, device)
     train_split = run.data.split("train")
     # Without a validation split (data.val_fraction 0 on a dataset that ships none) the run trains
     # for train.epochs on every training item and keeps the last epoch: the usual way to refit on
