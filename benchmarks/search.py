@@ -381,6 +381,13 @@ def write_report(out: Path) -> None:
     (REPO / "benchmarks" / "results" / "search.md").write_text("\n".join(lines) + "\n")
 
 
+def merged_rows(earlier: list[dict], now: list[dict]) -> list[dict]:
+    """The earlier rows in their order, each replaced by today's row of the same backend, then new ones."""
+    fresh = {row["name"]: row for row in now}
+    known = {row["name"] for row in earlier}
+    return [fresh.get(row["name"], row) for row in earlier] + [row for row in now if row["name"] not in known]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks search")
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
@@ -389,6 +396,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backends", nargs="+", choices=list(SETTINGS), help="the scale parts' rows (default all)")
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument("--device", default="cpu", help="the scale parts' exact backends: cpu or cuda")
+    parser.add_argument("--reuse-built", action="store_true",
+                        help="scale: load the faiss indexes the last run saved instead of building them again")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -412,7 +421,11 @@ def main(argv: list[str] | None = None) -> None:
         elif part == "shards":
             figures = part_shards(args.out)
         elif part == "scale":
-            figures = part_scale(args.out, args.vectors, names=args.backends, device=args.device)
+            earlier = json.loads(saved.read_text()) if saved.is_file() else None
+            figures = part_scale(args.out, args.vectors, names=args.backends, device=args.device,
+                                 earlier=earlier if args.reuse_built else None)
+            if args.backends and earlier:  # rows of the backends not run now keep their figures
+                figures["rows"] = merged_rows(earlier["rows"], figures["rows"])
         else:  # scale-10m: what fits one 24 GB machine at ten million
             figures = part_scale(args.out, 10_000_000, names=args.backends or ["exact-bfloat16", "ivfpq"],
                                  device=args.device)

@@ -18,3 +18,17 @@ def test_scale_part_measures_recall_and_latency_beside_the_bare_product(tmp_path
             assert timing["ratio_to_bare"] == timing["p50_ms"] / timing["bare_p50_ms"]
     table = "\n".join(report(figures))
     assert "| hnsw | kind=hnsw" in table and "(*tuned*)" in table and "3,000 synthetic 32-d" in table
+
+
+def test_a_rerun_reuses_the_saved_faiss_index_and_keeps_the_other_rows(tmp_path):
+    from benchmarks.search import merged_rows
+
+    first = part_scale(tmp_path, 2000, dim=16, n_queries=20, names=["exact-float32", "hnsw"])
+    saved = (tmp_path / "scale-hnsw" / "faiss.index").stat().st_mtime_ns
+    again = part_scale(tmp_path, 2000, dim=16, n_queries=20, names=["hnsw"], earlier=first)
+    (row,) = again["rows"]
+    assert row["reused_build"] and row["build_s"] == first["rows"][1]["build_s"]
+    assert (tmp_path / "scale-hnsw" / "faiss.index").stat().st_mtime_ns == saved  # loaded, not rebuilt
+    assert row["tuned_lower_bound"] >= 0.95
+    assert [r["name"] for r in merged_rows(first["rows"], again["rows"])] == ["exact-float32", "hnsw"]
+    assert merged_rows(first["rows"], again["rows"])[1] is row

@@ -69,3 +69,14 @@ def test_digest_follows_content_and_kept_rows_not_the_files_place(tmp_path):
     edited = StackedRows([(np.load(moved / "a.npy", mmap_mode="r"), np.array([0, 2, 3, 4])),
                           (np.load(moved / "b.npy", mmap_mode="r"), np.array([1, 3]))])
     assert edited.digest() != stacked.digest()
+
+
+def test_the_finite_check_reads_a_memory_map_from_its_file_row_for_row(tmp_path):
+    from xmodal.data.precomputed import _nonfinite_rows, _row_block
+
+    values = np.arange(7 * 3 * 2, dtype=np.float16).reshape(7, 3, 2)
+    values[5, 1, 0] = np.nan
+    mapped_values = mapped(tmp_path, "v.npy", values)
+    np.testing.assert_array_equal(_row_block(mapped_values, 2, 6), values[2:6])
+    np.testing.assert_array_equal(_row_block(mapped_values, 6, 10), values[6:])
+    assert _nonfinite_rows(mapped_values).tolist() == [False] * 5 + [True, False]

@@ -486,9 +486,23 @@ def _nonfinite_rows(data: np.ndarray) -> np.ndarray:
     if not np.issubdtype(data.dtype, np.inexact):
         return bad
     for start in range(0, len(data), CHUNK_ROWS):
-        block = np.asarray(data[start : start + CHUNK_ROWS])
+        block = _row_block(data, start, start + CHUNK_ROWS)
         bad[start : start + len(block)] = ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)
     return bad
+
+
+def _row_block(data: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` in memory. A memory map's rows are read from its file rather than through the
+    map: one pass over a 17 GB file would otherwise leave all of it mapped into the process."""
+    filename = getattr(data, "filename", None)
+    if not isinstance(data, np.memmap) or filename is None or not data.flags.c_contiguous:
+        return np.asarray(data[start:stop])
+    stop = min(stop, len(data))
+    row_items = int(np.prod(data.shape[1:], dtype=np.int64))
+    with open(filename, "rb") as stream:
+        stream.seek(data.offset + start * row_items * data.dtype.itemsize)
+        values = np.fromfile(stream, dtype=data.dtype, count=(stop - start) * row_items)
+    return values.reshape(stop - start, *data.shape[1:])
 
 
 def _stack(arrays: list[np.ndarray], keeps: list[np.ndarray]) -> np.ndarray:

@@ -114,7 +114,12 @@ class ACLN(EmbeddingModel):
     label = "ACLN (shared attention)"
     variants = {"baseline": Variant("ACLN baseline (mean, no attention)", {"attention": "mean"}),  # Table 2
                 "separate": Variant("ACLN separate attention", {"attention": "separate"}),
-                "shared": Variant("ACLN (shared attention)", {"attention": "shared"})}
+                "shared": Variant("ACLN (shared attention)", {"attention": "shared"}),
+                # issue 29's sharpness options together (not in the paper): unbounded logits, their
+                # temperature learned, no dropout on what the attention pools
+                "sharp": Variant("ACLN sharp (linear logits, learned temperature, no pool dropout)",
+                                 {"attention": "shared", "attention_logits": "linear", "learn_temperature": True,
+                                  "pool_dropout": False})}
 
     @classmethod
     def labels_needed(cls, params: ACLNParams) -> bool:

@@ -122,7 +122,13 @@ class JGCAR(RetrievalModel):
     variants = {"grl": Variant("GRL (global only)", {"mode": "global"}),  # Table 1
                 "sgcar": Variant("SGCAR (separate networks)", {"mode": "separate"}),
                 "v1": Variant("JGCAR-v1 (no J2, J3)", {"use_intra": False}),  # Table 2
-                "v2": Variant("JGCAR-v2 (no J4)", {"use_decorrelation": False})}
+                "v2": Variant("JGCAR-v2 (no J4)", {"use_decorrelation": False}),
+                # issue 29's sharpness options together (not in the paper): logits x 10 at the start
+                # (a spread of 0.25-0.5 becomes 2.5-5), the temperature learned from there, -log P
+                # for eq. 16's 1 - P, no dropout on what the co-attention pools
+                "sharp": Variant("JGCAR sharp (learned temperature from 0.1, -log P, no dropout)",
+                                 {"attention_temperature": 0.1, "learn_temperature": True,
+                                  "coattention_loss": "neg_log_p", "dropout": 0.0})}
 
     def __init__(self, spec: InputSpec, params: JGCARParams):
         super().__init__(spec, params)

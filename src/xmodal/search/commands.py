@@ -198,7 +198,8 @@ def _summary(index) -> str:
 
 def _recall_line(side: str, recall: dict[str, Any]) -> str:
     settings = recall.get("settings") or {}
-    return (f"{side}: recall@{recall['k']} {recall['recall_at_k']:.3f} against exact search (target "
+    bound = f", 95% lower bound {recall['lower_bound']:.3f}" if "lower_bound" in recall else ""
+    return (f"{side}: recall@{recall['k']} {recall['recall_at_k']:.3f}{bound} against exact search (target "
             f"{recall['target']}), measured at build on {recall['queries']} sampled items of {recall['items']}"
             f"{' with ' + json.dumps(settings) if settings else ''}\n")
 

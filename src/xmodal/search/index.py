@@ -213,8 +213,8 @@ class SearchIndex:
             if recall_target is not None:
                 for name, (keys, vectors) in added.items():
                     measured = tune_recall(index.sides[name].vectors, keys, vectors, recall_target)
-                    logger.info("%s: recall@%d %.3f on %d sampled items", name, measured["k"],
-                                measured["recall_at_k"], measured["queries"])
+                    logger.info("%s: recall@%d %.3f (95%% lower bound %.3f) on %d sampled items", name,
+                                measured["k"], measured["recall_at_k"], measured["lower_bound"], measured["queries"])
             index.manifest["build_seconds"] = round(time.perf_counter() - started, 3)
             index.save()
             if replaced is not None:  # vectors kept outside the version folders (Milvus) go with the old index

@@ -10,7 +10,10 @@ The sample's queries are indexed items themselves (a fixed-seed draw): each is s
 its own key is left out of both the exact and the approximate answer, so recall@k counts its k
 nearest *other* items. Queries at search time come from the other modality, whose vectors lie in
 the same joint space but not on the items: the figure is a measurement on the collection, not a
-guarantee for every query.
+guarantee for every query. So a rung passes only when the target lies below its recall's one-sided
+95% lower bound (the mean of the sampled queries' recalls less 1.645 standard errors), not merely
+below its mean: on a million clustered vectors, HNSW at ef_search 1024 measured 0.952 on sampled
+items and 0.937 on held-out queries, the shortfall a sample of 200 cannot rule out.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_QUERIES = 200
 RECALL_K = 10
+LOWER_BOUND_Z = 1.645  # one-sided 95% normal bound on the mean of the sampled queries' recalls
 
 
 def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int, block: int = 64) -> np.ndarray:
@@ -59,17 +63,23 @@ class RecallProbe:
 
     def recall(self, index) -> float:
         """Mean share of each sampled item's exact ``k`` nearest others that ``index.search`` returns."""
+        return self.recall_bounds(index)[0]
+
+    def recall_bounds(self, index) -> tuple[float, float]:
+        """(mean recall, its one-sided 95% lower bound over the sampled queries)."""
         if self.k < 1:
-            return 1.0
+            return 1.0, 1.0
         _, found = index.search(self.queries, self.k + 1)
         got = _without_self(found, self.own, self.k)
-        return float(np.mean([len(a & b) / self.k for a, b in zip(got, self.truth)]))
+        shares = np.array([len(a & b) / self.k for a, b in zip(got, self.truth)])
+        spread = shares.std(ddof=1) / np.sqrt(len(shares)) if len(shares) > 1 else 0.0
+        return float(shares.mean()), float(shares.mean() - LOWER_BOUND_Z * spread)
 
 
 def tune_recall(index, keys: np.ndarray, vectors: np.ndarray, target: float, k: int = RECALL_K,
                 queries: int = SAMPLE_QUERIES) -> dict[str, Any]:
     """Set ``index``'s search settings to the cheapest on its ladder whose measured recall@k reaches
-    ``target``; returns what was measured (also kept in ``index.options["recall"]``).
+    ``target`` with its lower bound; returns what was measured (also kept in ``index.options["recall"]``).
 
     Raises :class:`XmodalError` when even the last rung falls short, naming the best it reached.
     """
@@ -79,18 +89,20 @@ def tune_recall(index, keys: np.ndarray, vectors: np.ndarray, target: float, k: 
     tried = []
     for settings in index.search_ladder() or [{}]:  # nothing to tune (exact, flat): measured as built
         index.apply_search(settings)
-        recall = probe.recall(index)
+        recall, lower = probe.recall_bounds(index)
         tried.append((settings, recall))
-        logger.info("recall@%d %.3f with %s", probe.k, recall, settings or "the build's settings")
-        if recall >= target:
+        logger.info("recall@%d %.3f (lower bound %.3f) with %s", probe.k, recall, lower,
+                    settings or "the build's settings")
+        if lower >= target:
             break
     else:
         best_settings, best = max(tried, key=lambda pair: pair[1])
         raise XmodalError(f"the {index.describe_kind()} index reaches recall@{probe.k} {best:.3f} at best "
-                          f"({best_settings or 'its build settings'}), below --recall-target {target}; build it "
+                          f"({best_settings or 'its build settings'}), not surely above --recall-target {target} "
+                          "(its 95% lower bound must reach it); build it "
                           "with larger graph or list settings, add the refining stage (--faiss-refine), or use "
                           "--backend exact")
-    measured = {"recall_at_k": round(recall, 4), "k": probe.k, "queries": len(probe.queries), "target": target,
-                "items": len(keys), "settings": settings}
+    measured = {"recall_at_k": round(recall, 4), "lower_bound": round(lower, 4), "k": probe.k,
+                "queries": len(probe.queries), "target": target, "items": len(keys), "settings": settings}
     index.options["recall"] = measured
     return measured
