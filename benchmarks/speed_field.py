@@ -113,9 +113,13 @@ def rep_bytes(rep: dict) -> int:
 
 
 def child(model: str, what: str, device: str) -> dict:
-    """Run one measurement in a fresh process (its peak memory is its own) and read its JSON."""
-    done = subprocess.run([sys.executable, "-m", "benchmarks.speed_field", model, what, device], check=True,
+    """Run one measurement in a fresh process (its peak memory is its own) and read its JSON; a model
+    that cannot take these inputs gives ``{"error": its message}``."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.speed_field", model, what, device],
                           capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or ["no message"]
+        return {"error": lines[-1].removeprefix("xmodal.errors.XmodalError: ")}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -125,8 +129,16 @@ def field_rows(models: list[str], device: torch.device) -> list[dict]:
     rows = []
     for model in models:
         logging.getLogger("speed").info("field: %s", model)
-        training, evaluation = child(model, "train", str(device)), child(model, "eval", str(device))
-        rows.append({"model": model} | evaluation | {"train_peak_bytes": training["peak_bytes"],
+        load = os.getloadavg()[0]  # other work on the machine slows every figure: said beside them
+        training = child(model, "train", str(device))
+        if "error" in training:
+            rows.append({"model": model, "error": training["error"]})
+            continue
+        evaluation = child(model, "eval", str(device))
+        if "error" in evaluation:
+            rows.append({"model": model, "error": evaluation["error"]})
+            continue
+        rows.append({"model": model, "load": load} | evaluation | {"train_peak_bytes": training["peak_bytes"],
                                                     "eval_peak_bytes": evaluation["peak_bytes"]}
                     | {key: value for key, value in training.items() if key != "peak_bytes"})
     return rows
@@ -146,6 +158,10 @@ def _duration(seconds: float) -> str:
 
 
 def field_table(rows: list[dict]) -> list[str]:
+    loads = [row["load"] for row in rows if "load" in row]
+    load = (f" The machine's 1-minute load average as each model was measured: {min(loads):.1f}-{max(loads):.1f} "
+            f"on {os.cpu_count()} cores (above the core count, other jobs shared them and every time here is "
+            "longer than an idle machine's).") if loads else ""
     lines = [f"Synthetic inputs of the papers' shapes ({REGIONS} x {REGION_DIM} regions per image, 16-word captions); "
              "each model from its paper config where it has one. Step: measured (the trainer's optimiser step at the "
              "config's batch). Epoch: the step times the batches of an epoch over the training captions "
@@ -154,11 +170,15 @@ def field_table(rows: list[dict]) -> list[str]:
              f"extrapolated; two-stage reranks K = {K} candidates per query both ways (K x (images + texts) pairs; its "
              "first stage, one cosine matrix, is left out). Encoded test set: the memory 5K images and 25K texts "
              "take once encoded (measured bytes per item). Peak: the measuring process's peak memory (resident set on "
-             "the CPU), training and evaluation each in a process of its own.", "",
+             "the CPU), training and evaluation each in a process of its own." + load, "",
              "| model | config | inputs | batch | step | epoch Flickr30K | epoch COCO | "
              + " | ".join(label for label, *_ in EVALUATIONS) + " | encoded 5K + 25K | peak training | peak eval |",
              "| --- " * (10 + len(EVALUATIONS)) + "|"]
     for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['model']} | - | cannot read these inputs: {row['error'][:160]} |"
+                         + " |" * (7 + len(EVALUATIONS)))
+            continue
         if row.get("trainable"):
             epochs = [_duration(row["step_s"] * math.ceil(captions / row["batch"]))
                       for captions in TRAIN_CAPTIONS.values()]

@@ -54,7 +54,10 @@ def test_the_field_table_extrapolates_epochs_and_evaluations_from_what_was_measu
                 "batch": 128, "step_s": 2.0, "pairs_per_s": 10_000.0, "score": "pairwise", "image_bytes": 2**20,
                 "text_bytes": 2**19, "train_peak_bytes": 2**30, "eval_peak_bytes": 2**29}
     closed = pairwise | {"model": "cca", "trainable": False, "score": "cosine"}
-    scan_row, cca_row = field_table([pairwise, closed])[-2:]
+    refused = {"model": "conse", "error": "conse reads EfficientNet-Lite0's pooled features (1280-d)"}
+    scan_row, cca_row, conse_row = field_table([pairwise, closed, refused])[-3:]
+    assert conse_row.startswith("| conse | - | cannot read these inputs: conse reads EfficientNet-Lite0's")
+    assert conse_row.count("|") == scan_row.count("|")
     cells = [cell.strip() for cell in scan_row.split("|")[1:-1]]
     # 145,000 captions / 128 = 1,133 steps x 2 s; 566,435 / 128 = 4,426 x 2 s.
     assert cells[3:7] == ["128", "2.00 s", "37.8 min", "2.5 h"]

@@ -29,6 +29,21 @@ def same_hits(batched, alone) -> None:
     assert [hit.score for hit in batched] == pytest.approx([hit.score for hit in alone], abs=1e-5)
 
 
+def asked_while_busy(batcher: TextBatcher, model_lock: threading.Lock, ask, texts: list[str]) -> list:
+    """Each text asked from its own thread while the model is busy (the lock held), so all of them queue;
+    then the model is let go and every thread answered."""
+    with model_lock:
+        threads = [threading.Thread(target=ask, args=(text,)) for text in texts]
+        for thread in threads:
+            thread.start()
+        deadline = time.time() + 10
+        while len(batcher._queue) < len(texts) and time.time() < deadline:
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(timeout=30)
+    return threads
+
+
 @pytest.mark.parametrize("model", ["dual", "jgcar"])
 def test_a_batch_ranks_each_query_as_it_ranks_alone(trained, tmp_path, model):  # noqa: F811
     engine = opened(trained, tmp_path, model)
@@ -48,17 +63,9 @@ def test_queries_waiting_for_the_model_together_share_one_search(trained, tmp_pa
         except XmodalError as error:
             answers[text] = error
 
-    with model_lock:  # the model is busy: every query queues
-        threads = [threading.Thread(target=ask, args=(text,)) for text in [*QUERIES, " "]]
-        for thread in threads:
-            thread.start()
-        deadline = time.time() + 10
-        while len(batcher._queue) < len(threads) and time.time() < deadline:
-            time.sleep(0.01)
-    for thread in threads:
-        thread.join(timeout=30)
+    asked_while_busy(batcher, model_lock, ask, [*QUERIES, " "])
     # The blank query makes the batch fail; the batch is answered query by query, so it fails alone.
-    assert batcher.batch_sizes == [len(threads)]
+    assert batcher.batch_sizes == [len(QUERIES) + 1]
     assert isinstance(answers[" "], XmodalError) and "empty" in str(answers[" "])
     for text in QUERIES:
         hits, version, warning = answers[text]
@@ -73,15 +80,7 @@ def test_a_query_alone_is_answered_at_once_and_batches_are_capped(trained, tmp_p
     hits, _, _ = batcher.search(QUERIES[0], 5, None, None)
     same_hits(hits, engine.search_text(QUERIES[0], k=5))
     assert batcher.batch_sizes == [1]
-    with model_lock:
-        threads = [threading.Thread(target=batcher.search, args=(text, 5, None, None)) for text in QUERIES]
-        for thread in threads:
-            thread.start()
-        deadline = time.time() + 10
-        while len(batcher._queue) < len(QUERIES) and time.time() < deadline:
-            time.sleep(0.01)
-    for thread in threads:
-        thread.join(timeout=30)
+    asked_while_busy(batcher, model_lock, lambda text: batcher.search(text, 5, None, None), QUERIES)
     assert batcher.batch_sizes[1:] == [3, 3, 2]
     with pytest.raises(ValueError, match="at least 1"):
         TextBatcher(engine, model_lock, max_batch=0)
