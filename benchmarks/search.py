@@ -22,6 +22,8 @@ reruns), then benchmarks/results/search.md is written from whatever parts exist:
   (:mod:`benchmarks.search_warnings`).
 * ``batching``: the load test (32 concurrent clients) against one server answering text queries one at a
   time (``--batch 1``) and in batches (``--batch 32``).
+* ``languages``: Chinese queries over the whole emoji folder with the emoji-zh runs
+  (:mod:`benchmarks.search_languages`).
 * ``shards``: image extraction in one process against two (``xmodal extract --shard``;
   :mod:`benchmarks.search_shards`).
 """
@@ -41,6 +43,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.plan import REPO, SHARED
+from benchmarks.search_languages import part_languages
+from benchmarks.search_languages import report as languages_report
 from benchmarks.search_scale import SCALE_READING, SETTINGS, part_scale
 from benchmarks.search_scale import report as scale_report
 from benchmarks.search_shards import part_shards
@@ -55,7 +59,8 @@ EMOJI = SHARED / "emoji"
 WIKI_TEXTS = SHARED / "wikipedia" / "texts"
 
 
-PARTS = ("serve", "trust", "warnings", "batching", "update", "update-check", "scale", "scale-10m", "shards")
+PARTS = ("serve", "trust", "warnings", "batching", "languages", "update", "update-check", "scale", "scale-10m",
+         "shards")
 
 
 def sh(*argv: str, **kwargs) -> subprocess.CompletedProcess:
@@ -358,6 +363,8 @@ def write_report(out: Path) -> None:
         lines += warnings_report(parts["warnings"])
     if "batching" in parts:
         lines += batching_report(parts["batching"])
+    if "languages" in parts:
+        lines += languages_report(parts["languages"])
     update = parts.get("update")
     if update and "update-check" in parts:
         update = update | parts["update-check"]
@@ -416,6 +423,8 @@ def main(argv: list[str] | None = None) -> None:
             figures = part_update_check(args.out)
         elif part == "batching":
             figures = part_batching(args.out)
+        elif part == "languages":
+            figures = part_languages(args.out, train_once, sh)
         elif part == "warnings":
             figures = part_warnings(args.out, demo_run(args.out), emoji_zh_index(args.out))
         elif part == "shards":

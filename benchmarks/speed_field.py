@@ -176,7 +176,7 @@ def field_table(rows: list[dict]) -> list[str]:
              "| --- " * (10 + len(EVALUATIONS)) + "|"]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['model']} | - | cannot read these inputs: {row['error'][:160]} |"
+            lines.append(f"| {row['model']} | - | cannot read these inputs: {row['error'].split(';')[0]} |"
                          + " |" * (7 + len(EVALUATIONS)))
             continue
         if row.get("trainable"):
