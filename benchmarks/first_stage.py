@@ -68,27 +68,28 @@ def measure(out: Path, reuse: Path | None, models: list[str], seeds: list[int], 
         settings = eval_settings(run.config.eval) | {"shortlist": shortlist}
         return evaluate_split(run.model, run.split(SPLIT), run.device, first_stage=vectors, **settings)
 
-    firsts = {}
+    firsts, ids = {}, None
     for name in FIRST_STAGES:
         run = load_run(run_folder(out, reuse, name, 0))
-        firsts[name] = {"run": run, "rsum": evaluate(run, 0)["rsum"]}
+        ids = ids or run.run.data.split_ids()[SPLIT]
+        # each first stage's vectors once, for every pairwise run; global_vectors refuses other items
+        firsts[name] = {"run": run, "rsum": evaluate(run, 0)["rsum"], "vectors": run.global_vectors(SPLIT, ids)}
     figures: dict = {"ks": ks, "first_stages": {name: {"rsum": first["rsum"], "folder": str(first["run"].folder)}
                                                 for name, first in firsts.items()}, "models": {}}
     for model in models:
         rows = []
         for seed in seeds:
             run = load_run(run_folder(out, reuse, model, seed))
-            ids = run.run.data.split_ids()[SPLIT]
             matches = run.split(SPLIT).ground_truth().bool().cpu()
-            stages = {"own": None} | {name: first["run"].global_vectors(SPLIT, ids) for name, first in firsts.items()}
-            own_vectors = run.global_vectors(SPLIT, ids)
+            own_vectors = run.global_vectors(SPLIT, ids)  # refuses a run trained on other items than the firsts
+            stages = {"own": own_vectors} | {name: first["vectors"] for name, first in firsts.items()}
             row = {"seed": seed, "folder": str(run.folder), "exhaustive": evaluate(run, 0)["rsum"], "two_stage": {}}
             for stage, vectors in stages.items():
-                ranked_by = own_vectors if vectors is None else vectors
+                given = None if stage == "own" else vectors  # "own" ranks through the model's own embed
                 row["two_stage"][stage] = {
-                    str(k): {"rsum": evaluate(run, k, vectors)["rsum"],
-                             "shortlist_recall": shortlist_recall(*ranked_by, matches, k)} for k in ks}
-            row["own_first_stage_rsum"] = _rsum_of_vectors(own_vectors, run)
+                    str(k): {"rsum": evaluate(run, k, given)["rsum"],
+                             "shortlist_recall": shortlist_recall(*vectors, matches, k)} for k in ks}
+            row["own_first_stage_rsum"] = _rsum_of_vectors(own_vectors, matches)
             rows.append(row)
             print(f"{model} seed {seed}: exhaustive {row['exhaustive']:.1f}; "
                   + "; ".join(f"{stage} K={k} {cells[str(k)]['rsum']:.1f}" for stage, cells in row["two_stage"].items()
@@ -97,13 +98,12 @@ def measure(out: Path, reuse: Path | None, models: list[str], seeds: list[int], 
     return figures
 
 
-def _rsum_of_vectors(vectors: tuple[torch.Tensor, torch.Tensor], run) -> float:
+def _rsum_of_vectors(vectors: tuple[torch.Tensor, torch.Tensor], matches: torch.Tensor) -> float:
     """rsum of ranking by the global vectors alone (the model's own first stage, exhaustive)."""
     from xmodal.eval.metrics import evaluate_retrieval
     from xmodal.eval.two_stage import cosine_scores
 
-    split = run.split(SPLIT)
-    return float(evaluate_retrieval(cosine_scores(*vectors), gt=split.ground_truth())["rsum"])
+    return float(evaluate_retrieval(cosine_scores(*vectors), gt=matches)["rsum"])
 
 
 def mean_sd(values: list[float]) -> str:

@@ -77,6 +77,13 @@ def train_once(config: str, out: Path, *extra: str) -> Path:
     return out
 
 
+def index_once(run: Path, collection: str, index: Path) -> Path:
+    """``xmodal index build RUN --collection COLLECTION --out INDEX``, unless that index is already live."""
+    if not (index / "CURRENT").is_file():
+        sh("index", "build", str(run), "--collection", collection, "--out", str(index))
+    return index
+
+
 # -- serve ---------------------------------------------------------------------------------------
 
 
@@ -183,11 +190,7 @@ def demo_run(out: Path) -> Path:
 
 def emoji_zh_index(out: Path) -> Path:
     """An index of the emoji test images by the ``dual/emoji-zh`` run (TF-IDF of Chinese names), made once."""
-    index = out / "dual-emoji-zh-index"
-    if not (index / "CURRENT").is_file():
-        run = train_once("dual/emoji-zh", out / "dual-emoji-zh")
-        sh("index", "build", str(run), "--collection", "split:test", "--out", str(index))
-    return index
+    return index_once(train_once("dual/emoji-zh", out / "dual-emoji-zh"), "split:test", out / "dual-emoji-zh-index")
 
 
 def part_batching(out: Path, queries: int = 320, clients: int = 32) -> dict:
@@ -195,9 +198,7 @@ def part_batching(out: Path, queries: int = 320, clients: int = 32) -> dict:
     from xmodal.api import load_run
 
     run = train_once("dual/emoji", out / "dual-emoji")
-    index = out / "dual-emoji-index"
-    if not (index / "CURRENT").is_file():
-        sh("index", "build", str(run), "--collection", "split:test", "--out", str(index))
+    index = index_once(run, "split:test", out / "dual-emoji-index")
     texts = [item.texts[0] for item in load_run(run).dataset.split("test")]
     figures: dict = {"index": f"dual/emoji (MiniLM sentence vectors, one stage), {len(texts)} test images",
                      "queries": queries, "clients": clients}
@@ -229,10 +230,8 @@ def part_serve(out: Path) -> dict:
     from xmodal.api import load_run
 
     demo = demo_run(out)
-    scanet = train_once("scanet/emoji", out / "scanet-emoji")
-    scanet_index = out / "scanet-emoji-index"
-    if not (scanet_index / "CURRENT").is_file():
-        sh("index", "build", str(scanet), "--collection", "split:test", "--out", str(scanet_index))
+    scanet_index = index_once(train_once("scanet/emoji", out / "scanet-emoji"), "split:test",
+                              out / "scanet-emoji-index")
     run = load_run(demo)
     items = run.dataset.split("test")
     texts = [item.texts[0] for item in items][::40][:8]
@@ -424,7 +423,7 @@ def main(argv: list[str] | None = None) -> None:
         elif part == "batching":
             figures = part_batching(args.out)
         elif part == "languages":
-            figures = part_languages(args.out, train_once, sh)
+            figures = part_languages(args.out, train_once, index_once)
         elif part == "warnings":
             figures = part_warnings(args.out, demo_run(args.out), emoji_zh_index(args.out))
         elif part == "shards":

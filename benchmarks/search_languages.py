@@ -20,7 +20,7 @@ QUERIES = {"狗": "dog", "南瓜灯": "jack-o-lantern", "汽车": "car", "圣诞
 MODELS = ("cca", "dual")
 
 
-def part_languages(out: Path, train_once, sh) -> dict:
+def part_languages(out: Path, train_once, index_once) -> dict:
     from xmodal.api import load_dataset
     from xmodal.search.engine import SearchEngine
 
@@ -31,9 +31,7 @@ def part_languages(out: Path, train_once, sh) -> dict:
     figures: dict = {"images": len(list(folder.glob("*.png"))), "models": {}}
     for model in MODELS:
         run = train_once(f"{model}/emoji-zh", out / f"{model}-emoji-zh")
-        index = out / f"{model}-emoji-zh-all-index"
-        if not (index / "CURRENT").is_file():
-            sh("index", "build", str(run), "--collection", str(folder), "--out", str(index))
+        index = index_once(run, str(folder), out / f"{model}-emoji-zh-all-index")
         engine = SearchEngine.open(index)
         rows = []
         for query, english in QUERIES.items():

@@ -11,17 +11,14 @@ English run, ``a dog`` is not, and ``狗`` on the Chinese TF-IDF run is not.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 from benchmarks.plan import REPO
-from benchmarks.serving import XMODAL, Server
+from benchmarks.serving import CHROMIUM, CHROMIUM_ARGS, XMODAL, Server
 
 SHOTS = REPO / "benchmarks" / "results" / "search"
 CASES = [("demo", "狗"), ("demo", "qwxzv blorf"), ("demo", "a dog"), ("emoji-zh", "狗")]
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def cli(index: Path, query: str) -> dict:
@@ -39,14 +36,13 @@ def page_shots(index: Path, queries: list[str], name: str) -> dict[str, dict]:
     from PIL import Image
     from playwright.sync_api import sync_playwright
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
+    if CHROMIUM is None:
         raise RuntimeError("the warnings part needs Debian's chromium (make browser)")
     server = Server(index)
     found: dict[str, dict] = {}
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1200, "height": 700})
             page.goto(server.url + "/")
             page.wait_for_function("document.getElementById('status').textContent.length > 0")

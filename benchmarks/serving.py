@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,11 @@ from pathlib import Path
 import numpy as np
 
 XMODAL = [sys.executable, "-m", "xmodal"]
+# Debian's Chromium (never a downloaded browser), for the page's tests and screenshots; Chromium's own
+# background connections are refused on a closed network, and these flags keep it quiet.
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -207,20 +207,25 @@ def counted_flops(compute: Callable[[], object]) -> int:
 
 
 @torch.no_grad()
+def timing_block(model: RetrievalModel, images: Rep, texts: Rep, device: torch.device, most: int) -> tuple[Rep, int]:
+    """(block of the first ``n`` images, ``n``): the smallest block, growing 4x up to ``most``, whose
+    ``score_matrix`` against ``texts`` takes a sizeable part of the time budget."""
+    n_images = 1
+    while True:
+        block = take(images, slice(0, n_images))
+        started = time.perf_counter()
+        score_matrix(model, block, texts)
+        synchronise(device)
+        if time.perf_counter() - started > TIME_BUDGET / 4 or n_images >= most:
+            return block, n_images
+        n_images = min(most, n_images * 4)
+
+
+@torch.no_grad()
 def similarity_row(case: Case, device: torch.device, machine_flops: float) -> dict:
     images, texts = encode(case, "image", N_IMAGES, device), encode(case, "text", N_TEXTS, device)
     model = case.model
-    # Grow the block until one score_matrix call takes a sizeable part of the budget.
-    n_images = 1
-    while True:
-        block_images = take(images, slice(0, n_images))
-        started = time.perf_counter()
-        score_matrix(model, block_images, texts)
-        synchronise(device)
-        elapsed = time.perf_counter() - started
-        if elapsed > TIME_BUDGET / 4 or n_images >= N_IMAGES:
-            break
-        n_images = min(N_IMAGES, n_images * 4)
+    block_images, n_images = timing_block(model, images, texts, device, N_IMAGES)
     seconds = timed(lambda: score_matrix(model, block_images, texts), device)
     pairs = n_images * N_TEXTS
     flops = counted_flops(lambda: score_matrix(model, block_images, texts))

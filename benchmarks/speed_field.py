@@ -30,7 +30,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 
 import torch
 
@@ -45,6 +44,7 @@ K = 100
 EVALUATIONS = [("1K x 5K exhaustive", 1000, 5000, "exhaustive"), ("1K x 5K two-stage", 1000, 5000, "two-stage"),
                ("5K x 25K two-stage", 5000, 25000, "two-stage"), ("5K x 25K exhaustive", 5000, 25000, "exhaustive")]
 TEXT_BLOCK = 1000
+IMAGE_BLOCK = 64  # the most images one timed block of scoring holds
 
 
 def field_dims(side: str, kind: str, config: RunConfig) -> ExampleDims:
@@ -86,21 +86,13 @@ def measure_training(model: str, device: torch.device) -> dict:
 
 @torch.no_grad()
 def measure_evaluation(model: str, device: torch.device) -> dict:
-    from benchmarks.speed import TIME_BUDGET, build_case, encode, synchronise, timed
+    from benchmarks.speed import build_case, encode, timed, timing_block
     from xmodal.eval.protocol import score_matrix
     from xmodal.models.base import EmbeddingModel, take
 
     case = build_case(model, device, field_config(model), field_dims)
-    images, texts = encode(case, "image", 64, device), encode(case, "text", TEXT_BLOCK, device)
-    n_images = 1
-    while True:  # grow the block of images until one matrix takes a sizeable part of the budget
-        block = take(images, slice(0, n_images))
-        started = time.perf_counter()
-        score_matrix(case.model, block, texts)
-        synchronise(device)
-        if time.perf_counter() - started > TIME_BUDGET / 4 or n_images >= 64:
-            break
-        n_images = min(64, n_images * 4)
+    images, texts = encode(case, "image", IMAGE_BLOCK, device), encode(case, "text", TEXT_BLOCK, device)
+    block, n_images = timing_block(case.model, images, texts, device, IMAGE_BLOCK)
     seconds = timed(lambda: score_matrix(case.model, block, texts), device)
     return {"pairs_per_s": n_images * TEXT_BLOCK / seconds, "score": "cosine" if isinstance(case.model, EmbeddingModel)
             else "pairwise", "image_bytes": rep_bytes(take(images, slice(0, 1))),

@@ -7,8 +7,6 @@ checks the screenshot shows a drawn heat map. Skips when Chromium or Playwright 
 from __future__ import annotations
 
 import io
-import shutil
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -19,22 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.serving import CHROMIUM, CHROMIUM_ARGS, free_port
 from test_feature_store import home  # noqa: F401  (the fixture: a private home, fake encoders)
 from test_search_index import trained  # noqa: F401  (the fixture: trained dual and JGCAR runs)
 from xmodal.cli import main
 from xmodal.search.engine import SearchEngine
 from xmodal.search.service import create_app
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# Chromium's own background connections are refused on a closed network; these flags keep it quiet.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager
@@ -42,7 +30,7 @@ def serving(index: Path) -> Iterator[str]:
     """``xmodal serve``'s app for ``index`` on a free local port, in a thread; yields its URL."""
     import uvicorn
 
-    port = _free_port()
+    port = free_port()
     instance = uvicorn.Server(uvicorn.Config(create_app(SearchEngine.open(index)), host="127.0.0.1", port=port,
                                              log_level="warning"))
     thread = threading.Thread(target=instance.run, daemon=True)
