@@ -78,6 +78,22 @@ def test_step_one_normalises_over_the_attending_side_and_ignores_padding():
     assert torch.all(alpha[:, 2] == 0)  # padding gets no weight
 
 
+@pytest.mark.parametrize("direction", ["t2i", "i2t"])
+def test_padded_texts_give_finite_gradients_in_both_directions(direction):
+    # i-t attends over the words, so padded words are whole zero columns of step 1's norm; their
+    # gradient was NaN and one step of training turned every weight into NaN.
+    model, batch = make_model(direction=direction)
+    assert int(batch.texts["lengths"].min()) < WIDTH  # the batch has padding
+    model.train()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(model.loss(batch)["total"], parameters, allow_unused=True)
+    assert all(torch.isfinite(grad).all() for grad in grads if grad is not None)
+    cosines = torch.tensor([[0.5, -0.2, 0.0], [0.3, 0.4, 0.0]], requires_grad=True)  # attended item 2 is padding
+    alpha = cross_attention(cosines, torch.tensor([True, True]), torch.tensor([True, True, False]), temperature=4.0)
+    (grad,) = torch.autograd.grad((alpha * torch.tensor([[1.0, -2.0, 3.0], [0.5, 1.0, 2.0]])).sum(), cosines)
+    assert torch.isfinite(grad).all() and torch.all(grad[:, 2] == 0)
+
+
 def test_chunked_blocks_and_gradients_equal_the_unchunked(monkeypatch):
     model, batch = make_model()
     model.train()

@@ -40,7 +40,10 @@ def cross_attention(cosines: Tensor, attending_mask: Tensor, attended_mask: Tens
     clipped = nn.functional.leaky_relu(cosines, leaky_slope)
     if not bool(attending_mask.all()):  # padding takes no part in the norm (skipped when there is none)
         clipped = clipped * attending_mask.unsqueeze(-1)
-    scale = temperature / (clipped.pow(2).sum(-2, keepdim=True).sqrt() + EPS)  # l2 over the attending axis
+    # l2 over the attending axis. A padded attended item's column is all zero, and sqrt's gradient at
+    # 0 is infinite: times the zero gradient its masked logits get, that is NaN, which reached every
+    # weight in the first epoch of i-t training (attended words padded); clamping the sum keeps it 0.
+    scale = temperature / (clipped.pow(2).sum(-2, keepdim=True).clamp_min(EPS * EPS).sqrt() + EPS)
     logits = clipped * scale  # one pass for the normalisation and lambda_1
     if not bool(attended_mask.all()):
         logits = logits.masked_fill(~attended_mask.unsqueeze(-2), float("-inf"))
@@ -52,7 +55,7 @@ def relevance(alpha: Tensor, cosines: Tensor, attended_gram: Tensor) -> Tensor:
     attended side's Gram matrix ``[..., C, C]`` of its unit vectors (the attending y_q are unit length)."""
     dot = (alpha * cosines).sum(-1)
     squared_norm = ((alpha @ attended_gram) * alpha).sum(-1)
-    return dot / (squared_norm.clamp_min(0).sqrt() + EPS)
+    return dot / (squared_norm.clamp_min(EPS * EPS).sqrt() + EPS)  # finite gradient at a zero vector, as above
 
 
 def pool_relevance(relevances: Tensor, mask: Tensor, aggregation: str, temperature: float) -> Tensor:
