@@ -1,11 +1,12 @@
-"""Text queries that wait for the model together are answered by one batched search.
+"""Queries that wait for the model together are answered by one batched search.
 
 The server runs one query on the model at a time (torch already uses every core for one). Under
-load, queries queue for it; whichever request thread takes the model next answers every text
-query waiting then (up to ``max_batch``) with :meth:`SearchEngine.search_texts`: one encoding
-batch and one backend search, whose matrix product over a large exact index costs little more
-for 32 queries than for one. A query alone is answered at once, as before: no waiting window
-is added, so batching costs nothing at low load.
+load, queries queue for it; whichever request thread takes the model next answers every query
+waiting then (up to ``max_batch``): the text queries with :meth:`SearchEngine.search_texts`, the
+uploaded images with :meth:`SearchEngine.search_images`, each kind in one encoding batch and one
+backend search, whose matrix product over a large exact index costs little more for 32 queries
+than for one. A query alone is answered at once, as before: no waiting window is added, so
+batching costs nothing at low load.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
+
+QueryKind = Literal["text", "image"]
 
 
 @dataclass
 class _Waiting:
-    text: str
+    kind: QueryKind
+    query: str | Path  # the text, or the uploaded image's file
     k: int
     shortlist: int | None
     min_score: float | None
@@ -27,8 +32,9 @@ class _Waiting:
     error: BaseException | None = None
 
 
-class TextBatcher:
-    """Answers text queries of concurrent request threads in batches, holding ``model_lock`` while it does."""
+class QueryBatcher:
+    """Answers the text and image queries of concurrent request threads in batches, holding
+    ``model_lock`` while it does."""
 
     def __init__(self, engine: Any, model_lock: threading.Lock, max_batch: int = 32):
         if max_batch < 1:
@@ -36,12 +42,20 @@ class TextBatcher:
         self.engine, self.model_lock, self.max_batch = engine, model_lock, max_batch
         self._queue: list[_Waiting] = []
         self._guard = threading.Lock()
-        self.batch_sizes: list[int] = []  # of every batched search run (what the tests and benchmark read)
+        self.batch_sizes: list[tuple[QueryKind, int]] = []  # of every batched search run (tests, benchmark)
 
-    def search(self, text: str, k: int, shortlist: int | None, min_score: float | None
-               ) -> tuple[list, str, str | None]:
-        """(hits, the index version that answered, the query's warning or None), blocking until answered."""
-        waiting = _Waiting(text, k, shortlist, min_score)
+    def search_text(self, text: str, k: int, shortlist: int | None, min_score: float | None
+                    ) -> tuple[list, str, str | None]:
+        """(the images found, the index version that answered, the query's warning or None)."""
+        return self._wait(_Waiting("text", text, k, shortlist, min_score))
+
+    def search_image(self, image: str | Path, k: int, shortlist: int | None, min_score: float | None
+                     ) -> tuple[list, str, None]:
+        """(the texts found for the image file, the index version that answered, None)."""
+        return self._wait(_Waiting("image", Path(image), k, shortlist, min_score))  # type: ignore[return-value]
+
+    def _wait(self, waiting: _Waiting) -> tuple[list, str, str | None]:
+        """Queue ``waiting`` and block until it is answered, by this thread or another."""
         with self._guard:
             self._queue.append(waiting)
         while not waiting.done.is_set():
@@ -57,23 +71,33 @@ class TextBatcher:
         assert waiting.result is not None
         return waiting.result
 
+    def _together(self, kind: QueryKind, queries: list, k: int, shortlist: int | None,
+                  min_score: float | None) -> list[list]:
+        search = self.engine.search_texts if kind == "text" else self.engine.search_images
+        return search(queries, k, shortlist, min_score)
+
+    def _alone(self, waiting: _Waiting) -> list:
+        search = self.engine.search_text if waiting.kind == "text" else self.engine.search_image
+        return search(waiting.query, waiting.k, waiting.shortlist, waiting.min_score)
+
     def _answer(self, batch: list[_Waiting]) -> None:
         groups: dict[tuple, list[_Waiting]] = defaultdict(list)
         for waiting in batch:
-            groups[(waiting.k, waiting.shortlist, waiting.min_score)].append(waiting)
+            groups[(waiting.kind, waiting.k, waiting.shortlist, waiting.min_score)].append(waiting)
         version = self.engine.index.version
         try:
-            for (k, shortlist, min_score), members in groups.items():
-                self.batch_sizes.append(len(members))
+            for (kind, k, shortlist, min_score), members in groups.items():
+                self.batch_sizes.append((kind, len(members)))
                 try:
-                    answers = self.engine.search_texts([member.text for member in members], k, shortlist, min_score)
-                except Exception:  # one query the model refuses must not fail the others: each alone
+                    answers = self._together(kind, [member.query for member in members], k, shortlist, min_score)
+                except Exception:  # one query the model refuses (a blank text, a broken image) fails alone
                     answers = [None] * len(members)
                 for member, hits in zip(members, answers):
                     try:
                         if hits is None:
-                            hits = self.engine.search_text(member.text, k, shortlist, min_score)
-                        member.result = (hits, version, self.engine.query_warning(member.text))
+                            hits = self._alone(member)
+                        warning = self.engine.query_warning(member.query) if kind == "text" else None
+                        member.result = (hits, version, warning)
                     except Exception as error:
                         member.error = error
                     member.done.set()

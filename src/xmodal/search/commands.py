@@ -81,8 +81,8 @@ def add_search_verbs(add_verb: Callable[..., argparse.ArgumentParser], common: a
     serve.add_argument("--max-image-pixels", type=int, default=40_000_000,
                        help="largest uploaded image in pixels (default %(default)s)")
     serve.add_argument("--batch", type=int, default=32, metavar="N",
-                       help="answer up to N text queries that wait for the model together in one batched "
-                            "search (default %(default)s; 1: one at a time)")
+                       help="answer up to N queries that wait for the model together in one batched search "
+                            "per kind, texts and uploaded images (default %(default)s; 1: one at a time)")
 
 
 def cmd_index_build(args: argparse.Namespace) -> None:

@@ -116,7 +116,13 @@ class SearchEngine:
     def search_image(self, image: str | Path | Image.Image, k: int = 10, shortlist: int | None = None,
                      min_score: float | None = None) -> list[Hit]:
         """The texts that best match ``image``."""
-        return self._search(self.encode_image(image), "texts", k, shortlist, min_score)[0]
+        return self.search_images([image], k, shortlist, min_score)[0]
+
+    def search_images(self, images: Sequence[str | Path | Image.Image], k: int = 10, shortlist: int | None = None,
+                      min_score: float | None = None) -> list[list[Hit]]:
+        """Several image queries at once, each answered as :meth:`search_image` answers it (one
+        encoding batch, one backend search, each query's own rerank)."""
+        return self._search(self.run.encode_images(list(images)), "texts", k, shortlist, min_score)
 
     @torch.no_grad()
     def _search(self, queries: Rep, target: SideName, k: int, shortlist: int | None,

@@ -17,9 +17,9 @@ It stays up under load and bad input:
   ``Content-Length`` before they are read (and counted while they stream), JSON is parsed with
   its nesting bounded and validated by request models, texts must be valid Unicode.
 - Model work runs off the event loop, in a bounded pool of worker threads, one search on the model
-  at a time (torch already uses every core for one); ``/health`` never waits for it. Text queries
-  that wait for the model together are answered by one batched search
-  (:class:`~xmodal.search.batching.TextBatcher`: one encoding batch, one backend search). Concurrent
+  at a time (torch already uses every core for one); ``/health`` never waits for it. Queries that
+  wait for the model together are answered by one batched search per kind, texts and uploaded
+  images (:class:`~xmodal.search.batching.QueryBatcher`: one encoding batch, one backend search). Concurrent
   uploads beyond a cap are answered 503 at once, a body that stalls is dropped (408), and a
   connection that has not sent a whole request head within 10 s is closed (slow clients).
 - The index is watched: when a writer publishes a new version (``xmodal index add / remove``),
@@ -48,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from xmodal.data.images import load_rgb
 from xmodal.errors import DataError, NotFoundError, TooLargeError, XmodalError
 from xmodal.report_html import image_png
-from xmodal.search.batching import TextBatcher
+from xmodal.search.batching import QueryBatcher
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def create_app(engine, limits: Limits = Limits()):
     """The FastAPI app of one opened :class:`~xmodal.search.engine.SearchEngine`."""
     model_lock = threading.Lock()  # one query on the model at a time
     watcher = IndexWatcher(engine, model_lock, limits.refresh_s)
-    batcher = TextBatcher(engine, model_lock, limits.max_batch)
+    batcher = QueryBatcher(engine, model_lock, limits.max_batch)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -276,14 +276,14 @@ def create_app(engine, limits: Limits = Limits()):
             except (TypeError, ValueError):
                 raise _bad(422, "min_score must be a number") from None
             if image is not None:
-                query = {"image": "upload"}
-                hits, version, warning = await in_worker(
-                    lambda: (engine.search_image(image, k, shortlist, min_score), engine.index.version, None))
+                query = {"image": "upload"}  # answered with the other uploads waiting then (QueryBatcher)
+                hits, version, warning = await anyio.to_thread.run_sync(
+                    lambda: batcher.search_image(image, k, shortlist, min_score), limiter=workers)
             else:
                 text = check_text(fields.get("text"))
-                query = {"text": text}  # answered with the other text queries waiting then (TextBatcher)
+                query = {"text": text}  # answered with the other text queries waiting then
                 hits, version, warning = await anyio.to_thread.run_sync(
-                    lambda: batcher.search(text, k, shortlist, min_score), limiter=workers)
+                    lambda: batcher.search_text(text, k, shortlist, min_score), limiter=workers)
         finally:
             if image is not None:
                 image.unlink(missing_ok=True)
