@@ -33,6 +33,7 @@ from xmodal.run import Run, record_data
 from xmodal.training.checkpoint import load_checkpoint, save_checkpoint
 from xmodal.training.curves import append_log, plot_curves, read_log
 from xmodal.training.distributed import World
+from xmodal.training.stopping import EarlyStopping
 
 SEED_STRIDE = 1_000_003  # keeps (seed, epoch) streams apart
 logger = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.d
     if world.distributed and model.auxiliary:
         raise XmodalError(f"model {model.name!r} trains adversarial parts with their own optimiser, which "
                           "multi-process training does not support yet; train it in one process")
-    start_epoch, best, best_epoch, bad_epochs = 0, -math.inf, 0, 0
+    start_epoch, stopping = 0, EarlyStopping(train_cfg.early_stopping.patience)
     last_path, best_path = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
     if resume:
         state = load_checkpoint(last_path)
@@ -202,8 +203,9 @@ def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.d
         torch.set_rng_state(state["rng"])
         if state.get("cuda_rng") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        start_epoch, best, best_epoch, bad_epochs = (state["epoch"], state["best_metric"], state["best_epoch"],
-                                                     state["bad_epochs"])
+        start_epoch = state["epoch"]
+        stopping = EarlyStopping(train_cfg.early_stopping.patience, state["best_metric"], state["best_epoch"],
+                                 state["bad_epochs"])
         if world.is_main:  # drop log lines of an epoch whose checkpoint never landed
             kept = [r for r in read_log(out / "log.jsonl") if r["epoch"] <= start_epoch]
             atomic_write_bytes(out / "log.jsonl", "".join(_json_line(r) for r in kept).encode())
@@ -220,9 +222,8 @@ def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.d
     # the whole train split once an epoch count has been chosen on a held-out part.
     val_split = run.data.split("val") if run.data.has_split("val") else None
     per_rank_batch = max(2, train_cfg.batch_size // world.size)
-    stopped_early = bad_epochs >= train_cfg.early_stopping.patience
     epochs_run = start_epoch
-    for epoch in range(start_epoch, train_cfg.epochs if not stopped_early else start_epoch):
+    for epoch in range(start_epoch, train_cfg.epochs if not stopping.stopped else start_epoch):
         started = time.perf_counter()
         _set_lr(optimizers["total"], config, epoch)
         order = epoch_order(train_split.n_texts, train_cfg.seed, epoch)[world.rank :: world.size]
@@ -240,18 +241,14 @@ def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.d
             steps += 1
         if val_split is None:
             metrics, score, improved = {}, math.nan, True
-            best, best_epoch = score, epoch + 1
+            stopping.keep_unvalidated(epoch + 1)
         else:
             metrics = evaluate_split(model, val_split, device, **eval_settings(config.eval))
             score = headline(metrics, run.metric)
-            improved = score > best
-            if improved:
-                best, best_epoch, bad_epochs = score, epoch + 1, 0
-            else:
-                bad_epochs += 1
-        stopped_early = bad_epochs >= train_cfg.early_stopping.patience
+            improved = stopping.update(epoch + 1, score)
         if world.is_main:
-            state = _state(run, optimizers, epoch=epoch + 1, best=best, best_epoch=best_epoch, bad_epochs=bad_epochs)
+            state = _state(run, optimizers, epoch=epoch + 1, best=stopping.best, best_epoch=stopping.best_epoch,
+                           bad_epochs=stopping.bad_epochs)
             save_checkpoint(last_path, state)
             if improved:
                 shutil.copyfile(last_path, best_path.with_suffix(".tmp"))
@@ -259,15 +256,15 @@ def _train_loop(run, config: RunConfig, out: Path, world: World, device: torch.d
             record = {"epoch": epoch + 1, "loss": {k: v / max(steps, 1) for k, v in sums.items()},
                       "val": {run.metric: score} if val_split is not None else {}, "metrics": metrics,
                       "lr": optimizers["total"].param_groups[0]["lr"],
-                      "seconds": round(time.perf_counter() - started, 3), "best_epoch": best_epoch,
+                      "seconds": round(time.perf_counter() - started, 3), "best_epoch": stopping.best_epoch,
                       "steps": steps, "world_size": world.size}
             append_log(out / "log.jsonl", record)
             plot_curves(read_log(out / "log.jsonl"), out / "curves.png", run.metric)
-            logger.info(epoch_line(record, train_cfg.epochs, run.metric, best))
+            logger.info(epoch_line(record, train_cfg.epochs, run.metric, stopping.best))
         epochs_run = epoch + 1
-        if stopped_early:
+        if stopping.stopped:
             break
-    return TrainResult(out, epochs_run, best_epoch, best, run.metric, stopped_early)
+    return TrainResult(out, epochs_run, stopping.best_epoch, stopping.best, run.metric, stopping.stopped)
 
 
 def epoch_line(record: dict, epochs: int, metric: str, best: float) -> str:
