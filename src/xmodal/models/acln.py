@@ -119,7 +119,12 @@ class ACLN(EmbeddingModel):
                 # temperature learned, no dropout on what the attention pools
                 "sharp": Variant("ACLN sharp (linear logits, learned temperature, no pool dropout)",
                                  {"attention": "shared", "attention_logits": "linear", "learn_temperature": True,
-                                  "pool_dropout": False})}
+                                  "pool_dropout": False}),
+                # each of those options alone
+                "temperature": Variant("ACLN + linear logits, learned temperature",
+                                       {"attention": "shared", "attention_logits": "linear",
+                                        "learn_temperature": True}),
+                "no-pool-dropout": Variant("ACLN + no pool dropout", {"attention": "shared", "pool_dropout": False})}
 
     @classmethod
     def labels_needed(cls, params: ACLNParams) -> bool:

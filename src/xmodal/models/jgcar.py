@@ -128,7 +128,12 @@ class JGCAR(RetrievalModel):
                 # for eq. 16's 1 - P, no dropout on what the co-attention pools
                 "sharp": Variant("JGCAR sharp (learned temperature from 0.1, -log P, no dropout)",
                                  {"attention_temperature": 0.1, "learn_temperature": True,
-                                  "coattention_loss": "neg_log_p", "dropout": 0.0})}
+                                  "coattention_loss": "neg_log_p", "dropout": 0.0}),
+                # each of those options alone
+                "temperature": Variant("JGCAR + learned temperature from 0.1",
+                                       {"attention_temperature": 0.1, "learn_temperature": True}),
+                "neg-log-p": Variant("JGCAR + -log P", {"coattention_loss": "neg_log_p"}),
+                "no-dropout": Variant("JGCAR + no dropout", {"dropout": 0.0})}
 
     def __init__(self, spec: InputSpec, params: JGCARParams):
         super().__init__(spec, params)
