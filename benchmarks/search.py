@@ -207,13 +207,14 @@ def part_batching(out: Path, queries: int = 320, clients: int = 32, upload_clien
 
     run = train_once("dual/emoji", out / "dual-emoji")
     index = index_once(run, "split:test", out / "dual-emoji-index")
-    test = load_run(run).dataset.split("test")
+    loaded = load_run(run)
+    test = loaded.dataset.split("test")
     texts = [item.texts[0] for item in test]
     images = [Path(item.image).read_bytes() for item in test[:64]]
     figures: dict = {"index": f"dual/emoji (MiniLM sentence vectors, one stage), {len(texts)} test images",
                      "queries": queries, "clients": clients, "upload_clients": upload_clients,
                      "load_average": os.getloadavg()[0],  # other processes on the cores: the ratios, not the rates
-                     "encoding": encoding_in_batches(run, texts[:8], [Path(item.image) for item in test[:8]])}
+                     "encoding": encoding_in_batches(loaded, texts[:8], [Path(item.image) for item in test[:8]])}
     for batch in (1, 32):
         server = Server(index, "--batch", str(batch))
         try:
@@ -227,12 +228,9 @@ def part_batching(out: Path, queries: int = 320, clients: int = 32, upload_clien
     return figures
 
 
-def encoding_in_batches(run: Path, texts: list[str], images: list[Path]) -> dict:
-    """In this process: milliseconds to encode the queries one at a time and as one batch, per kind
-    (what batching can save before any search)."""
-    from xmodal.api import load_run
-
-    loaded = load_run(run)
+def encoding_in_batches(loaded, texts: list[str], images: list[Path]) -> dict:
+    """In this process: milliseconds for the loaded run (``xmodal.api.load_run``) to encode the
+    queries one at a time and as one batch, per kind (what batching can save before any search)."""
     figures = {}
     for kind, encode, queries in (("texts", loaded.encode_texts, texts), ("images", loaded.encode_images, images)):
         encode(queries[:1])  # warm-up

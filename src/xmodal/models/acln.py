@@ -101,6 +101,12 @@ class WordFeatures(nn.Module):
         return self.tokens(vectors)
 
 
+# Issue 29's sharpness options as variant settings: unbounded logits with their temperature learned;
+# no dropout on what the attention pools.
+_TEMPERATURE = {"attention_logits": "linear", "learn_temperature": True}
+_NO_POOL_DROPOUT = {"pool_dropout": False}
+
+
 @register
 class ACLN(EmbeddingModel):
     """Local features -> (shared) attention pooling -> two FC layers and softmax per modality."""
@@ -115,16 +121,12 @@ class ACLN(EmbeddingModel):
     variants = {"baseline": Variant("ACLN baseline (mean, no attention)", {"attention": "mean"}),  # Table 2
                 "separate": Variant("ACLN separate attention", {"attention": "separate"}),
                 "shared": Variant("ACLN (shared attention)", {"attention": "shared"}),
-                # issue 29's sharpness options together (not in the paper): unbounded logits, their
-                # temperature learned, no dropout on what the attention pools
+                # issue 29's sharpness options (not in the paper), together and each alone
                 "sharp": Variant("ACLN sharp (linear logits, learned temperature, no pool dropout)",
-                                 {"attention": "shared", "attention_logits": "linear", "learn_temperature": True,
-                                  "pool_dropout": False}),
-                # each of those options alone
+                                 {"attention": "shared", **_TEMPERATURE, **_NO_POOL_DROPOUT}),
                 "temperature": Variant("ACLN + linear logits, learned temperature",
-                                       {"attention": "shared", "attention_logits": "linear",
-                                        "learn_temperature": True}),
-                "no-pool-dropout": Variant("ACLN + no pool dropout", {"attention": "shared", "pool_dropout": False})}
+                                       {"attention": "shared", **_TEMPERATURE}),
+                "no-pool-dropout": Variant("ACLN + no pool dropout", {"attention": "shared", **_NO_POOL_DROPOUT})}
 
     @classmethod
     def labels_needed(cls, params: ACLNParams) -> bool:
