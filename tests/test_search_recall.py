@@ -40,6 +40,22 @@ def test_exact_neighbours_and_the_probe_leave_each_query_out():
     assert probe.recall(exact) == 1.0
 
 
+def test_the_probe_asks_with_queries_from_outside_the_index():
+    items = unit_rows(np.array([[1, 0], [0, 1], [-1, 0], [0.6, 0.8]], np.float32))
+    asked = unit_rows(np.array([[0.9, 0.1], [0.1, 0.9], [-1, 0.2]], np.float32))
+    keys = np.arange(4) + 10
+    probe = RecallProbe(keys, items, k=2, queries=3, asked=asked)
+    assert probe.k == 2 and len(probe.queries) == 3  # nothing of its own to leave out: k may reach every item
+    truth = {tuple(query.round(3)): found for query, found in zip(unit_rows(probe.queries), probe.truth)}
+    assert truth[tuple(asked[0].round(3))] == {10, 13} and truth[tuple(asked[2].round(3))] == {12, 11}
+    exact = ExactIndex(2)
+    exact.add(keys, items)
+    assert probe.recall(exact) == 1.0
+    tuned = tune_recall(exact, keys, items, 0.95, k=2, asked=asked, asked_by="the collection's texts")
+    assert tuned["queries_from"] == "the collection's texts" and tuned["queries"] == 3
+    assert tune_recall(exact, keys, items, 0.95, k=2)["queries_from"] == "items"
+
+
 def test_a_coarse_index_measures_below_exact_and_tuning_reaches_the_target():
     vectors = clustered(4000)
     index = built("ivfpq", vectors, pq_m=4, nprobe=1)
@@ -113,6 +129,18 @@ def test_refined_ivfpq_removes_by_rebuilding_and_reloads(tmp_path):
     np.testing.assert_array_equal(reloaded.search(vectors[:20], 5)[1], found)
 
 
+def test_a_saved_ivfpq_reloads_its_list_sizes_from_the_file(tmp_path):
+    vectors = clustered(3000, seed=4)
+    keys = np.arange(len(vectors)) + 1000  # as built() adds them
+    index = built("ivfpq", vectors, refine=True, k_factor=8)
+    index.save(tmp_path)
+    # loaded with only its kind (as the benchmark's --reuse-built does): nlist and pq_m come from the file
+    reloaded = FaissIndex.load(tmp_path, vectors.shape[1], {"kind": "ivfpq", "refine": True})
+    assert (reloaded.options["nlist"], reloaded.options["pq_m"]) == (index.options["nlist"], index.options["pq_m"])
+    assert all(rung["nprobe"] >= 1 for rung in reloaded.search_ladder())
+    assert tune_recall(reloaded, keys, vectors, 0.95)["lower_bound"] >= 0.95
+
+
 def test_target_must_be_a_share():
     vectors = clustered(50)
     exact = ExactIndex(vectors.shape[1])
@@ -135,3 +163,22 @@ def test_cli_builds_to_a_recall_target_and_info_reports_it(trained, tmp_path, ca
     assert main(["index", "build", str(trained["dual"]), "--collection", "split:test", "--out",
                  str(tmp_path / "bad"), "--backend", "faiss", "--faiss-kind", "hnsw", "--faiss-refine"]) == 2
     assert "--faiss-refine is an option of --backend faiss --faiss-kind ivfpq" in capsys.readouterr().err
+
+
+def test_each_side_is_measured_on_the_queries_the_other_side_asks(trained, tmp_path, capsys, monkeypatch):  # noqa: F811
+    import xmodal.search.index as index_module
+
+    monkeypatch.setattr(index_module, "MIN_ASKING_QUERIES", 10)  # the test split: 8 images, 16 texts
+    out = tmp_path / "asked"
+    assert main(["index", "build", str(trained["dual"]), "--collection", "split:test", "--out", str(out),
+                 "--backend", "faiss", "--faiss-kind", "hnsw", "--recall-target", "0.9"]) == 0
+    sides = SearchIndex.open(out).sides
+    images, texts = (sides[name].vectors.options["recall"] for name in ("images", "texts"))
+    assert images["queries_from"] == "the collection's texts" and images["queries"] == 16 and images["k"] == 8
+    assert texts["queries_from"] == "items" and texts["queries"] == 16  # 8 images are too few to ask with
+    capsys.readouterr()
+    assert main(["index", "info", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "images: recall@8 1.000, 95% lower bound 1.000 against exact search (target 0.9), measured at build " \
+           "on 16 queries from the collection's texts, against its 8 items" in shown
+    assert "texts: recall@10 " in shown and "measured at build on 16 sampled items of 16" in shown

@@ -13,6 +13,7 @@ from xmodal.errors import XmodalError
 
 def add_search_verbs(add_verb: Callable[..., argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     from xmodal.search.engine import DEFAULT_SHORTLIST
+    from xmodal.search.recall import MIN_ASKING_QUERIES
     from xmodal.search.vector_index import BACKENDS, EXACT_DTYPES, FAISS_KINDS
 
     index = add_verb("index", help="encode a collection with a trained run into a search index")
@@ -34,8 +35,10 @@ def add_search_verbs(add_verb: Callable[..., argparse.ArgumentParser], common: a
                             "compressed codes propose (recall back, at 4 bytes a dimension)")
     build.add_argument("--recall-target", type=float, default=None, metavar="R",
                        help="choose the search settings (HNSW ef_search; IVF nprobe and refine k_factor) as the "
-                            "cheapest whose recall@10 against exact search reaches R on 200 sampled items; the "
-                            "measured recall is kept and shown by xmodal index info")
+                            "cheapest whose recall@10 against exact search reaches R (its 95%% lower bound) on 200 "
+                            "queries from the other side of the collection (its own sampled items when that side "
+                            f"has fewer than {MIN_ASKING_QUERIES}); the measured recall is kept and shown by xmodal "
+                            "index info")
     build.add_argument("--dtype", default="float32", choices=list(EXACT_DTYPES),
                        help="with --backend exact: how the vectors are stored; 16 bits halve the memory a search "
                             "reads (scores rounded: see benchmarks/results/search.md)")
@@ -200,8 +203,15 @@ def _recall_line(side: str, recall: dict[str, Any]) -> str:
     settings = recall.get("settings") or {}
     bound = f", 95% lower bound {recall['lower_bound']:.3f}" if "lower_bound" in recall else ""
     return (f"{side}: recall@{recall['k']} {recall['recall_at_k']:.3f}{bound} against exact search (target "
-            f"{recall['target']}), measured at build on {recall['queries']} sampled items of {recall['items']}"
+            f"{recall['target']}), measured at build on {_probe_queries(recall)}"
             f"{' with ' + json.dumps(settings) if settings else ''}\n")
+
+
+def _probe_queries(recall: dict[str, Any]) -> str:
+    asked_by = recall.get("queries_from", "items")  # indexes built before it was recorded: items
+    if asked_by == "items":
+        return f"{recall['queries']} sampled items of {recall['items']}"
+    return f"{recall['queries']} queries from {asked_by}, against its {recall['items']} items"
 
 
 def cmd_search(args: argparse.Namespace) -> None:

@@ -41,7 +41,7 @@ from xmodal.file_hashes import file_keys, hash_file
 from xmodal.models.base import Rep, concat_rows, rep_to, take
 from xmodal.progress import progress
 from xmodal.search.collection import Collection, Entry, text_id
-from xmodal.search.recall import tune_recall
+from xmodal.search.recall import MIN_ASKING_QUERIES, tune_recall
 from xmodal.search.vector_index import VectorIndex, load_vector_index, make_vector_index, unit_rows, write_json
 from xmodal.search.versions import (
     CURRENT,
@@ -188,8 +188,10 @@ class SearchIndex:
         """Encode ``collection`` with ``run`` and write ``out``.
 
         With ``recall_target``, each side's search settings are the cheapest that reach that recall@10
-        against exact search on a sample of its items (:func:`xmodal.search.recall.tune_recall`); the
-        measured recall is kept in the side's options. Nothing is written when the target is missed.
+        against exact search on a sample of the other side's vectors, the queries it will be asked
+        (of its own items when the other side has fewer than ``MIN_ASKING_QUERIES``;
+        :func:`xmodal.search.recall.tune_recall`); the measured recall is kept in the side's options.
+        Nothing is written when the target is missed.
         """
         out = Path(out)
         if (out / CURRENT).exists() and not overwrite:
@@ -212,9 +214,13 @@ class SearchIndex:
             added = index._append(run, collection.images, collection.texts, collection, batch_size)
             if recall_target is not None:
                 for name, (keys, vectors) in added.items():
-                    measured = tune_recall(index.sides[name].vectors, keys, vectors, recall_target)
-                    logger.info("%s: recall@%d %.3f (95%% lower bound %.3f) on %d sampled items", name,
-                                measured["k"], measured["recall_at_k"], measured["lower_bound"], measured["queries"])
+                    other: SideName = "texts" if name == "images" else "images"
+                    asked = added[other][1] if len(added.get(other, ((), ()))[1]) >= MIN_ASKING_QUERIES else None
+                    measured = tune_recall(index.sides[name].vectors, keys, vectors, recall_target, asked=asked,
+                                           asked_by=f"the collection's {other}")
+                    logger.info("%s: recall@%d %.3f (95%% lower bound %.3f) on %d queries from %s", name,
+                                measured["k"], measured["recall_at_k"], measured["lower_bound"], measured["queries"],
+                                measured["queries_from"])
             index.manifest["build_seconds"] = round(time.perf_counter() - started, 3)
             index.save()
             if replaced is not None:  # vectors kept outside the version folders (Milvus) go with the old index

@@ -300,14 +300,12 @@ class FaissIndex(VectorIndex):
 
     def _set_search_options(self, inner) -> None:
         """faiss keeps none of the search settings in its file: set them on the loaded objects."""
-        faiss = self._faiss()
         if self.kind == "hnsw":
             inner.hnsw.efSearch = int(self.options["ef_search"])
         if self.kind == "ivfpq":
             if self.options["refine"]:
                 inner.k_factor = float(self.options["k_factor"])
-                inner = faiss.downcast_index(inner.base_index)
-            inner.nprobe = int(self.options["nprobe"])
+            self._inverted_lists().nprobe = int(self.options["nprobe"])
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, len(self))
@@ -336,7 +334,16 @@ class FaissIndex(VectorIndex):
                 raise XmodalError(f"{_where(folder)}: vectors of width {index.index.d}, the index says {dim}; "
                                   "rebuild the index")
             index._set_search_options(faiss.downcast_index(index.index.index))
+            if index.kind == "ivfpq":  # the file knows the list and code sizes even when ``options`` does not
+                lists = index._inverted_lists()
+                index.options.update(nlist=int(lists.nlist), pq_m=int(lists.pq.M))
         return index
+
+    def _inverted_lists(self):
+        """The IVF-PQ index inside the id map (and inside the refining stage, with ``refine``)."""
+        faiss = self._faiss()
+        inner = faiss.downcast_index(self.index.index)
+        return faiss.downcast_index(inner.base_index) if self.options["refine"] else inner
 
     def __len__(self) -> int:
         return 0 if self.index is None else int(self.index.ntotal)
