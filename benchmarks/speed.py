@@ -360,6 +360,12 @@ def machine_slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]
 
 
+def _ran_on_gpu(recorded: Path) -> bool:
+    results = json.loads(recorded.read_text())
+    # records written before "device" was kept: only a GPU run measures the bf16 matrix product
+    return results.get("device", "cuda" if results.get("matmul_bf16") is not None else "cpu") == "cuda"
+
+
 def write_speed_index(out: Path, index: Path) -> None:
     """``SPEED.md``: a short preface, then every machine's section as its own run wrote it."""
     sections = [path.read_text().strip() for path in sorted(out.glob("*.md"))]
@@ -367,6 +373,10 @@ def write_speed_index(out: Path, index: Path) -> None:
                "each figure is measured); one section per machine, each from one run of the script on that machine, "
                "so the ratios within a section were measured side by side. Synthetic inputs have the real shapes; see "
                "the script.\n")
+    if not any(_ran_on_gpu(path) for path in out.glob("*.json")):
+        preface += ("\nEvery section is a CPU's: no GPU has run `bash benchmarks/gpu.sh` yet (it adds a section under "
+                    "the GPU's name, with bf16 autocast, DDP and the exact index on the GPU), so these figures stand "
+                    "alone.\n")
     index.write_text(preface + "\n" + "\n\n".join(sections) + "\n")
 
 
@@ -426,8 +436,8 @@ def _measure(args: argparse.Namespace, device: torch.device, machine: str) -> di
     fp32 = matmul_flops(device)
     measured = {"date": time.strftime("%Y-%m-%d"), "matmul_fp32": fp32}
     bf16 = matmul_flops(device, torch.bfloat16) if device.type == "cuda" else None
-    results: dict[str, object] = {"machine": machine, "matmul_fp32": fp32, "matmul_date": measured["date"],
-                                  "matmul_bf16": bf16}
+    results: dict[str, object] = {"machine": machine, "device": device.type, "matmul_fp32": fp32,
+                                  "matmul_date": measured["date"], "matmul_bf16": bf16}
     cases = {}
     if "similarity" in args.parts or "training" in args.parts:
         cases = {name: build_case(name, device) for name in args.models}

@@ -76,3 +76,20 @@ def test_field_shapes_are_the_papers_regions():
     image = field_dims("image", "regions", config)
     assert (image.image_dim, image.regions, image.grid_side) == (2048, 36, None)
     assert field_dims("text", "words", config).vocab == 11000
+
+
+def test_speed_md_says_when_no_section_is_a_gpus(tmp_path):
+    import json
+
+    from benchmarks.speed import write_speed_index
+
+    out, index = tmp_path / "speed", tmp_path / "SPEED.md"
+    out.mkdir()
+    (out / "cpu.json").write_text(json.dumps({"machine": "a CPU", "matmul_bf16": None}))  # a record before "device"
+    (out / "cpu.md").write_text("## a CPU")
+    write_speed_index(out, index)
+    assert "no GPU has run `bash benchmarks/gpu.sh` yet" in index.read_text()
+    (out / "gpu.json").write_text(json.dumps({"machine": "H100", "device": "cuda", "matmul_bf16": 4e14}))
+    (out / "gpu.md").write_text("## H100")
+    write_speed_index(out, index)
+    assert "no GPU has run" not in index.read_text() and "## H100" in index.read_text()
