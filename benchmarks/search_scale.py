@@ -232,7 +232,7 @@ SCALE_READING: list[str] = [
     "batches where a recall of 0.9 is acceptable; the float32 default stays exact.",
     "- HNSW (M 32, ef_construction 80, the `--faiss-kind hnsw` default) keeps the promise: tuned on a second "
     "draw of 200 held-out queries, the tuner stops at ef_search 64 (mean 0.971, lower bound 0.953) and the "
-    "measured held-out queries find 0.962 of their true top 10, at 0.4 ms a query (0.002x the bare product) "
+    "measured held-out queries find 0.961 of their true top 10, at 0.4 ms a query (0.002x the bare product) "
     "for 1.3 kB a vector. Two things stood in the way before. The graph: with ef_construction 40 no search "
     "setting reached 0.95 (held out 0.941 at ef_search 2048, the ladder's end). And the tuner's queries: it "
     "measured on stored items, which overstate a graph index (each is a node linked to its neighbours when "
