@@ -82,11 +82,11 @@ def part_scale(out: Path, n: int, dim: int = 256, n_queries: int = 200, names: l
     Milvus rows stay on the CPU. ``earlier`` (the part's previous figures) reuses each faiss index it
     built and saved instead of building it again (its build seconds are the earlier run's): retuning
     a 25-minute HNSW graph takes minutes."""
+    import faiss
+
     from xmodal.errors import XmodalError
     from xmodal.search.recall import exact_neighbours, tune_recall
     from xmodal.search.vector_index import ExactIndex, load_vector_index, make_vector_index
-
-    import faiss
 
     # faiss's OpenMP threads default to one per core and spin while they wait: beside two training
     # jobs, the HNSW graph with ef_construction 40 took 1519 s with the default, one with 80 took 539 s
