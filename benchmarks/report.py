@@ -153,6 +153,22 @@ def _mean_map(row: Row) -> Summary | None:
         if row.results else None
 
 
+def _text_input(config_name: str, model: str) -> str:
+    """What the model reads from texts under ``config_name``: the configured kinds, or the model's
+    preferred one where the config leaves it open; a word graph says where its edges come from."""
+    from xmodal.config import load_config
+    from xmodal.models.registry import model_params
+
+    config = load_config(config_name, [f"model.name={model}"])
+    given = config.data.text_input
+    if given is None:
+        model_cls, params = model_params(model, config.model.params)
+        given = [accepted[0] for accepted in model_cls.input_parts("text", params)]
+    kinds = [given] if isinstance(given, str) else list(given)
+    named = ", ".join(f"`{kind}`" for kind in kinds)
+    return named + (f" ({config.data.graph_vectors} word graph)" if "bow" in kinds else "")
+
+
 def language_table(tables: dict[str, list[Row]]) -> list[str]:
     """Each model on emoji in every language it ran in: mean MAP@all and rsum, its text input, and the
     share of its English MAP kept in each other language. Empty when no other language has runs."""
@@ -168,9 +184,7 @@ def language_table(tables: dict[str, list[Row]]) -> list[str]:
     lines = [header, "| --- " * (3 + 2 * (1 + len(others)) + len(others)) + "|"]
     for model in models:
         some = next(by_language[language][model] for language in others if model in by_language[language])
-        from xmodal.config import load_config
-
-        text_input = load_config(some.arm.config).data.text_input
+        text_input = _text_input(some.arm.config, model)
         cells, english = [], by_language["en"].get(model)
         for language in ("en", *others):
             row = by_language[language].get(model)
@@ -180,7 +194,7 @@ def language_table(tables: dict[str, list[Row]]) -> list[str]:
             row = by_language[language].get(model)
             ours, theirs = (_mean_map(row) if row else None), (_mean_map(english) if english else None)
             ratios.append(f"{ours.mean / theirs.mean:.0%}" if ours and theirs else "-")
-        lines.append(f"| {some.arm.label} | `{model}` | `{text_input}` | " + " | ".join(cells) + " | "
+        lines.append(f"| {some.arm.label} | `{model}` | {text_input} | " + " | ".join(cells) + " | "
                      + " | ".join(ratios) + " |")
     return lines
 

@@ -234,6 +234,10 @@ def test_the_language_table_puts_each_language_beside_english_with_the_share_of_
     assert dual.endswith("| 77% | 65% |")
     cca = next(row for row in rows if "`cca`" in row)
     assert cca.endswith("| - | - | 0.300 | 260.0 | - | - | - | - |")  # no English or ru run: no share
+    tables["emoji-zh"] = _rows("emoji-zh", {"scanet": [mapped(50.0, 0.6, 0.6)]})
+    scanet = next(row for row in language_table(tables) if "`scanet`" in row)
+    # its config leaves the text input to the model (word counts over the graph): named, with the graph's source
+    assert scanet.startswith("| SCANet (GCN, k = 2) | `scanet` | `bow` (ppmi word graph) |")
     assert language_table({"emoji": tables["emoji"]}) == []
 
 
