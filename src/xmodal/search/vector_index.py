@@ -296,10 +296,11 @@ class FaissIndex(VectorIndex):
     def apply_search(self, settings: dict[str, Any]) -> None:
         super().apply_search(settings)
         if self.index is not None:
-            self._set_search_options(self._faiss().downcast_index(self.index.index))
+            self._set_search_options()
 
-    def _set_search_options(self, inner) -> None:
+    def _set_search_options(self) -> None:
         """faiss keeps none of the search settings in its file: set them on the loaded objects."""
+        inner = self._faiss().downcast_index(self.index.index)  # the index inside the id map
         if self.kind == "hnsw":
             inner.hnsw.efSearch = int(self.options["ef_search"])
         if self.kind == "ivfpq":
@@ -333,7 +334,7 @@ class FaissIndex(VectorIndex):
             if index.index.d != dim:
                 raise XmodalError(f"{_where(folder)}: vectors of width {index.index.d}, the index says {dim}; "
                                   "rebuild the index")
-            index._set_search_options(faiss.downcast_index(index.index.index))
+            index._set_search_options()
             if index.kind == "ivfpq":  # the file knows the list and code sizes even when ``options`` does not
                 lists = index._inverted_lists()
                 index.options.update(nlist=int(lists.nlist), pq_m=int(lists.pq.M))
