@@ -30,6 +30,7 @@ BATCH = 32
 RECALL_TARGET = 0.95
 
 # name -> (backend, options, tuned to RECALL_TARGET at build)
+HELD_OUT = "held-out queries"  # what a row was tuned on: queries drawn apart from the index and the measured ones
 SETTINGS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "exact-float32": ("exact", {"dtype": "float32"}, False),
     "exact-bfloat16": ("exact", {"dtype": "bfloat16"}, False),
@@ -132,7 +133,7 @@ def part_scale(out: Path, n: int, dim: int = 256, n_queries: int = 200, names: l
             if tuned:
                 try:
                     tuning = tune_recall(index, keys, vectors, RECALL_TARGET, K, asked=tuning_queries,
-                                         asked_by="held-out queries")
+                                         asked_by=HELD_OUT)
                 except XmodalError as error:  # no rung is sure of the target: measured at the last, said so
                     refused = str(error)
             tune_seconds = time.perf_counter() - tune_started
@@ -206,7 +207,7 @@ def report(scale: dict) -> list[str]:
             tuned = "refused: " + row["tuning_refused"].split(", not surely")[0].removeprefix("the faiss ")
         elif row.get("tuned_recall_on_items") is not None:
             bound = f", lower bound {row['tuned_lower_bound']:.3f}" if row.get("tuned_lower_bound") is not None else ""
-            on = "held out" if row.get("tuned_on") == "held-out queries" else "items"
+            on = "held out" if row.get("tuned_on") == HELD_OUT else "items"
             tuned = f"{row['tuned_recall_on_items']:.3f}{bound} (*tuned*, {on})"
         single, batch = row["single"], row["batch"]
         # runs before 2026-12-07 freed the previous row's index during the next build: a drop shows as "-"

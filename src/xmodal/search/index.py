@@ -215,7 +215,8 @@ class SearchIndex:
             if recall_target is not None:
                 for name, (keys, vectors) in added.items():
                     other: SideName = "texts" if name == "images" else "images"
-                    asked = added[other][1] if len(added.get(other, ((), ()))[1]) >= MIN_ASKING_QUERIES else None
+                    _, asking = added.get(other, (None, ()))
+                    asked = asking if len(asking) >= MIN_ASKING_QUERIES else None
                     measured = tune_recall(index.sides[name].vectors, keys, vectors, recall_target, asked=asked,
                                            asked_by=f"the collection's {other}")
                     logger.info("%s: recall@%d %.3f (95%% lower bound %.3f) on %d queries from %s", name,
