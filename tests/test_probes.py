@@ -26,3 +26,21 @@ def test_the_bssan_probe_measures_gradients_saturation_attention_and_the_score_s
         for part in figures["scores"].values():
             assert sum(part["variance"].values()) == pytest.approx(1.0)
             assert 0 <= part["rsum"] <= 600
+
+
+@pytest.mark.slow
+def test_the_word_drift_probe_reports_the_embeddings_lr_and_how_far_it_moved(colours, tmp_path):  # noqa: F811
+    from benchmarks.probes.word_drift import probe
+
+    moved = {}
+    for name, params, group_lr in (("frozen", {"finetune_words": False}, {}), ("fast", {}, {"words": 0.05})):
+        config = small_config(tmp_path, "dual", "words")
+        config = config.model_copy(update={
+            "model": config.model.model_copy(update={"params": params}),
+            "optim": config.optim.model_copy(update={"group_lr": group_lr})})
+        train_config(config, tmp_path / name)
+        figures = probe(str(tmp_path / name))["embeddings"]["words"]
+        assert figures["rows"] > 0 and figures["start_row_norm"] > 0
+        moved[name] = figures
+    assert moved["frozen"]["lr"] == 0 and moved["frozen"]["drift_median"] == 0
+    assert moved["fast"]["lr"] == 0.05 and moved["fast"]["drift_p90"] >= moved["fast"]["drift_median"] > 0
