@@ -155,7 +155,8 @@ def _mean_map(row: Row) -> Summary | None:
 
 def _text_input(config_name: str, model: str) -> str:
     """What the model reads from texts under ``config_name``: the configured kinds, or the model's
-    preferred one where the config leaves it open; a word graph says where its edges come from."""
+    preferred one where the config leaves it open; a word graph says where its edges come from, a
+    word table with its own ``optim.group_lr`` its lr."""
     from xmodal.config import load_config
     from xmodal.models.registry import model_params
 
@@ -166,7 +167,12 @@ def _text_input(config_name: str, model: str) -> str:
         given = [accepted[0] for accepted in model_cls.input_parts("text", params)]
     kinds = [given] if isinstance(given, str) else list(given)
     named = ", ".join(f"`{kind}`" for kind in kinds)
-    return named + (f" ({config.data.graph_vectors} word graph)" if "bow" in kinds else "")
+    if "bow" in kinds:
+        named += f" ({config.data.graph_vectors} word graph)"
+    word_lr = next((lr for prefix, lr in config.optim.group_lr.items() if prefix.rsplit(".", 1)[-1] == "words"), None)
+    if "words" in kinds and word_lr is not None:  # a word table with its own lr (a WordInput named `words`)
+        named += f" (word table at lr {word_lr:g}, {word_lr / config.optim.lr:.0f}x)"
+    return named
 
 
 def language_table(tables: dict[str, list[Row]]) -> list[str]:
@@ -247,8 +253,10 @@ def results_report(tables: dict[str, list[Row]], seeds: list[int], earlier_sourc
         lines += ["## Languages", "",
                   "Emoji with CLDR's names and keywords in each language (same images, split and categories), each "
                   "model through a text input that needs no English vocabulary (`tfidf`: word and character "
-                  "n-grams; `words`: embeddings learnt from scratch, one token per CJK character; SCANet's graph "
-                  "from co-occurrence), beside its English row (English: the model's own emoji config and text "
+                  "n-grams; `words`: embeddings learnt from scratch, one token per CJK character, the table at its "
+                  "own lr where the row names one, as at the model's lr its random rows barely move (`python -m "
+                  "benchmarks probe word-drift RUN`); SCANet's graph from co-occurrence), beside its English row "
+                  "(English: the model's own emoji config and text "
                   "input). MAP@all is the mean of both directions; exhaustive ranking unless the dataset tables "
                   "above say otherwise. The issue's goal: every model within 15% of its English MAP on zh (a "
                   "zh / en MAP of 85% or more).", "", *languages, ""]

@@ -238,6 +238,10 @@ def test_the_language_table_puts_each_language_beside_english_with_the_share_of_
     scanet = next(row for row in language_table(tables) if "`scanet`" in row)
     # its config leaves the text input to the model (word counts over the graph): named, with the graph's source
     assert scanet.startswith("| SCANet (GCN, k = 2) | `scanet` | `bow` (ppmi word graph) |")
+    tables["emoji-zh"] = _rows("emoji-zh", {"scan": [mapped(150.0, 0.3, 0.3)]})
+    scan = next(row for row in language_table(tables) if "`scan`" in row)
+    # its word table learns at its own lr (optim.group_lr words): named with its ratio to optim.lr
+    assert "| `scan` | `words` (word table at lr 0.01, 20x) |" in scan
     assert language_table({"emoji": tables["emoji"]}) == []
 
 
