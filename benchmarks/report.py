@@ -259,7 +259,8 @@ def results_report(tables: dict[str, list[Row]], seeds: list[int], earlier_sourc
                   "(English: the model's own emoji config and text "
                   "input). MAP@all is the mean of both directions; exhaustive ranking unless the dataset tables "
                   "above say otherwise. The issue's goal: every model within 15% of its English MAP on zh (a "
-                  "zh / en MAP of 85% or more).", "", *languages, ""]
+                  "zh / en MAP of 85% or more). The reading, and what the word models' tables learn: "
+                  "[results/languages.md](results/languages.md).", "", *languages, ""]
     lines += ["## Details per model", "",
               "Diagnoses, sweeps and the choices behind each config, with the commands that measured them: "
               "`benchmarks/results/<model>.md`; probes that explain a trained run: `python -m benchmarks probe "
