@@ -29,8 +29,9 @@ K = 10
 BATCH = 32
 RECALL_TARGET = 0.95
 
-# name -> (backend, options, tuned to RECALL_TARGET at build)
 HELD_OUT = "held-out queries"  # what a row was tuned on: queries drawn apart from the index and the measured ones
+
+# name -> (backend, options, tuned to RECALL_TARGET at build)
 SETTINGS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "exact-float32": ("exact", {"dtype": "float32"}, False),
     "exact-bfloat16": ("exact", {"dtype": "bfloat16"}, False),
